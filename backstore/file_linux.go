@@ -1,0 +1,208 @@
+package backstore
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// FileOptions tune [OpenFile].
+type FileOptions struct {
+	// ReadOnly opens the file read-only; WriteAt fails with ErrReadOnly and
+	// a missing file is an error rather than created.
+	ReadOnly bool
+}
+
+// File is a [Store] backed by a regular file. Reads and writes go straight
+// between the caller's buffer and the file with pread and pwrite; FUA writes
+// use pwritev2 with RWF_DSYNC. An exclusive flock held while the store is
+// open keeps two servers from serving the same file.
+type File struct {
+	fd        fdio
+	size      int64
+	blockSize int
+	readOnly  bool
+}
+
+// OpenFile opens the regular file at path as a store with the given logical
+// block size (512 or 4096).
+//
+// If the file does not exist it is created, sparse, with the given size. If
+// it exists its size must equal size, unless size is 0, which means "use the
+// file's size". Either way the size must be a positive multiple of
+// blockSize.
+func OpenFile(path string, size int64, blockSize int, opts FileOptions) (*File, error) {
+	if err := validateBlockSize(blockSize); err != nil {
+		return nil, err
+	}
+	if size != 0 {
+		if err := ValidateGeometry(size, blockSize); err != nil {
+			return nil, fmt.Errorf("backstore: file %s: %w", path, err)
+		}
+	}
+	f, created, err := openOrCreate(path, size, opts.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	s := &File{fd: fdio{f: f, path: path}, blockSize: blockSize, readOnly: opts.ReadOnly}
+	if err := s.setup(size, created); err != nil {
+		_ = f.Close()
+		if created {
+			_ = os.Remove(path)
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// openOrCreate opens path, creating it if it is missing and may be created.
+func openOrCreate(path string, size int64, readOnly bool) (f *os.File, created bool, err error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	for {
+		f, err = os.OpenFile(path, flag, 0)
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		switch {
+		case readOnly:
+			return nil, false, fmt.Errorf("backstore: file %s does not exist and the store is read-only: %w", path, err)
+		case size == 0:
+			return nil, false, fmt.Errorf("backstore: file %s does not exist and no size was given to create it: %w", path, err)
+		}
+		f, err = os.OpenFile(path, flag|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			// Either created, or failed for a reason worth reporting. If
+			// someone else created it in between, open theirs.
+			created = err == nil
+			break
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("backstore: open file: %w", err)
+	}
+	return f, created, nil
+}
+
+// setup locks the file, sizes a new file and checks an existing one.
+func (s *File) setup(size int64, created bool) error {
+	path := s.fd.path
+	if err := s.fd.lock(); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("backstore: file %s: %w (is another odxtgt serving it?)", path, ErrLocked)
+		}
+		return fmt.Errorf("backstore: lock file %s: %w", path, err)
+	}
+	st, err := s.fd.f.Stat()
+	if err != nil {
+		return fmt.Errorf("backstore: stat: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("backstore: %s is not a regular file (mode %v); serve devices with a block store", path, st.Mode().Type())
+	}
+	if created {
+		// Sparse: ftruncate allocates nothing. Make the new file and its
+		// directory entry durable so a crash cannot lose the whole store.
+		if err := s.fd.f.Truncate(size); err != nil {
+			return fmt.Errorf("backstore: size new file: %w", err)
+		}
+		if err := s.fd.f.Sync(); err != nil {
+			return fmt.Errorf("backstore: sync new file: %w", err)
+		}
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return err
+		}
+		s.size = size
+		return nil
+	}
+	switch {
+	case size == 0:
+		if err := ValidateGeometry(st.Size(), s.blockSize); err != nil {
+			return fmt.Errorf("backstore: file %s: %w", path, err)
+		}
+		s.size = st.Size()
+	case st.Size() != size:
+		return fmt.Errorf("backstore: file %s is %d bytes but the configured size is %d bytes", path, st.Size(), size)
+	default:
+		s.size = size
+	}
+	return nil
+}
+
+// syncDir makes directory entries in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("backstore: open directory to sync it: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("backstore: sync directory: %w", err)
+	}
+	return nil
+}
+
+// ReadAt implements [Store].
+func (s *File) ReadAt(p []byte, off int64) error {
+	if err := checkRange(off, len(p), s.size); err != nil {
+		return s.opError(opRead, off, len(p), err)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return s.opError(opRead, off, len(p), s.fd.readFull(p, off))
+}
+
+// WriteAt implements [Store].
+func (s *File) WriteAt(p []byte, off int64, fua bool) error {
+	op := writeOp(fua)
+	if s.readOnly {
+		return s.opError(op, off, len(p), ErrReadOnly)
+	}
+	if err := checkRange(off, len(p), s.size); err != nil {
+		return s.opError(op, off, len(p), err)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return s.opError(op, off, len(p), s.fd.writeFull(p, off, fua))
+}
+
+// Sync implements [Store] with fdatasync.
+func (s *File) Sync() error {
+	return s.opError(opSync, 0, 0, s.fd.datasync())
+}
+
+// Size implements [Store].
+func (s *File) Size() int64 { return s.size }
+
+// BlockSize implements [Store].
+func (s *File) BlockSize() int { return s.blockSize }
+
+// PhysicalBlockSize implements [PhysicalBlockSizer]; it equals BlockSize.
+func (s *File) PhysicalBlockSize() int { return s.blockSize }
+
+// ReadOnly reports whether the store was opened read-only.
+func (s *File) ReadOnly() bool { return s.readOnly }
+
+// Path returns the file's path.
+func (s *File) Path() string { return s.fd.path }
+
+// Close implements [Store]; it also releases the file's lock.
+func (s *File) Close() error {
+	return s.opError(opClose, 0, 0, s.fd.close())
+}
+
+// opError wraps a non-nil err in an *OpError.
+func (s *File) opError(op string, off int64, n int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &OpError{Op: op, Path: s.fd.path, Off: off, Len: n, Err: err}
+}

@@ -1,0 +1,192 @@
+package scsi
+
+import (
+	"log/slog"
+	"sync"
+
+	"github.com/odxtgt/odxtgt/backstore"
+)
+
+// Identity is what a logical unit reports about itself in INQUIRY and its
+// VPD pages. It is fixed for the life of the LU and derived from the
+// configuration, so it is stable across restarts.
+type Identity struct {
+	Name     string // backstore name, used in log lines
+	Vendor   string // T10 VENDOR IDENTIFICATION, at most 8 bytes ("LIO-ORG")
+	Product  string // PRODUCT IDENTIFICATION, at most 16 bytes
+	Revision string // PRODUCT REVISION LEVEL, at most 4 bytes
+	Serial   string // unit serial number (VPD 80h), source of the NAA designator
+}
+
+// LUConfig configures NewLU.
+type LUConfig struct {
+	Identity   Identity
+	Store      backstore.Store
+	ReadOnly   bool
+	WriteCache bool // initial WCE of the caching mode page
+	Table      *Table
+	Logger     *slog.Logger
+}
+
+// LU is a logical unit: a backstore with its identity, mode state, unit
+// attentions and task set. All methods are safe for concurrent use.
+type LU struct {
+	Identity Identity
+	Store    backstore.Store // nil for the absent LU
+	ReadOnly bool
+	Table    *Table
+	Log      *slog.Logger
+
+	mu    sync.Mutex // guards everything below
+	mode  ModeState
+	ua    map[string][]ASC // pending unit attentions by nexus key
+	seen  map[string]bool  // nexus keys that have sent a command
+	tasks []*task          // the task set, in arrival order
+}
+
+// ModeState is the changeable mode parameters shared by all I_T nexuses.
+type ModeState struct {
+	DSense bool // control mode page D_SENSE: descriptor-format sense data
+	WCE    bool // caching mode page WCE: write cache enabled
+	SWP    bool // control mode page SWP: software write protect
+}
+
+// NewLU returns a logical unit. The first command from every I_T nexus
+// reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED, as a freshly
+// started device does (SAM-5 6.3.1).
+func NewLU(cfg LUConfig) *LU {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &LU{
+		Identity: cfg.Identity,
+		Store:    cfg.Store,
+		ReadOnly: cfg.ReadOnly,
+		Table:    cfg.Table,
+		Log:      log.With("lu", cfg.Identity.Name),
+		mode:     ModeState{WCE: cfg.WriteCache},
+		ua:       map[string][]ASC{},
+		seen:     map[string]bool{},
+	}
+}
+
+// NewAbsentLU returns the logical unit that answers for LUNs without one:
+// INQUIRY reports peripheral qualifier 011b, REPORT LUNS and REQUEST SENSE
+// work, everything else is LOGICAL UNIT NOT SUPPORTED (SPC-4 4.6.2).
+func NewAbsentLU(table *Table, logger *slog.Logger) *LU {
+	lu := NewLU(LUConfig{Identity: Identity{Name: "(no LU)"}, Table: table, Logger: logger})
+	return lu
+}
+
+// Present reports whether this is a real logical unit.
+func (lu *LU) Present() bool { return lu.Store != nil }
+
+// Mode returns the current mode state.
+func (lu *LU) Mode() ModeState {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	return lu.mode
+}
+
+// SetMode replaces the mode state. When it changed, every other I_T nexus
+// gets MODE PARAMETERS CHANGED (SPC-4 7.5.1).
+func (lu *LU) SetMode(from *Nexus, m ModeState) {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	if m == lu.mode {
+		return
+	}
+	lu.mode = m
+	lu.establishUALocked(ASCModeParametersChanged, from.Key())
+}
+
+// WriteCacheEnabled reports WCE: when clear, every write is forced to the
+// medium before GOOD (SBC-3 6.4.5).
+func (lu *LU) WriteCacheEnabled() bool { return lu.Mode().WCE }
+
+// WriteProtected reports whether writes are refused: the LU is read-only or
+// software write protect is set.
+func (lu *LU) WriteProtected() bool { return lu.ReadOnly || lu.Mode().SWP }
+
+// EstablishUA queues a unit attention for every I_T nexus except the one
+// named by exceptKey ("" for none).
+func (lu *LU) EstablishUA(code ASC, exceptKey string) {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	lu.establishUALocked(code, exceptKey)
+}
+
+func (lu *LU) establishUALocked(code ASC, exceptKey string) {
+	for key := range lu.seen {
+		if key != exceptKey {
+			lu.queueUALocked(key, code)
+		}
+	}
+}
+
+// maxPendingUA bounds the unit attentions queued per nexus; past it the
+// oldest is dropped, as SPC-4 5.14 allows when storage runs out.
+const maxPendingUA = 8
+
+func (lu *LU) queueUALocked(key string, code ASC) {
+	q := lu.ua[key]
+	for _, c := range q {
+		if c == code {
+			return
+		}
+	}
+	if len(q) == maxPendingUA {
+		q = q[1:]
+	}
+	lu.ua[key] = append(q, code)
+}
+
+// noteNexusLocked records a nexus's first command, queueing the power-on
+// unit attention for it.
+func (lu *LU) noteNexusLocked(key string) {
+	if !lu.seen[key] {
+		lu.seen[key] = true
+		lu.queueUALocked(key, ASCPowerOnResetOrBusDeviceReset)
+	}
+}
+
+// TakeUA removes and returns the oldest pending unit attention for the
+// nexus, or nil.
+func (lu *LU) TakeUA(n *Nexus) *Sense {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	return lu.takeUALocked(n.Key())
+}
+
+func (lu *LU) takeUALocked(key string) *Sense {
+	q := lu.ua[key]
+	if len(q) == 0 {
+		return nil
+	}
+	if len(q) == 1 {
+		delete(lu.ua, key)
+	} else {
+		lu.ua[key] = q[1:]
+	}
+	return NewSense(UnitAttention, q[0])
+}
+
+// ClearUA drops a pending unit attention with the given code for the nexus
+// (REPORT LUNS clears REPORTED LUNS DATA HAS CHANGED, SPC-4 6.33).
+func (lu *LU) ClearUA(n *Nexus, code ASC) {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	key := n.Key()
+	q := lu.ua[key][:0:0]
+	for _, c := range lu.ua[key] {
+		if c != code {
+			q = append(q, c)
+		}
+	}
+	if len(q) == 0 {
+		delete(lu.ua, key)
+	} else {
+		lu.ua[key] = q
+	}
+}

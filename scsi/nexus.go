@@ -1,0 +1,92 @@
+package scsi
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+)
+
+// Nexus is an I_T nexus: one initiator port logged in to one target port,
+// and the logical units that nexus may see (SAM-5 4.7). The transport makes
+// one per session; its fields do not change afterwards.
+type Nexus struct {
+	// InitiatorName is the initiator's iSCSI name; InitiatorPort the SCSI
+	// initiator port name (for iSCSI "<name>,i,0x<ISID>", RFC 7143 10.1).
+	InitiatorName string
+	InitiatorPort string
+	// TargetName is the target's iSCSI name; TargetPort the SCSI target
+	// port name ("<name>,t,0x<TPGT>").
+	TargetName string
+	TargetPort string
+	// TPGT is the target portal group tag, RelativePortID the relative
+	// target port identifier reported in VPD page 83h.
+	TPGT           uint16
+	RelativePortID uint16
+
+	lus    map[uint64]*LU
+	luns   []uint64
+	absent *LU
+}
+
+// NewNexus returns a nexus that sees the given logical units by LUN.
+// Commands to any other LUN go to absent, a logical unit created with
+// NewAbsentLU that answers as SPC-4 requires for an unsupported LUN.
+func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
+	n.lus = lus
+	n.absent = absent
+	n.luns = make([]uint64, 0, len(lus))
+	for lun := range lus {
+		n.luns = append(n.luns, lun)
+	}
+	slices.Sort(n.luns)
+	return &n
+}
+
+// Key identifies the nexus in per-nexus state (unit attentions, tasks):
+// the initiator port and target port names together.
+func (n *Nexus) Key() string { return n.InitiatorPort + "|" + n.TargetPort }
+
+// LUNs returns the LUNs the nexus may see, in ascending order.
+func (n *Nexus) LUNs() []uint64 { return n.luns }
+
+// LU returns the logical unit at lun, or the absent logical unit.
+func (n *Nexus) LU(lun uint64) *LU {
+	if lu := n.lus[lun]; lu != nil {
+		return lu
+	}
+	return n.absent
+}
+
+// MaxLUN is the largest LUN odxtgt addresses: the flat space addressing
+// method covers 0-16383 (SAM-5 4.7.7.3).
+const MaxLUN = 16383
+
+// EncodeLUN encodes a single-level LUN in the 8-byte LUN format: peripheral
+// device addressing below 256, flat space addressing above (SAM-5 4.7.7).
+func EncodeLUN(lun uint64) [8]byte {
+	var b [8]byte
+	if lun < 256 {
+		b[1] = byte(lun)
+	} else {
+		binary.BigEndian.PutUint16(b[:], 0x4000|uint16(lun&0x3FFF))
+	}
+	return b
+}
+
+// DecodeLUN decodes an 8-byte single-level LUN in peripheral or flat space
+// addressing; other addressing methods and multi-level LUNs are errors.
+func DecodeLUN(b [8]byte) (uint64, error) {
+	if binary.BigEndian.Uint64(b[:])&0x0000FFFFFFFFFFFF != 0 {
+		return 0, fmt.Errorf("LUN %x: only single-level LUNs are supported", b)
+	}
+	switch b[0] >> 6 {
+	case 0: // peripheral device addressing, bus 0
+		if b[0] != 0 {
+			return 0, fmt.Errorf("LUN %x: bus identifier %d is not supported", b, b[0]&0x3F)
+		}
+		return uint64(b[1]), nil
+	case 1: // flat space addressing
+		return uint64(binary.BigEndian.Uint16(b[:]) & 0x3FFF), nil
+	}
+	return 0, fmt.Errorf("LUN %x: address method %d is not supported", b, b[0]>>6)
+}

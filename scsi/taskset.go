@@ -1,0 +1,225 @@
+package scsi
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+)
+
+// task is one command in a logical unit's task set.
+type task struct {
+	cmd     *Command
+	key     string // nexus key
+	attr    TaskAttr
+	deps    []*task // older tasks this one must wait for (SAM-5 8.6)
+	cancel  context.CancelFunc
+	done    chan struct{}
+	aborted bool // guarded by LU.mu
+}
+
+// InvalidLUN is the LUN a transport gives a command whose LUN field it could
+// not decode; it always addresses the absent logical unit.
+const InvalidLUN = ^uint64(0)
+
+// Submit enters cmd into the task set of the logical unit its nexus maps
+// cmd.LUN to and runs it on its own goroutine; done is called once with
+// the finished command (cmd.Aborted set if a task management function or
+// session loss ended it). The transport calls Submit in command order
+// (CmdSN order for iSCSI): the task set orders execution from that.
+func Submit(cmd *Command, done func(*Command)) {
+	lu := cmd.Nexus.LU(cmd.LUN)
+	cmd.lu = lu
+	t := lu.enter(cmd)
+	go lu.run(t, done)
+}
+
+// enter adds a task to the task set and works out which older tasks it must
+// wait for: a SIMPLE task waits for older ORDERED and HEAD OF QUEUE tasks,
+// an ORDERED task for every older task, a HEAD OF QUEUE task for none
+// (SAM-5 8.6, with one task set shared by all I_T nexuses).
+func (lu *LU) enter(cmd *Command) *task {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd.ctx = ctx
+	t := &task{cmd: cmd, key: cmd.Nexus.Key(), attr: cmd.Attr, cancel: cancel, done: make(chan struct{})}
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	for _, old := range lu.tasks {
+		switch t.attr {
+		case TaskHeadOfQueue:
+		case TaskOrdered:
+			t.deps = append(t.deps, old)
+		default:
+			if old.attr == TaskOrdered || old.attr == TaskHeadOfQueue {
+				t.deps = append(t.deps, old)
+			}
+		}
+	}
+	lu.tasks = append(lu.tasks, t)
+	return t
+}
+
+func (lu *LU) run(t *task, done func(*Command)) {
+	ctx := t.cmd.Context()
+	waiting := true
+	for _, d := range t.deps {
+		select {
+		case <-d.done:
+		case <-ctx.Done():
+			waiting = false
+		}
+		if !waiting {
+			break
+		}
+	}
+	t.deps = nil
+	if waiting {
+		lu.execute(t.cmd)
+	}
+	lu.mu.Lock()
+	t.cmd.Aborted = t.aborted
+	if i := slices.Index(lu.tasks, t); i >= 0 {
+		lu.tasks = slices.Delete(lu.tasks, i, i+1)
+	}
+	lu.mu.Unlock()
+	t.cancel()
+	close(t.done)
+	done(t.cmd)
+}
+
+// execute dispatches one command: absent LU, unit attention, table lookup
+// and CDB check, write protection, then the handler. A handler panic is
+// logged with its stack and reported as INTERNAL TARGET FAILURE for this
+// command only.
+func (lu *LU) execute(cmd *Command) {
+	defer func() {
+		if r := recover(); r != nil {
+			lu.Log.Error("command handler panicked", "cdb", fmt.Sprintf("% x", cmd.CDB), "panic", r, "stack", string(debug.Stack()))
+			cmd.DataIn = nil
+			lu.fail(cmd, InternalTargetFailure())
+		}
+	}()
+	cmd.Status = StatusGood
+	d, sense := lu.Table.Lookup(cmd.CDB)
+	if !lu.Present() {
+		if d == nil || d.Flags&FlagNoLU == 0 {
+			lu.fail(cmd, NewSense(IllegalRequest, ASCLUNotSupported))
+			return
+		}
+	} else if d == nil || d.Flags&FlagIgnoresUA == 0 {
+		lu.mu.Lock()
+		lu.noteNexusLocked(cmd.Nexus.Key())
+		ua := lu.takeUALocked(cmd.Nexus.Key())
+		lu.mu.Unlock()
+		if ua != nil {
+			lu.fail(cmd, ua)
+			return
+		}
+	} else {
+		lu.mu.Lock()
+		lu.noteNexusLocked(cmd.Nexus.Key())
+		lu.mu.Unlock()
+	}
+	if sense != nil {
+		lu.fail(cmd, sense)
+		return
+	}
+	if d.Flags&FlagWritesMedium != 0 && lu.WriteProtected() {
+		lu.fail(cmd, WriteProtected())
+		return
+	}
+	if err := d.Handler(cmd); err != nil {
+		s, ok := err.(*Sense)
+		if !ok {
+			lu.Log.Error("command failed", "command", d.Name, "err", err)
+			s = InternalTargetFailure()
+		}
+		lu.fail(cmd, s)
+	}
+}
+
+// fail ends cmd with CHECK CONDITION and s encoded per D_SENSE.
+func (lu *LU) fail(cmd *Command, s *Sense) {
+	cmd.Status = StatusCheckCondition
+	cmd.Sense = s.Encode(lu.Mode().DSense)
+	cmd.DataIn = nil
+}
+
+// selectTasks marks the tasks that match as aborted, cancels them and
+// returns their done channels along with the nexus keys they belonged to.
+func (lu *LU) abortMatching(match func(*task) bool) (waits []chan struct{}, keys map[string]bool) {
+	keys = map[string]bool{}
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	for _, t := range lu.tasks {
+		if match(t) {
+			t.aborted = true
+			t.cancel()
+			waits = append(waits, t.done)
+			keys[t.key] = true
+		}
+	}
+	return waits, keys
+}
+
+func wait(chans []chan struct{}) {
+	for _, c := range chans {
+		<-c
+	}
+}
+
+// AbortTask aborts the task with the given tag from the nexus and waits
+// until it has ended. It reports whether such a task was in the task set.
+func (lu *LU) AbortTask(n *Nexus, tag uint64) bool {
+	key := n.Key()
+	waits, _ := lu.abortMatching(func(t *task) bool { return t.key == key && t.cmd.Tag == tag && !t.aborted })
+	wait(waits)
+	return len(waits) > 0
+}
+
+// QueryTask reports whether a task with the given tag from the nexus is in
+// the task set (SAM-5 7.8).
+func (lu *LU) QueryTask(n *Nexus, tag uint64) bool {
+	key := n.Key()
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	for _, t := range lu.tasks {
+		if t.key == key && t.cmd.Tag == tag && !t.aborted {
+			return true
+		}
+	}
+	return false
+}
+
+// AbortTaskSet aborts every task from the nexus and waits for them to end
+// (SAM-5 7.3). It is also what a transport calls when a session ends.
+func (lu *LU) AbortTaskSet(n *Nexus) {
+	key := n.Key()
+	waits, _ := lu.abortMatching(func(t *task) bool { return t.key == key })
+	wait(waits)
+}
+
+// ClearTaskSet aborts every task from every nexus; nexuses other than n
+// that lost tasks get COMMANDS CLEARED BY ANOTHER INITIATOR (SAM-5 7.4,
+// with TAS=0).
+func (lu *LU) ClearTaskSet(n *Nexus) {
+	waits, keys := lu.abortMatching(func(*task) bool { return true })
+	wait(waits)
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	for key := range keys {
+		if key != n.Key() {
+			lu.queueUALocked(key, ASCCommandsClearedByAnotherInit)
+		}
+	}
+}
+
+// Reset performs a logical unit reset (SAM-5 7.7): every task is aborted
+// and every I_T nexus gets a unit attention with the given code (BUS DEVICE
+// RESET FUNCTION OCCURRED for LOGICAL UNIT RESET, POWER ON, RESET, OR BUS
+// DEVICE RESET OCCURRED for a target reset).
+func (lu *LU) Reset(code ASC) {
+	waits, _ := lu.abortMatching(func(*task) bool { return true })
+	wait(waits)
+	lu.EstablishUA(code, "")
+}
