@@ -39,20 +39,23 @@ type ASC uint16
 
 // Additional sense codes used by odxtgt.
 const (
-	ASCNoAdditionalSense              ASC = 0x0000
-	ASCLUNotReadyManualIntervention   ASC = 0x0403
-	ASCWriteError                     ASC = 0x0C00
-	ASCUnrecoveredReadError           ASC = 0x1100
-	ASCParameterListLengthError       ASC = 0x1A00
-	ASCMiscompareDuringVerify         ASC = 0x1D00
-	ASCInvalidCommandOperationCode    ASC = 0x2000
-	ASCLBAOutOfRange                  ASC = 0x2100
-	ASCInvalidFieldInCDB              ASC = 0x2400
-	ASCLUNotSupported                 ASC = 0x2500
-	ASCInvalidFieldInParameterList    ASC = 0x2600
-	ASCParameterNotSupported          ASC = 0x2601
-	ASCParameterValueInvalid          ASC = 0x2602
-	ASCWriteProtected                 ASC = 0x2700
+	ASCNoAdditionalSense            ASC = 0x0000
+	ASCLUNotReadyManualIntervention ASC = 0x0403
+	ASCWriteError                   ASC = 0x0C00
+	ASCUnrecoveredReadError         ASC = 0x1100
+	ASCParameterListLengthError     ASC = 0x1A00
+	ASCMiscompareDuringVerify       ASC = 0x1D00
+	ASCInvalidCommandOperationCode  ASC = 0x2000
+	ASCLBAOutOfRange                ASC = 0x2100
+	ASCInvalidFieldInCDB            ASC = 0x2400
+	ASCLUNotSupported               ASC = 0x2500
+	ASCInvalidFieldInParameterList  ASC = 0x2600
+	ASCParameterNotSupported        ASC = 0x2601
+	ASCParameterValueInvalid        ASC = 0x2602
+	ASCWriteProtected               ASC = 0x2700
+	// ASCSpaceAllocationFailedWP: a thin-provisioned logical unit found
+	// no space to allocate for a write (SBC-3 4.7.3.6).
+	ASCSpaceAllocationFailedWP        ASC = 0x2707
 	ASCPowerOnResetOrBusDeviceReset   ASC = 0x2900
 	ASCPowerOnOccurred                ASC = 0x2901
 	ASCBusDeviceResetFunctionOccurred ASC = 0x2903
@@ -82,6 +85,7 @@ var ascNames = map[ASC]string{
 	ASCParameterNotSupported:          "PARAMETER NOT SUPPORTED",
 	ASCParameterValueInvalid:          "PARAMETER VALUE INVALID",
 	ASCWriteProtected:                 "WRITE PROTECTED",
+	ASCSpaceAllocationFailedWP:        "SPACE ALLOCATION FAILED WRITE PROTECT",
 	ASCPowerOnResetOrBusDeviceReset:   "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED",
 	ASCPowerOnOccurred:                "POWER ON OCCURRED",
 	ASCBusDeviceResetFunctionOccurred: "BUS DEVICE RESET FUNCTION OCCURRED",

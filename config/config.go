@@ -1,0 +1,176 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+)
+
+// Backstore types.
+const (
+	TypeFile   = "file"   // a regular file, created sparse when missing
+	TypeBlock  = "block"  // a raw block device
+	TypeMemory = "memory" // RAM, lost when odxtgt exits
+)
+
+// Defaults and limits of the configuration.
+const (
+	// DefaultPort is the IANA-registered iSCSI TCP port, used when a
+	// portal gives no port.
+	DefaultPort = 3260
+	// DefaultBlockSize is the logical block size when block_size is absent.
+	DefaultBlockSize = 512
+	// MaxLUN is the highest LUN odxtgt accepts: the 14-bit range of the
+	// peripheral device / flat space LUN addressing methods of SAM-5.
+	MaxLUN = 16383
+	// DefaultTPGTag is the tag of the single TPG of a target given in the
+	// short form.
+	DefaultTPGTag = 1
+	// DemoIQN is the target name of the embedded demo configuration.
+	DemoIQN = "iqn.2025-01.io.odxtgt:demo"
+)
+
+// Config is a complete, validated odxtgt LUN map.
+type Config struct {
+	Backstores []Backstore
+	Targets    []Target
+}
+
+// Backstore is one storage object that targets map as LUNs.
+type Backstore struct {
+	// Name identifies the backstore in LUN maps; [A-Za-z0-9_.-]+.
+	Name string
+	// Type is TypeFile, TypeBlock or TypeMemory.
+	Type string
+	// Path is the file or device; empty for TypeMemory.
+	Path string
+	// Size in bytes. For TypeFile 0 means "use the size of the existing
+	// file"; for TypeBlock it is always 0 (the device decides).
+	Size int64
+	// BlockSize is the logical block size: 512 or 4096.
+	BlockSize int
+	// Serial is the unit serial number (VPD page 80h), also the seed of the
+	// NAA designator; printable ASCII.
+	Serial string
+	// Product is the INQUIRY PRODUCT IDENTIFICATION, at most 16 printable
+	// ASCII characters.
+	Product string
+	// ReadOnly makes the logical unit write protected.
+	ReadOnly bool
+	// WriteCache is the WCE bit of the caching mode page.
+	WriteCache bool
+	// Direct opens a TypeBlock device with O_DIRECT.
+	Direct bool
+	// Line is where the backstore starts in the YAML source (0 if none).
+	Line int
+}
+
+// Target is one iSCSI target node.
+type Target struct {
+	// IQN is the iSCSI name of the target (iqn., eui. or naa. form).
+	IQN string
+	// Alias is the optional TargetAlias (RFC 7143 §13.6).
+	Alias string
+	// TPGs are the target portal groups; a target written in the short
+	// form has exactly one, with tag DefaultTPGTag.
+	TPGs []TPG
+	// Line is where the target starts in the YAML source (0 if none).
+	Line int
+}
+
+// TPG is a target portal group: the portals that reach a target together
+// with the LUNs, authentication and access list served through them.
+type TPG struct {
+	// Tag is the Target Portal Group Tag, 1..65535.
+	Tag uint16
+	// Portals are canonical "ip:port" strings ("[ipv6]:port" for IPv6),
+	// as produced by ParsePortal(...).String().
+	Portals []string
+	// LUNs maps LUN numbers to backstores.
+	LUNs []LUN
+	// Auth, when set, requires CHAP from every initiator that has no ACL
+	// auth of its own.
+	Auth *Auth
+	// ACLs, when non-empty, list the only initiators allowed to log in.
+	// Empty means any initiator may log in and sees every LUN.
+	ACLs []ACL
+}
+
+// LUN maps one logical unit number to a backstore.
+type LUN struct {
+	LUN       uint64
+	Backstore string
+}
+
+// ACL lets one initiator log in.
+type ACL struct {
+	// Initiator is the initiator's iSCSI name.
+	Initiator string
+	// LUNs are the TPG LUNs this initiator sees (with the same numbers);
+	// nil means all of them.
+	LUNs []uint64
+	// Auth, when set, replaces the TPG's Auth for this initiator.
+	Auth *Auth
+}
+
+// Auth holds CHAP credentials (RFC 7143 §12.1.3). ChapUser/ChapSecret
+// authenticate the initiator; MutualUser/MutualSecret, when set, are what
+// the target answers with when the initiator asks for mutual CHAP.
+type Auth struct {
+	ChapUser     string
+	ChapSecret   string
+	MutualUser   string
+	MutualSecret string
+}
+
+// DefaultSerial returns the unit serial number used when a backstore has
+// none: the first 16 bytes of SHA-256("odxtgt:" + name), with the version
+// and variant bits set as for an RFC 9562 version 8 UUID, written as
+// lowercase hex in the 8-4-4-4-12 layout (the shape LIO gives its own unit
+// serials). The same name always yields the same serial, so designators
+// survive restarts.
+func DefaultSerial(name string) string {
+	sum := sha256.Sum256([]byte("odxtgt:" + name))
+	u := sum[:16]
+	u[6] = u[6]&0x0f | 0x80 // version 8 (RFC 9562 §5.8)
+	u[8] = u[8]&0x3f | 0x80 // variant 10b (RFC 9562 §4.1)
+	h := hex.EncodeToString(u)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// DefaultProduct returns the INQUIRY product identification used when a
+// backstore has none: its name cut to 16 characters.
+func DefaultProduct(name string) string {
+	if len(name) > maxProductLen {
+		return name[:maxProductLen]
+	}
+	return name
+}
+
+// Default returns the embedded demo configuration: target DemoIQN on
+// 127.0.0.1:3260 with LUN 0 backed by the 1 GiB sparse file
+// <dataDir>/demo.img (backstore "demo"), open to any initiator. dataDir
+// must be an absolute path.
+func Default(dataDir string) *Config {
+	const name = "demo"
+	return &Config{
+		Backstores: []Backstore{{
+			Name:       name,
+			Type:       TypeFile,
+			Path:       filepath.Join(dataDir, "demo.img"),
+			Size:       1 << 30,
+			BlockSize:  DefaultBlockSize,
+			Serial:     DefaultSerial(name),
+			Product:    DefaultProduct(name),
+			WriteCache: true,
+		}},
+		Targets: []Target{{
+			IQN: DemoIQN,
+			TPGs: []TPG{{
+				Tag:     DefaultTPGTag,
+				Portals: []string{"127.0.0.1:3260"},
+				LUNs:    []LUN{{LUN: 0, Backstore: name}},
+			}},
+		}},
+	}
+}

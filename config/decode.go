@@ -1,0 +1,518 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Parse reads a YAML configuration (see the package documentation), fills
+// in defaults and validates it. On failure the error is Errors, listing
+// every problem with its line and key path. Parse does not touch the file
+// system: whether files and devices exist is for the caller to check.
+func Parse(data []byte) (*Config, error) {
+	r := &reporter{pos: positions{lines: map[string]position{}, short: map[int]bool{}, quiet: map[string]bool{}}}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{Msg: "configuration is empty"}}
+		}
+		return nil, Errors{syntaxError(err)}
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		return nil, Errors{{Line: extra.Line, Msg: "only one YAML document is allowed"}}
+	case !errors.Is(err, io.EOF):
+		return nil, Errors{syntaxError(err)}
+	}
+	d := &decoder{reporter: r}
+	cfg := d.config(doc.Content[0])
+	if cfg == nil {
+		return nil, r.result()
+	}
+	validate(cfg, r)
+	if err := r.result(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Load reads and parses the configuration file at path. Errors from Parse
+// come back as Errors with File set to path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := Parse(data)
+	var errs Errors
+	if errors.As(err, &errs) {
+		for i := range errs {
+			errs[i].File = path
+		}
+		return nil, errs
+	}
+	return cfg, err
+}
+
+// yamlLine matches the position prefix of the YAML parser's messages.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError turns a YAML parser error into a FieldError.
+func syntaxError(err error) FieldError {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return FieldError{Line: line, Msg: "YAML syntax: " + m[2]}
+	}
+	return FieldError{Msg: "YAML syntax: " + err.Error()}
+}
+
+// decoder turns the YAML node tree into a Config. It reports malformed
+// YAML: wrong node kinds and types, unknown and duplicate keys, and values
+// that do not parse. Everything else is left to the validator.
+type decoder struct {
+	*reporter
+}
+
+// fail reports a problem with the value n at path and silences the
+// validator for path and everything under it.
+func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	d.report(at(n), path, fmt.Sprintf(format, args...))
+	d.pos.quiet[path] = true
+}
+
+// at returns the position of a node.
+func at(n *yaml.Node) position {
+	return position{line: n.Line, column: n.Column}
+}
+
+// describe names the kind of a node for error messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	switch tag := n.ShortTag(); tag {
+	case "!!str":
+		return "a string"
+	case "!!int":
+		return "an integer"
+	case "!!float":
+		return "a number"
+	case "!!bool":
+		return "a boolean"
+	case "!!null":
+		return "null"
+	case "!!timestamp":
+		return "a timestamp"
+	default:
+		return "a value tagged " + tag
+	}
+}
+
+// want checks that n is a node of the given kind (and, for scalars, tag).
+func (d *decoder) want(n *yaml.Node, path string, kind yaml.Kind, tag, name string) bool {
+	if n.Kind == yaml.AliasNode {
+		d.fail(n, path, "YAML aliases are not supported")
+		return false
+	}
+	if n.Kind == kind && (tag == "" || n.ShortTag() == tag) {
+		return true
+	}
+	hint := ""
+	if tag == "!!str" && n.Kind == yaml.ScalarNode {
+		hint = " (quote the value)"
+	}
+	d.fail(n, path, "must be %s, got %s%s", name, describe(n), hint)
+	return false
+}
+
+// fields is a decoded mapping: the value node of each known key present.
+type fields struct {
+	d    *decoder
+	path string
+	m    map[string]*yaml.Node
+}
+
+// mapping reads mapping n, reporting keys that are not in known and keys
+// given twice. A nil m means n was not a mapping.
+func (d *decoder) mapping(n *yaml.Node, path string, known ...string) fields {
+	f := fields{d: d, path: path}
+	if !d.want(n, path, yaml.MappingNode, "", "a mapping") {
+		return f
+	}
+	f.m = map[string]*yaml.Node{}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.report(at(k), path, "keys must be plain strings, got "+describe(k))
+			continue
+		}
+		kp := childPath(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.report(at(k), kp, fmt.Sprintf("duplicate key (first given at line %d)", first))
+			continue
+		}
+		seen[k.Value] = k.Line
+		if !slices.Contains(known, k.Value) {
+			d.report(at(k), kp, "unknown key"+suggest(k.Value, known))
+			continue
+		}
+		f.m[k.Value] = v
+		d.pos.lines[kp] = at(v)
+	}
+	return f
+}
+
+// str decodes a string field into dst, if the key is present.
+func (f fields) str(key string, dst *string) bool {
+	n := f.m[key]
+	if n == nil {
+		return false
+	}
+	if f.d.want(n, childPath(f.path, key), yaml.ScalarNode, "!!str", "a string") {
+		*dst = n.Value
+	}
+	return true
+}
+
+// boolean decodes a boolean field into dst, if the key is present.
+func (f fields) boolean(key string, dst *bool) {
+	n := f.m[key]
+	if n == nil {
+		return
+	}
+	path := childPath(f.path, key)
+	if f.d.want(n, path, yaml.ScalarNode, "!!bool", "true or false") {
+		if err := n.Decode(dst); err != nil {
+			f.d.fail(n, path, "must be true or false")
+		}
+	}
+}
+
+// integer decodes an integer node.
+func (d *decoder) integer(n *yaml.Node, path string) (int64, bool) {
+	if !d.want(n, path, yaml.ScalarNode, "!!int", "an integer") {
+		return 0, false
+	}
+	var v int64
+	if err := n.Decode(&v); err != nil {
+		d.fail(n, path, "integer out of range")
+		return 0, false
+	}
+	return v, true
+}
+
+// list decodes a sequence field, if the key is present.
+func (f fields) list(key string) (items []*yaml.Node, present bool) {
+	n := f.m[key]
+	if n == nil {
+		return nil, false
+	}
+	path := childPath(f.path, key)
+	if !f.d.want(n, path, yaml.SequenceNode, "", "a list") {
+		return nil, true
+	}
+	for i, item := range n.Content {
+		f.d.pos.lines[indexPath(path, i)] = at(item)
+	}
+	return n.Content, true
+}
+
+// suggest proposes the known key closest to an unknown one.
+func suggest(key string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if dist := editDistance(key, k); dist < bestDist {
+			best, bestDist = k, dist
+		}
+	}
+	if best == "" {
+		return fmt.Sprintf(" (expected one of: %s)", strings.Join(known, ", "))
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func (d *decoder) config(root *yaml.Node) *Config {
+	f := d.mapping(root, "", "backstores", "targets")
+	if f.m == nil {
+		return nil
+	}
+	cfg := &Config{}
+	d.pos.lines[""] = at(root)
+	if items, _ := f.list("backstores"); items != nil {
+		cfg.Backstores = make([]Backstore, len(items))
+		for i, n := range items {
+			cfg.Backstores[i] = d.backstore(n, indexPath("backstores", i))
+		}
+	}
+	if items, _ := f.list("targets"); items != nil {
+		cfg.Targets = make([]Target, len(items))
+		for i, n := range items {
+			cfg.Targets[i] = d.target(n, i)
+		}
+	}
+	return cfg
+}
+
+func (d *decoder) backstore(n *yaml.Node, path string) Backstore {
+	d.pos.lines[path] = at(n)
+	b := Backstore{Line: n.Line, BlockSize: DefaultBlockSize, WriteCache: true}
+	f := d.mapping(n, path, "name", "type", "path", "size", "block_size",
+		"serial", "product", "readonly", "write_cache", "direct")
+	if f.m == nil {
+		return b
+	}
+	f.str("name", &b.Name)
+	f.str("type", &b.Type)
+	f.str("path", &b.Path)
+	if v := f.m["size"]; v != nil {
+		b.Size = d.size(v, path+".size")
+	}
+	if v := f.m["block_size"]; v != nil {
+		if bs, ok := d.integer(v, path+".block_size"); ok {
+			if bs != 512 && bs != 4096 {
+				d.fail(v, path+".block_size", "must be 512 or 4096, not %d", bs)
+			}
+			b.BlockSize = int(bs)
+		}
+	}
+	// The defaults derive from the name; when the name is unusable, they
+	// would only produce follow-on errors.
+	nameOK := checkBackstoreName(b.Name) == ""
+	if !f.str("serial", &b.Serial) {
+		if nameOK {
+			b.Serial = DefaultSerial(b.Name)
+		} else {
+			d.pos.quiet[path+".serial"] = true
+		}
+	}
+	if !f.str("product", &b.Product) {
+		if nameOK {
+			b.Product = DefaultProduct(b.Name)
+		} else {
+			d.pos.quiet[path+".product"] = true
+		}
+	}
+	f.boolean("readonly", &b.ReadOnly)
+	f.boolean("write_cache", &b.WriteCache)
+	f.boolean("direct", &b.Direct)
+	return b
+}
+
+// size decodes a size: an integer byte count or a ParseSize string.
+func (d *decoder) size(n *yaml.Node, path string) int64 {
+	var size int64
+	switch {
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!int":
+		v, ok := d.integer(n, path)
+		if !ok {
+			return 0
+		}
+		size = v
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
+		v, err := ParseSize(n.Value)
+		if err != nil {
+			d.fail(n, path, "%v", err)
+			return 0
+		}
+		size = v
+	default:
+		d.want(n, path, yaml.ScalarNode, "!!int", `a byte count or a size such as "10GiB"`)
+		return 0
+	}
+	if size <= 0 {
+		d.fail(n, path, "must be greater than 0")
+		return 0
+	}
+	return size
+}
+
+func (d *decoder) target(n *yaml.Node, i int) Target {
+	path := indexPath("targets", i)
+	d.pos.lines[path] = at(n)
+	t := Target{Line: n.Line}
+	f := d.mapping(n, path, "iqn", "alias", "portals", "luns", "auth", "acls", "tpgs")
+	if f.m == nil {
+		return t
+	}
+	f.str("iqn", &t.IQN)
+	if f.str("alias", &t.Alias) && t.Alias == "" && !d.pos.quiet[path+".alias"] {
+		d.fail(f.m["alias"], path+".alias", "must not be empty (omit alias for none)")
+	}
+	items, long := f.list("tpgs")
+	if !long {
+		d.pos.short[i] = true
+		t.TPGs = []TPG{d.tpgBody(f, DefaultTPGTag)}
+		return t
+	}
+	for _, key := range []string{"portals", "luns", "auth", "acls"} {
+		if v := f.m[key]; v != nil {
+			d.fail(v, childPath(path, key), "cannot be combined with tpgs (give %s inside each tpg)", key)
+		}
+	}
+	t.TPGs = make([]TPG, len(items))
+	for j, item := range items {
+		t.TPGs[j] = d.tpg(item, indexPath(path+".tpgs", j))
+	}
+	return t
+}
+
+// tpg decodes one element of a target's tpgs list.
+func (d *decoder) tpg(n *yaml.Node, path string) TPG {
+	d.pos.lines[path] = at(n)
+	f := d.mapping(n, path, "tag", "portals", "luns", "auth", "acls")
+	if f.m == nil {
+		return TPG{}
+	}
+	var tag uint16
+	if v := f.m["tag"]; v != nil {
+		if t, ok := d.integer(v, path+".tag"); ok {
+			if t < 1 || t > math.MaxUint16 {
+				d.fail(v, path+".tag", "must be between 1 and 65535")
+			} else {
+				tag = uint16(t)
+			}
+		}
+	}
+	return d.tpgBody(f, tag)
+}
+
+// tpgBody decodes the keys a TPG shares with a short-form target.
+func (d *decoder) tpgBody(f fields, tag uint16) TPG {
+	g := TPG{Tag: tag}
+	items, _ := f.list("portals")
+	for i, n := range items {
+		path := indexPath(f.path+".portals", i)
+		var s string
+		if d.want(n, path, yaml.ScalarNode, "!!str", "a string") {
+			if ap, err := ParsePortal(n.Value); err != nil {
+				d.fail(n, path, "%v", err)
+			} else {
+				s = ap.String()
+			}
+		}
+		g.Portals = append(g.Portals, s)
+	}
+	items, _ = f.list("luns")
+	for i, n := range items {
+		g.LUNs = append(g.LUNs, d.lun(n, indexPath(f.path+".luns", i)))
+	}
+	if v := f.m["auth"]; v != nil {
+		g.Auth = d.auth(v, f.path+".auth")
+	}
+	if items, present := f.list("acls"); present {
+		if len(items) == 0 && f.m["acls"].Kind == yaml.SequenceNode {
+			d.fail(f.m["acls"], f.path+".acls", "must not be empty (omit acls to let any initiator log in)")
+		}
+		for i, n := range items {
+			g.ACLs = append(g.ACLs, d.acl(n, indexPath(f.path+".acls", i)))
+		}
+	}
+	return g
+}
+
+func (d *decoder) lun(n *yaml.Node, path string) LUN {
+	d.pos.lines[path] = at(n)
+	var l LUN
+	f := d.mapping(n, path, "lun", "backstore")
+	if f.m == nil {
+		return l
+	}
+	if v := f.m["lun"]; v != nil {
+		l.LUN, _ = d.lunNumber(v, path+".lun")
+	} else {
+		d.fail(n, path+".lun", "required")
+	}
+	f.str("backstore", &l.Backstore)
+	return l
+}
+
+// lunNumber decodes a LUN number, 0..MaxLUN.
+func (d *decoder) lunNumber(n *yaml.Node, path string) (uint64, bool) {
+	v, ok := d.integer(n, path)
+	if !ok {
+		return 0, false
+	}
+	if v < 0 || v > MaxLUN {
+		d.fail(n, path, "must be between 0 and %d", MaxLUN)
+		return 0, false
+	}
+	return uint64(v), true
+}
+
+func (d *decoder) acl(n *yaml.Node, path string) ACL {
+	d.pos.lines[path] = at(n)
+	var a ACL
+	f := d.mapping(n, path, "initiator", "luns", "auth")
+	if f.m == nil {
+		return a
+	}
+	f.str("initiator", &a.Initiator)
+	if items, present := f.list("luns"); present {
+		a.LUNs = []uint64{}
+		if len(items) == 0 && f.m["luns"].Kind == yaml.SequenceNode {
+			d.fail(f.m["luns"], path+".luns", "must not be empty (omit luns to grant every LUN)")
+		}
+		for i, item := range items {
+			// A LUN that does not decode stays as a (silenced) 0 so
+			// that the indexes in later messages match the source.
+			l, _ := d.lunNumber(item, indexPath(path+".luns", i))
+			a.LUNs = append(a.LUNs, l)
+		}
+	}
+	if v := f.m["auth"]; v != nil {
+		a.Auth = d.auth(v, path+".auth")
+	}
+	return a
+}
+
+func (d *decoder) auth(n *yaml.Node, path string) *Auth {
+	f := d.mapping(n, path, "chap_user", "chap_secret", "mutual_user", "mutual_secret")
+	if f.m == nil {
+		return nil
+	}
+	a := &Auth{}
+	f.str("chap_user", &a.ChapUser)
+	f.str("chap_secret", &a.ChapSecret)
+	f.str("mutual_user", &a.MutualUser)
+	f.str("mutual_secret", &a.MutualSecret)
+	return a
+}

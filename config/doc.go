@@ -1,0 +1,99 @@
+// Package config loads, validates and writes odxtgt's LUN map, a YAML file
+// describing backstores (where data lives) and iSCSI targets (who may reach
+// which logical unit through which portal), and imports the saveconfig.json
+// of a Linux LIO target made with targetcli-fb.
+//
+// The package imports nothing else from odxtgt; cmd/odxtgt turns a Config
+// into stores, logical units and portals. Parsing never touches the file
+// system: whether files and devices exist is checked when they are opened.
+//
+// # Errors
+//
+// Parse and Load report every problem at once, as Errors, one per line:
+//
+//	line 12: targets[0].luns[1].backstore: unknown backstore "dsik0"
+//	line 3: backstores[0].size: invalid size "10Gb": unknown unit "Gb" (...)
+//	line 7: backstores[1].colour: unknown key (expected one of: ...)
+//
+// Unknown keys, keys given twice, values of the wrong YAML type (write
+// strings that look like numbers or booleans in quotes), YAML aliases and
+// multiple documents are all errors.
+//
+// # YAML reference
+//
+//	backstores:                # list; a backstore may be mapped by several targets
+//	  - name: disk0            # required, unique, [A-Za-z0-9_.-]{1,128}
+//	    type: file             # required: file | block | memory
+//	    path: /var/lib/odxtgt/disk0.img
+//	                           # file, block: required, absolute, not shared with
+//	                           # another backstore; memory: not allowed
+//	    size: 10GiB            # bytes, > 0, a multiple of block_size. An integer,
+//	                           # or digits with a unit: B, KiB, MiB, GiB, TiB (K, M,
+//	                           # G, T mean the same), KB, MB, GB, TB (powers of 10).
+//	                           # file: optional; a missing file is created sparse
+//	                           #   with this size, an existing one must have it;
+//	                           #   without size the file must exist.
+//	                           # memory: required. block: not allowed (the device
+//	                           #   has its own size).
+//	    block_size: 512        # 512 (default) or 4096
+//	    serial: "..."          # unit serial number (VPD page 80h), also the seed of
+//	                           # the NAA designator: printable ASCII, at most 254
+//	                           # characters, unique. Default: DefaultSerial(name),
+//	                           # the first 16 bytes of SHA-256("odxtgt:" + name)
+//	                           # with RFC 9562 version 8 / variant bits, as lowercase
+//	                           # hex 8-4-4-4-12 - stable across restarts.
+//	    product: "..."         # INQUIRY product identification, printable ASCII,
+//	                           # at most 16 characters. Default: name cut to 16.
+//	    readonly: false        # write protect the logical unit
+//	    write_cache: true      # WCE of the caching mode page (default true)
+//	    direct: false          # block only: open the device with O_DIRECT
+//
+//	targets:                   # list, at least one
+//	  - iqn: iqn.2025-01.io.odxtgt:t1
+//	                           # required, unique iSCSI name in normalized form
+//	                           # (RFC 7143 §4.2.7): iqn.yyyy-mm.reversed.domain[:x],
+//	                           # eui.<16 hex>, naa.<16 or 32 hex>; lowercase
+//	                           # a-z 0-9 - . : only, at most 223 bytes
+//	    alias: "Test target"   # optional TargetAlias, UTF-8, at most 255 bytes
+//
+//	    # Short form: one portal group, tag 1, given inline.
+//	    portals: ["127.0.0.1:3260", "[::1]:3260", "0.0.0.0"]
+//	                           # at least one; IPv4 or IPv6 address (IPv6 in
+//	                           # brackets when a port follows), port 0..65535,
+//	                           # default 3260. A portal may serve several targets
+//	                           # but only one portal group of a target.
+//	    luns:                  # optional
+//	      - {lun: 0, backstore: disk0}
+//	                           # lun 0..16383, unique in the portal group;
+//	                           # backstore must be defined above
+//	    auth:                  # optional: CHAP required from every initiator
+//	      chap_user: u         # required in auth; 1..255 bytes
+//	      chap_secret: s       # required in auth; 12..255 bytes (RFC 7143 §9.2.1)
+//	      mutual_user: mu      # optional pair: the target's answer when the
+//	      mutual_secret: ms    # initiator asks for mutual CHAP; the secret must
+//	                           # not be used anywhere as a chap_secret
+//	    acls:                  # optional; absent = any initiator may log in and
+//	                           # sees every LUN (demo mode); must not be empty
+//	      - initiator: iqn.1994-05.com.redhat:abc
+//	                           # required, unique in the portal group
+//	        luns: [0]          # optional; absent = every LUN of the portal group;
+//	                           # each must be one of its luns
+//	        auth: {...}        # optional; replaces the portal group's auth for
+//	                           # this initiator
+//
+//	    # Long form, instead of portals/luns/auth/acls (mixing is an error):
+//	    tpgs:
+//	      - tag: 1             # required, 1..65535, unique in the target
+//	        portals: [...]
+//	        luns: [...]
+//	        auth: {...}
+//	        acls: [...]
+//
+// # Migrating from LIO
+//
+// ImportLIO reads /etc/target/saveconfig.json and returns an equivalent
+// Config plus warnings for everything that could not be carried over; the
+// storage objects' wwn becomes the backstore serial so that initiators see
+// the same logical unit identity after the migration. Marshal writes the
+// result as YAML.
+package config

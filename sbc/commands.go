@@ -1,0 +1,36 @@
+package sbc
+
+import "github.com/odxtgt/odxtgt/scsi"
+
+// Command timeouts in seconds, reported by REPORT SUPPORTED OPERATION CODES
+// (SPC-4 6.35.4): the nominal time a command takes and the time after which
+// an initiator should consider it lost.
+const (
+	// nominalInstant and recommendedInstant: commands answered from memory.
+	nominalInstant, recommendedInstant = 1, 10
+	// nominalIO and recommendedIO: one transfer of up to
+	// scsi.MaxTransferBytes to or from the backstore.
+	nominalIO, recommendedIO = 1, 30
+	// nominalFlush and recommendedFlush: a flush of the whole store's
+	// volatile cache.
+	nominalFlush, recommendedFlush = 5, 120
+)
+
+// Commands returns the descriptors of the block commands, to be combined
+// with the primary commands into a [scsi.Table]. Each call returns a new
+// slice.
+func Commands() []scsi.CommandDesc {
+	var all []scsi.CommandDesc
+	for _, set := range [][]scsi.CommandDesc{
+		readCommands(),
+		writeCommands(),
+		verifyCommands(),
+		capacityCommands(),
+		syncCacheCommands(),
+		prefetchCommands(),
+		startStopCommands(),
+	} {
+		all = append(all, set...)
+	}
+	return all
+}

@@ -1,0 +1,290 @@
+package sbc_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+var modelSeed = flag.Uint64("sbc.seed", 0, "seed of TestReferenceModel (0 picks one)")
+
+// TestReferenceModel runs one random sequence of READ, WRITE, VERIFY, WRITE
+// AND VERIFY, SYNCHRONIZE CACHE and PRE-FETCH commands, in every CDB size
+// and with out-of-range LBAs and wrong data-out lengths mixed in, against
+// an LU on the memory store and an LU on a file store. Both must answer
+// every command identically, and as a plain byte-slice model of the medium
+// predicts; at the end both stores must hold the model's bytes.
+func TestReferenceModel(t *testing.T) {
+	seed := *modelSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -sbc.seed=%d)", seed, seed)
+	for _, cfg := range []struct {
+		blockSize int
+		blocks    int64
+		wce       bool
+	}{
+		{512, 1024, true},
+		{4096, 256, false},
+	} {
+		t.Run(fmt.Sprintf("bs%d", cfg.blockSize), func(t *testing.T) {
+			size := cfg.blocks * int64(cfg.blockSize)
+			mem := backstore.NewMemory(size, cfg.blockSize)
+			file, err := backstore.OpenFile(filepath.Join(t.TempDir(), "lu.img"), size, cfg.blockSize, backstore.FileOptions{})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, file.Close()) })
+			onMem := newBench(t, mem, benchConfig{writeCache: cfg.wce})
+			onFile := newBench(t, file, benchConfig{writeCache: cfg.wce})
+
+			g := &opGenerator{
+				rng:    rand.New(rand.NewPCG(seed, uint64(cfg.blockSize))),
+				bs:     cfg.blockSize,
+				blocks: uint64(cfg.blocks),
+				medium: make([]byte, size),
+			}
+			outcomes := map[string]int{}
+			for i := range 400 {
+				o := g.next()
+				a := onMem.run(o.cdb, o.dataOut)
+				b := onFile.run(o.cdb, o.dataOut)
+				where := fmt.Sprintf("op %d (%s), CDB % x", i, o.what, o.cdb)
+				require.Equal(t, a.Status, b.Status, where)
+				require.Equal(t, a.Sense, b.Sense, where)
+				require.Equal(t, a.DataIn, b.DataIn, where)
+				require.Equal(t, a.DataOutLength, b.DataOutLength, where)
+				g.check(t, where, o, a)
+				outcome := a.Status.String()
+				if s, err := scsi.ParseSense(a.Sense); err == nil {
+					outcome = s.Code.String()
+				}
+				outcomes[outcome]++
+			}
+			t.Logf("outcomes: %v", outcomes)
+			require.Equal(t, g.medium, contents(t, mem), "memory store against the model")
+			require.Equal(t, g.medium, contents(t, file), "file store against the model")
+		})
+	}
+}
+
+type opKind int
+
+const (
+	kindRead opKind = iota
+	kindWrite
+	kindVerify
+	kindWriteAndVerify
+	kindSync
+	kindPrefetch
+)
+
+// op is one generated command and what the model expects of it.
+type op struct {
+	what    string
+	kind    opKind
+	cdb     []byte
+	dataOut []byte
+	lba, n  uint64 // the extent in blocks
+	bytchk  byte
+	// dataOutOK: the data-out length matches the CDB.
+	dataOutOK bool
+}
+
+// opGenerator makes random commands and keeps the model of the medium.
+type opGenerator struct {
+	rng    *rand.Rand
+	bs     int
+	blocks uint64
+	medium []byte
+}
+
+func (g *opGenerator) extent(maxBlocks uint64) (lba, n uint64) {
+	switch g.rng.IntN(10) {
+	case 0: // near or past the end
+		lba = g.blocks - uint64(g.rng.IntN(4)) + uint64(g.rng.IntN(4))
+	default:
+		lba = g.rng.Uint64N(g.blocks)
+	}
+	n = g.rng.Uint64N(min(maxBlocks, 40) + 1)
+	return lba, n
+}
+
+func (g *opGenerator) randomData(n int) []byte {
+	p := make([]byte, n)
+	switch g.rng.IntN(3) {
+	case 0:
+		for i := range p {
+			p[i] = byte(g.rng.Uint32())
+		}
+	case 1:
+		for i := range p {
+			p[i] = byte(g.rng.IntN(3)) // long runs of equal bytes
+		}
+	}
+	return p
+}
+
+// dataOut returns want bytes, or sometimes another length, and whether the
+// length is right.
+func (g *opGenerator) dataOut(want int) ([]byte, bool) {
+	n := want
+	if g.rng.IntN(20) == 0 {
+		n = max(0, want+g.bs*(g.rng.IntN(3)-1)+g.rng.IntN(2))
+	}
+	return g.randomData(n), n == want
+}
+
+func (g *opGenerator) modelRange(lba, n uint64) []byte {
+	return g.medium[lba*uint64(g.bs) : (lba+n)*uint64(g.bs)]
+}
+
+func (g *opGenerator) inRange(lba, n uint64) bool { return lba <= g.blocks && n <= g.blocks-lba }
+
+func (g *opGenerator) next() op {
+	size := []int{6, 10, 12, 16}[g.rng.IntN(4)]
+	var flags byte
+	if g.rng.IntN(4) == 0 {
+		flags |= fua
+	}
+	if g.rng.IntN(4) == 0 {
+		flags |= 0x10 // DPO
+	}
+	build := func(ops [4]byte, flags byte, lba, n uint64) []byte {
+		switch size {
+		case 6:
+			return rw6CDB(ops[0], uint32(lba), byte(n))
+		case 10:
+			return cdb10(ops[1], flags, uint32(lba), uint16(n))
+		case 12:
+			return cdb12(ops[2], flags, uint32(lba), uint32(n))
+		}
+		return cdb16(ops[3], flags, lba, uint32(n))
+	}
+	switch k := g.rng.IntN(20); {
+	case k < 7:
+		o := op{kind: kindRead, what: fmt.Sprintf("READ (%d)", size)}
+		o.lba, o.n = g.extent(0xFFFF)
+		if size == 6 && o.n == 0 {
+			o.n = 256
+		}
+		o.cdb = build([4]byte{opRead6, opRead10, opRead12, opRead16}, flags, o.lba, o.n)
+		o.dataOutOK = true
+		return o
+	case k < 14:
+		o := op{kind: kindWrite, what: fmt.Sprintf("WRITE (%d)", size)}
+		o.lba, o.n = g.extent(0xFFFF)
+		if size == 6 && o.n == 0 {
+			o.n = 256
+		}
+		o.cdb = build([4]byte{opWrite6, opWrite10, opWrite12, opWrite16}, flags, o.lba, o.n)
+		o.dataOut, o.dataOutOK = g.dataOut(int(o.n) * g.bs)
+		return o
+	case k < 17:
+		if size == 6 {
+			size = 10
+		}
+		o := op{kind: kindVerify, bytchk: []byte{0, 1, 3}[g.rng.IntN(3)]}
+		o.what = fmt.Sprintf("VERIFY (%d) BYTCHK %02b", size, o.bytchk)
+		o.lba, o.n = g.extent(0xFFFF)
+		o.cdb = build([4]byte{0, opVerify10, opVerify12, opVerify16}, flags&0x10|o.bytchk<<1, o.lba, o.n)
+		o.dataOutOK = true
+		switch {
+		case o.bytchk == 1 && g.inRange(o.lba, o.n):
+			o.dataOut = bytes.Clone(g.modelRange(o.lba, o.n))
+			if len(o.dataOut) > 0 && g.rng.IntN(2) == 0 {
+				o.dataOut[g.rng.IntN(len(o.dataOut))] ^= 1 << g.rng.IntN(8)
+			}
+		case o.bytchk == 1:
+			o.dataOut, o.dataOutOK = g.dataOut(int(o.n) * g.bs)
+		case o.bytchk == 3 && o.lba < g.blocks && g.rng.IntN(2) == 0:
+			o.dataOut = bytes.Clone(g.modelRange(o.lba, 1))
+		case o.bytchk == 3:
+			o.dataOut, o.dataOutOK = g.dataOut(g.bs)
+		}
+		return o
+	case k < 18:
+		if size == 6 {
+			size = 16
+		}
+		o := op{kind: kindWriteAndVerify, bytchk: byte(g.rng.IntN(2))}
+		o.what = fmt.Sprintf("WRITE AND VERIFY (%d) BYTCHK %02b", size, o.bytchk)
+		o.lba, o.n = g.extent(0xFFFF)
+		o.cdb = build([4]byte{0, opWriteAndVerify10, opWriteAndVerify12, opWriteAndVerify16}, flags&0x10|o.bytchk<<1, o.lba, o.n)
+		o.dataOut, o.dataOutOK = g.dataOut(int(o.n) * g.bs)
+		return o
+	case k < 19:
+		o := op{kind: kindSync, what: "SYNCHRONIZE CACHE", dataOutOK: true}
+		o.lba, o.n = g.extent(0xFFFF)
+		if size <= 10 {
+			o.cdb = cdb10(opSyncCache10, 0x02*byte(g.rng.IntN(2)), uint32(o.lba), uint16(o.n))
+		} else {
+			o.cdb = cdb16(opSyncCache16, 0, o.lba, uint32(o.n))
+		}
+		return o
+	default:
+		o := op{kind: kindPrefetch, what: "PRE-FETCH", dataOutOK: true}
+		o.lba, o.n = g.extent(0xFFFF)
+		if size <= 10 {
+			o.cdb = cdb10(opPrefetch10, 0, uint32(o.lba), uint16(o.n))
+		} else {
+			o.cdb = cdb16(opPrefetch16, 0x02, o.lba, uint32(o.n))
+		}
+		return o
+	}
+}
+
+// check compares a command's outcome with the model's prediction and
+// applies a successful write to the model.
+func (g *opGenerator) check(t *testing.T, where string, o op, c *scsi.Command) {
+	t.Helper()
+	switch {
+	case !g.inRange(o.lba, o.n):
+		requireSense(t, c, scsi.IllegalRequest, scsi.ASCLBAOutOfRange)
+		return
+	case !o.dataOutOK:
+		requireSense(t, c, scsi.IllegalRequest, scsi.ASCInvalidFieldInCommandIU)
+		return
+	}
+	switch o.kind {
+	case kindRead:
+		requireGood(t, c)
+		requireBytes(t, g.modelRange(o.lba, o.n), c.DataIn, where)
+	case kindWrite, kindWriteAndVerify:
+		requireGood(t, c)
+		copy(g.modelRange(o.lba, o.n), o.dataOut)
+	case kindVerify:
+		var expected []byte
+		switch o.bytchk {
+		case 1:
+			expected = o.dataOut
+		case 3:
+			expected = bytes.Repeat(o.dataOut, int(o.n))
+		}
+		if first := firstDiff(g.modelRange(o.lba, o.n), expected); expected != nil && first >= 0 {
+			s := requireSense(t, c, scsi.Miscompare, scsi.ASCMiscompareDuringVerify)
+			require.Equal(t, uint64(first), s.Information, where)
+			return
+		}
+		requireGood(t, c)
+	default:
+		requireGood(t, c)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,71 @@
+package sbc
+
+import "github.com/odxtgt/odxtgt/scsi"
+
+func writeCommands() []scsi.CommandDesc {
+	return []scsi.CommandDesc{
+		{
+			Name: "WRITE (6)", Opcode: 0x0A,
+			Usage:     []byte{0xFF, 0x1F, 0xFF, 0xFF, 0xFF, 0x00},
+			Direction: scsi.DirOut, Flags: scsi.FlagWritesMedium, Handler: write(layout6, false),
+			NominalTimeout: nominalIO, RecommendedTimeout: recommendedIO,
+		},
+		{
+			Name: "WRITE (10)", Opcode: 0x2A,
+			Usage: []byte{0xFF, rwByte1, 0xFF, 0xFF, 0xFF, 0xFF, groupNumber,
+				0xFF, 0xFF, 0x00},
+			Direction: scsi.DirOut, Flags: scsi.FlagWritesMedium, Handler: write(layout10, true),
+			NominalTimeout: nominalIO, RecommendedTimeout: recommendedIO,
+		},
+		{
+			Name: "WRITE (12)", Opcode: 0xAA,
+			Usage: []byte{0xFF, rwByte1, 0xFF, 0xFF, 0xFF, 0xFF,
+				0xFF, 0xFF, 0xFF, 0xFF, groupNumber, 0x00},
+			Direction: scsi.DirOut, Flags: scsi.FlagWritesMedium, Handler: write(layout12, true),
+			NominalTimeout: nominalIO, RecommendedTimeout: recommendedIO,
+		},
+		{
+			Name: "WRITE (16)", Opcode: 0x8A,
+			Usage: []byte{0xFF, rwByte1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+				0xFF, 0xFF, 0xFF, 0xFF, groupNumber, 0x00},
+			Direction: scsi.DirOut, Flags: scsi.FlagWritesMedium, Handler: write(layout16, true),
+			NominalTimeout: nominalIO, RecommendedTimeout: recommendedIO,
+		},
+	}
+}
+
+// write returns the handler of a WRITE command with the given CDB layout;
+// hasFUA is false for WRITE (6), which has no FUA bit.
+func write(l layout, hasFUA bool) scsi.Handler {
+	return func(cmd *scsi.Command) error {
+		g := geometryOf(cmd)
+		e := l.decode(cmd.CDB)
+		if s := g.checkTransfer(e); s != nil {
+			return s
+		}
+		p, err := cmd.TakeDataOut(g.bytes(e.Blocks))
+		if err != nil {
+			return err
+		}
+		if e.Blocks == 0 {
+			// SBC-3 WRITE (10): a TRANSFER LENGTH of zero writes nothing
+			// and is not an error.
+			return nil
+		}
+		if err := cmd.LU().Store.WriteAt(p, g.offset(e.LBA), forceUnitAccess(cmd, hasFUA)); err != nil {
+			return writeError(err, e.LBA)
+		}
+		return nil
+	}
+}
+
+// forceUnitAccess reports whether a write must be on the medium before
+// GOOD: the CDB's FUA bit is set, or the write cache is disabled (WCE=0 in
+// the caching mode page, SBC-3 6.4.5), in which case every write is written
+// through.
+func forceUnitAccess(cmd *scsi.Command, hasFUA bool) bool {
+	if hasFUA && cmd.CDB[1]&bitFUA != 0 {
+		return true
+	}
+	return !cmd.LU().WriteCacheEnabled()
+}
