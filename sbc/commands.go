@@ -29,6 +29,7 @@ func Commands() []scsi.CommandDesc {
 		syncCacheCommands(),
 		prefetchCommands(),
 		startStopCommands(),
+		defectCommands(),
 	} {
 		all = append(all, set...)
 	}
