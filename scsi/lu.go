@@ -37,6 +37,8 @@ type LU struct {
 	Table    *Table
 	Log      *slog.Logger
 
+	defaultMode ModeState // the mode state at power on (MODE SENSE default values)
+
 	mu    sync.Mutex // guards everything below
 	mode  ModeState
 	ua    map[string][]ASC // pending unit attentions by nexus key
@@ -59,15 +61,17 @@ func NewLU(cfg LUConfig) *LU {
 	if log == nil {
 		log = slog.Default()
 	}
+	mode := ModeState{WCE: cfg.WriteCache}
 	return &LU{
-		Identity: cfg.Identity,
-		Store:    cfg.Store,
-		ReadOnly: cfg.ReadOnly,
-		Table:    cfg.Table,
-		Log:      log.With("lu", cfg.Identity.Name),
-		mode:     ModeState{WCE: cfg.WriteCache},
-		ua:       map[string][]ASC{},
-		seen:     map[string]bool{},
+		Identity:    cfg.Identity,
+		Store:       cfg.Store,
+		ReadOnly:    cfg.ReadOnly,
+		Table:       cfg.Table,
+		Log:         log.With("lu", cfg.Identity.Name),
+		defaultMode: mode,
+		mode:        mode,
+		ua:          map[string][]ASC{},
+		seen:        map[string]bool{},
 	}
 }
 
@@ -94,6 +98,26 @@ func (lu *LU) Mode() ModeState {
 func (lu *LU) SetMode(from *Nexus, m ModeState) {
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
+	if m == lu.mode {
+		return
+	}
+	lu.mode = m
+	lu.establishUALocked(ASCModeParametersChanged, from.Key())
+}
+
+// DefaultMode returns the mode state the logical unit starts with, which
+// MODE SENSE reports as the default values (SPC-4 MODE SENSE, PC 10b).
+func (lu *LU) DefaultMode() ModeState { return lu.defaultMode }
+
+// UpdateMode applies update to the mode state atomically, so concurrent
+// MODE SELECT commands changing different parameters do not undo each
+// other. When the state changed, every other I_T nexus gets MODE
+// PARAMETERS CHANGED (SPC-4 7.5.1).
+func (lu *LU) UpdateMode(from *Nexus, update func(*ModeState)) {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	m := lu.mode
+	update(&m)
 	if m == lu.mode {
 		return
 	}

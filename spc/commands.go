@@ -1,0 +1,34 @@
+package spc
+
+import "github.com/odxtgt/odxtgt/scsi"
+
+// control is the usage mask of the CONTROL byte: odxtgt supports neither
+// NACA (SAM-5 5.2) nor the obsolete LINK bit and has no vendor specific
+// control bits, so every bit set there is refused.
+const control = 0x00
+
+// Timeouts reported by REPORT SUPPORTED OPERATION CODES in its command
+// timeouts descriptors (SPC-4), in seconds. Every command of this package completes in memory.
+const (
+	nominalTimeout     = 1
+	recommendedTimeout = 30
+)
+
+// Commands returns the descriptors of the commands this package
+// implements, for [scsi.NewTable].
+func Commands() []scsi.CommandDesc {
+	return []scsi.CommandDesc{
+		cmdTestUnitReady,
+		cmdRequestSense,
+		cmdInquiry,
+		cmdModeSelect6,
+		cmdModeSense6,
+		cmdPreventAllowMediumRemoval,
+		cmdModeSelect10,
+		cmdModeSense10,
+		cmdReportLUNs,
+		cmdReportTargetPortGroups,
+		cmdReportSupportedOpcodes,
+		cmdReportSupportedTMFs,
+	}
+}
