@@ -140,6 +140,7 @@ func (lu *LU) execute(cmd *Command) {
 
 // fail ends cmd with CHECK CONDITION and s encoded per D_SENSE.
 func (lu *LU) fail(cmd *Command, s *Sense) {
+	lu.Log.Debug("check condition", "cdb", fmt.Sprintf("% x", cmd.CDB), "sense", s)
 	cmd.Status = StatusCheckCondition
 	cmd.Sense = s.Encode(lu.Mode().DSense)
 	cmd.DataIn = nil

@@ -1,0 +1,59 @@
+# Shared helpers for conformance scripts: sourced, not run.
+#
+# need PACKAGE COMMAND... installs a Debian package with apt-get when one of
+# its commands is missing, and fails with what to install when it cannot.
+# build_odxtgt DIR builds the odxtgt binary (CGO_ENABLED=0) into DIR.
+# start_odxtgt CONFIG LOG starts it on that configuration, waits until it
+# listens and sets ODXTGT_PID and ODXTGT_PORTS (the ports, in log order).
+
+conformance_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$conformance_dir/.." && pwd)
+
+die() { echo "FAIL: $*" >&2; exit 1; }
+
+need() {
+	local pkg=$1; shift
+	local missing=0 c
+	for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing=1; done
+	[ "$missing" = 0 ] && return 0
+	echo "installing $pkg (needed for: $*)" >&2
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		die "$* not found: install the Debian package '$pkg' (apt-get install $pkg) and run again"
+	fi
+	if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1 ||
+		{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1; }; }; then
+		die "could not install the Debian package '$pkg' with apt-get: install it and run again"
+	fi
+	for c in "$@"; do command -v "$c" >/dev/null 2>&1 || die "package '$pkg' installed but $c is still missing"; done
+}
+
+build_odxtgt() {
+	(cd "$repo_root" && CGO_ENABLED=0 go build -o "$1/odxtgt" ./cmd/odxtgt) || die "go build ./cmd/odxtgt failed"
+}
+
+start_odxtgt() {
+	local cfg=$1 log=$2 bin=${ODXTGT_BIN:?ODXTGT_BIN not set} i
+	"$bin" check --config "$cfg" >/dev/null || die "generated config $cfg is invalid"
+	"$bin" serve --config "$cfg" --log-format text >"$log" 2>&1 &
+	ODXTGT_PID=$!
+	for i in $(seq 1 100); do
+		if grep -q 'msg=listening' "$log"; then
+			ODXTGT_PORTS=$(sed -n 's/.*msg=listening portal=[^ ]*:\([0-9]*\).*/\1/p' "$log")
+			return 0
+		fi
+		kill -0 "$ODXTGT_PID" 2>/dev/null || { cat "$log" >&2; die "odxtgt exited during start-up"; }
+		sleep 0.1
+	done
+	cat "$log" >&2
+	die "odxtgt did not start listening within 10 s"
+}
+
+stop_odxtgt() {
+	[ -n "${ODXTGT_PID:-}" ] || return 0
+	kill -TERM "$ODXTGT_PID" 2>/dev/null || true
+	local i
+	for i in $(seq 1 100); do kill -0 "$ODXTGT_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$ODXTGT_PID" 2>/dev/null || true
+	wait "$ODXTGT_PID" 2>/dev/null || true
+	ODXTGT_PID=
+}
