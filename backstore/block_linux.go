@@ -28,14 +28,11 @@ type BlockOptions struct {
 // with O_EXCL, so a mounted device, or one another process holds
 // exclusively, is refused; the claim also keeps a second server away.
 type Block struct {
-	fd            fdio
-	size          int64
-	blockSize     int
+	osStore
 	physBlockSize int
 	// devBlockSize is the device's logical block size: the unit O_DIRECT
 	// requests must be aligned to.
 	devBlockSize int
-	readOnly     bool
 	direct       bool
 	// rmw orders O_DIRECT writes: a write that does not cover whole device
 	// blocks reads, patches and rewrites its edge blocks, so it takes rmw
@@ -62,7 +59,7 @@ func OpenBlock(path string, opts BlockOptions) (*Block, error) {
 		}
 		return nil, fmt.Errorf("backstore: open block device: %w", err)
 	}
-	s := &Block{fd: fdio{f: f, path: path}, readOnly: opts.ReadOnly, direct: opts.Direct}
+	s := &Block{osStore: osStore{fd: fdio{f: f, path: path}, readOnly: opts.ReadOnly}, direct: opts.Direct}
 	if err := s.setup(opts.BlockSize); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -129,11 +126,8 @@ func (s *Block) setup(blockSize int) error {
 
 // ReadAt implements [Store].
 func (s *Block) ReadAt(p []byte, off int64) error {
-	if err := checkRange(off, len(p), s.size); err != nil {
-		return s.opError(opRead, off, len(p), err)
-	}
-	if len(p) == 0 {
-		return nil
+	if err := s.checkRead(off, len(p)); err != nil || len(p) == 0 {
+		return err
 	}
 	var err error
 	if s.direct && !s.aligned(p, off) {
@@ -147,14 +141,8 @@ func (s *Block) ReadAt(p []byte, off int64) error {
 // WriteAt implements [Store].
 func (s *Block) WriteAt(p []byte, off int64, fua bool) error {
 	op := writeOp(fua)
-	if s.readOnly {
-		return s.opError(op, off, len(p), ErrReadOnly)
-	}
-	if err := checkRange(off, len(p), s.size); err != nil {
-		return s.opError(op, off, len(p), err)
-	}
-	if len(p) == 0 {
-		return nil
+	if err := s.checkWrite(op, off, len(p)); err != nil || len(p) == 0 {
+		return err
 	}
 	if !s.direct {
 		return s.opError(op, off, len(p), s.fd.writeFull(p, off, fua))
@@ -176,37 +164,6 @@ func (s *Block) WriteAt(p []byte, off int64, fua bool) error {
 	return s.opError(op, off, len(p), err)
 }
 
-// Sync implements [Store] with fdatasync, which also flushes the device's
-// volatile write cache.
-func (s *Block) Sync() error {
-	return s.opError(opSync, 0, 0, s.fd.datasync())
-}
-
-// Size implements [Store].
-func (s *Block) Size() int64 { return s.size }
-
-// BlockSize implements [Store].
-func (s *Block) BlockSize() int { return s.blockSize }
-
 // PhysicalBlockSize implements [PhysicalBlockSizer]: the device's physical
 // block size, or BlockSize if that is not a multiple of BlockSize.
 func (s *Block) PhysicalBlockSize() int { return s.physBlockSize }
-
-// ReadOnly reports whether the store was opened read-only.
-func (s *Block) ReadOnly() bool { return s.readOnly }
-
-// Path returns the device's path.
-func (s *Block) Path() string { return s.fd.path }
-
-// Close implements [Store]; it also ends the exclusive claim on the device.
-func (s *Block) Close() error {
-	return s.opError(opClose, 0, 0, s.fd.close())
-}
-
-// opError wraps a non-nil err in an *OpError.
-func (s *Block) opError(op string, off int64, n int, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &OpError{Op: op, Path: s.fd.path, Off: off, Len: n, Err: err}
-}

@@ -22,10 +22,7 @@ type FileOptions struct {
 // use pwritev2 with RWF_DSYNC. An exclusive flock held while the store is
 // open keeps two servers from serving the same file.
 type File struct {
-	fd        fdio
-	size      int64
-	blockSize int
-	readOnly  bool
+	osStore
 }
 
 // OpenFile opens the regular file at path as a store with the given logical
@@ -48,7 +45,7 @@ func OpenFile(path string, size int64, blockSize int, opts FileOptions) (*File, 
 	if err != nil {
 		return nil, err
 	}
-	s := &File{fd: fdio{f: f, path: path}, blockSize: blockSize, readOnly: opts.ReadOnly}
+	s := &File{osStore{fd: fdio{f: f, path: path}, blockSize: blockSize, readOnly: opts.ReadOnly}}
 	if err := s.setup(size, created); err != nil {
 		_ = f.Close()
 		if created {
@@ -150,11 +147,8 @@ func syncDir(dir string) error {
 
 // ReadAt implements [Store].
 func (s *File) ReadAt(p []byte, off int64) error {
-	if err := checkRange(off, len(p), s.size); err != nil {
-		return s.opError(opRead, off, len(p), err)
-	}
-	if len(p) == 0 {
-		return nil
+	if err := s.checkRead(off, len(p)); err != nil || len(p) == 0 {
+		return err
 	}
 	return s.opError(opRead, off, len(p), s.fd.readFull(p, off))
 }
@@ -162,47 +156,11 @@ func (s *File) ReadAt(p []byte, off int64) error {
 // WriteAt implements [Store].
 func (s *File) WriteAt(p []byte, off int64, fua bool) error {
 	op := writeOp(fua)
-	if s.readOnly {
-		return s.opError(op, off, len(p), ErrReadOnly)
-	}
-	if err := checkRange(off, len(p), s.size); err != nil {
-		return s.opError(op, off, len(p), err)
-	}
-	if len(p) == 0 {
-		return nil
+	if err := s.checkWrite(op, off, len(p)); err != nil || len(p) == 0 {
+		return err
 	}
 	return s.opError(op, off, len(p), s.fd.writeFull(p, off, fua))
 }
 
-// Sync implements [Store] with fdatasync.
-func (s *File) Sync() error {
-	return s.opError(opSync, 0, 0, s.fd.datasync())
-}
-
-// Size implements [Store].
-func (s *File) Size() int64 { return s.size }
-
-// BlockSize implements [Store].
-func (s *File) BlockSize() int { return s.blockSize }
-
 // PhysicalBlockSize implements [PhysicalBlockSizer]; it equals BlockSize.
 func (s *File) PhysicalBlockSize() int { return s.blockSize }
-
-// ReadOnly reports whether the store was opened read-only.
-func (s *File) ReadOnly() bool { return s.readOnly }
-
-// Path returns the file's path.
-func (s *File) Path() string { return s.fd.path }
-
-// Close implements [Store]; it also releases the file's lock.
-func (s *File) Close() error {
-	return s.opError(opClose, 0, 0, s.fd.close())
-}
-
-// opError wraps a non-nil err in an *OpError.
-func (s *File) opError(op string, off int64, n int, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &OpError{Op: op, Path: s.fd.path, Off: off, Len: n, Err: err}
-}

@@ -171,7 +171,7 @@ func TestFileErrnoReachable(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer w.Close()
-	s := &File{fd: fdio{f: r, path: "pipe"}, size: 4096, blockSize: 512}
+	s := &File{osStore{fd: fdio{f: r, path: "pipe"}, size: 4096, blockSize: 512}}
 	defer s.Close()
 
 	tests := []struct {
