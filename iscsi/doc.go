@@ -16,6 +16,17 @@
 // followed by Additional Header Segments, an optional CRC32C header digest,
 // the data segment padded to 4 bytes and an optional CRC32C data digest.
 //
+// A [Server] listens on the portals of every target portal group. Each
+// connection logs in synchronously (security, then operational
+// negotiation; [LoginError] statuses for failures) and then runs three
+// goroutines: a reader that decodes PDUs, a serve loop that owns all
+// protocol state (CmdSN window, StatSN, tasks, R2Ts, text exchanges, task
+// management, NOP timers) and a writer that sends what the loop queues in
+// batches. odxtgt negotiates MaxConnections=1 and ErrorRecoveryLevel=0, so
+// a session lives and dies with its one connection; a new login with the
+// same initiator name and ISID reinstates the session, aborting the old
+// one's tasks first.
+//
 // The transport never interprets a CDB: it builds a scsi.Command, submits it
 // to the logical unit the session's scsi.Nexus maps the LUN to, and sends
 // the Data-In, status and sense the command produced.

@@ -73,6 +73,7 @@ type Framer struct {
 	out  [BHSLength + 255*4 + DigestLength]byte // reused header write buffer
 	tail [3 + DigestLength]byte                 // padding and data digest
 	vec  [3][]byte                              // reused vector for writev
+	bufs net.Buffers                            // f.vec as WriteTo consumes it
 }
 
 // NewFramer returns a framer reading from r and writing to w, with the
@@ -88,8 +89,21 @@ func NewFramer(r io.Reader, w io.Writer) *Framer {
 // means the connection is unusable.
 func (f *Framer) ReadPDU() (*PDU, error) {
 	p := &PDU{}
-	if _, err := io.ReadFull(f.r, p.BHS[:]); err != nil {
+	switch err := f.ReadPDUInto(p); err.(type) {
+	case nil, *DataDigestError, *DataSegmentTooLongError:
+		return p, err
+	default:
 		return nil, err
+	}
+}
+
+// ReadPDUInto is ReadPDU into a PDU the caller owns and reuses, so a
+// connection's reader allocates nothing per PDU. p's AHS and Data are valid
+// only until the next read.
+func (f *Framer) ReadPDUInto(p *PDU) error {
+	p.AHS, p.Data = nil, nil
+	if _, err := io.ReadFull(f.r, p.BHS[:]); err != nil {
+		return err
 	}
 	ahsLen := p.TotalAHSLength()
 	hlen := ahsLen
@@ -98,7 +112,7 @@ func (f *Framer) ReadPDU() (*PDU, error) {
 	}
 	rest := f.hdr[:hlen]
 	if _, err := io.ReadFull(f.r, rest); err != nil {
-		return nil, unexpectedEOF(err)
+		return unexpectedEOF(err)
 	}
 	if ahsLen > 0 {
 		p.AHS = rest[:ahsLen]
@@ -106,12 +120,12 @@ func (f *Framer) ReadPDU() (*PDU, error) {
 	if f.HeaderDigest {
 		crc := crc32.Update(crc32.Checksum(p.BHS[:], castagnoli), castagnoli, p.AHS)
 		if binary.LittleEndian.Uint32(rest[ahsLen:]) != crc {
-			return nil, ErrHeaderDigest
+			return ErrHeaderDigest
 		}
 	}
 	n := p.DataSegmentLength()
 	if n == 0 {
-		return p, nil
+		return nil
 	}
 	dlen := n + padLen(n)
 	if f.DataDigest {
@@ -119,26 +133,26 @@ func (f *Framer) ReadPDU() (*PDU, error) {
 	}
 	if n > f.MaxRecvDataSegmentLength {
 		if _, err := f.r.Discard(dlen); err != nil {
-			return nil, unexpectedEOF(err)
+			return unexpectedEOF(err)
 		}
-		return p, &DataSegmentTooLongError{PDU: p, Length: n, Limit: f.MaxRecvDataSegmentLength}
+		return &DataSegmentTooLongError{PDU: p, Length: n, Limit: f.MaxRecvDataSegmentLength}
 	}
 	if cap(f.data) < dlen {
 		f.data = make([]byte, dlen)
 	}
 	buf := f.data[:dlen]
 	if _, err := io.ReadFull(f.r, buf); err != nil {
-		return nil, unexpectedEOF(err)
+		return unexpectedEOF(err)
 	}
 	p.Data = buf[:n]
 	if f.DataDigest {
 		// The digest covers the data and its padding (RFC 7143 11.2.4).
 		crc := crc32.Checksum(buf[:n+padLen(n)], castagnoli)
 		if binary.LittleEndian.Uint32(buf[dlen-DigestLength:]) != crc {
-			return p, &DataDigestError{PDU: p}
+			return &DataDigestError{PDU: p}
 		}
 	}
-	return p, nil
+	return nil
 }
 
 func unexpectedEOF(err error) error {
@@ -179,11 +193,13 @@ func (f *Framer) WritePDU(p *PDU) error {
 		t = binary.LittleEndian.AppendUint32(t, crc)
 	}
 	f.vec[0], f.vec[1], f.vec[2] = h, p.Data, t
-	bufs := net.Buffers(f.vec[:2])
+	// f.bufs lives in the framer so WriteTo's pointer receiver does not
+	// allocate per PDU.
+	f.bufs = f.vec[:2]
 	if len(t) > 0 {
-		bufs = f.vec[:3]
+		f.bufs = f.vec[:3]
 	}
-	_, err := bufs.WriteTo(f.w)
-	f.vec = [3][]byte{}
+	_, err := f.bufs.WriteTo(f.w)
+	f.vec, f.bufs = [3][]byte{}, nil
 	return err
 }

@@ -15,7 +15,9 @@ type Command struct {
 	Attr  TaskAttr
 	Nexus *Nexus
 	// DataOut is the complete data-out buffer the initiator sent: exactly
-	// the transport's expected data transfer length, possibly empty.
+	// the transport's expected data transfer length, possibly empty. It may
+	// come from a pool: it is valid only until the command completes, so a
+	// handler that hands work to another goroutine copies what it keeps.
 	DataOut []byte
 	// ExpectedIn is the transport's expected data-in length; handlers may
 	// produce more (the transport truncates and reports overflow).
@@ -27,7 +29,8 @@ type Command struct {
 	Status Status
 	Sense  []byte // encoded sense data when Status is CHECK CONDITION
 	// DataIn is the data-in produced, already limited by the CDB's
-	// allocation length.
+	// allocation length. A buffer from AllocDataIn belongs to the
+	// transport's pool and returns to it once the response is sent.
 	DataIn []byte
 	// DataOutLength is the SCSI data-out length the CDB calls for (SPDTL);
 	// the transport compares it with what it expected to compute residuals.

@@ -23,6 +23,7 @@ type Nexus struct {
 	TPGT           uint16
 	RelativePortID uint16
 
+	key    string
 	lus    map[uint64]*LU
 	luns   []uint64
 	absent *LU
@@ -32,6 +33,7 @@ type Nexus struct {
 // Commands to any other LUN go to absent, a logical unit created with
 // NewAbsentLU that answers as SPC-4 requires for an unsupported LUN.
 func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
+	n.key = n.InitiatorPort + "|" + n.TargetPort
 	n.lus = lus
 	n.absent = absent
 	n.luns = make([]uint64, 0, len(lus))
@@ -44,7 +46,7 @@ func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 
 // Key identifies the nexus in per-nexus state (unit attentions, tasks):
 // the initiator port and target port names together.
-func (n *Nexus) Key() string { return n.InitiatorPort + "|" + n.TargetPort }
+func (n *Nexus) Key() string { return n.key }
 
 // LUNs returns the LUNs the nexus may see, in ascending order.
 func (n *Nexus) LUNs() []uint64 { return n.luns }

@@ -1,0 +1,264 @@
+package iscsi
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// cmdWindow is the number of non-immediate commands the target queues per
+// session: MaxCmdSN - ExpCmdSN + 1 when nothing is outstanding (RFC 7143
+// 4.2.2.1).
+const cmdWindow = 128
+
+// maxImmediateTasks bounds the immediate SCSI commands in progress; more
+// are answered with Reject reason 06h (RFC 7143 11.17.1).
+const maxImmediateTasks = 16
+
+// conn is one iSCSI connection. Three goroutines serve it in full feature
+// phase: the reader decodes PDUs, the serve loop owns every piece of
+// protocol state and processes PDUs, task completions, task management
+// results and timers, and the writer sends the PDUs the serve loop queues.
+// Commands run on goroutines of their own (scsi.Submit), so a long command
+// blocks neither NOPs nor task management.
+type conn struct {
+	// Immutable after newConn.
+	srv    *Server
+	nc     net.Conn
+	bw     *bufio.Writer
+	fr     *Framer
+	portal *portal
+
+	// Set by login, read-only afterwards.
+	log  *slog.Logger
+	sess *session
+	p    params
+	cid  uint16
+
+	// Owned by the serve loop.
+	statSN      uint32
+	expCmdSN    uint32
+	maxCmdSN    uint32
+	tasks       map[uint32]*task       // by ITT
+	held        map[uint32]heldRequest // non-immediate PDUs ahead of ExpCmdSN
+	outstanding int                    // non-immediate tasks against the window
+	immediate   int                    // immediate tasks in progress
+	submitted   int                    // tasks in scsi.Submit not yet completed
+	nextTTT     uint32
+	free        []*task
+	out         []outPDU // queued for the writer at the end of each turn
+	text        textExchange
+	tmfs        []*tmfRequest
+	rxCount     uint64
+	ping        pingState
+	timer       *time.Timer
+	draining    bool
+	loggingOut  bool
+	ending      error // why the serve loop is ending
+	flushOnEnd  bool  // send what is queued before closing
+	rxPDU       PDU   // the reader's PDU, handed over on rx
+
+	// Channels into the serve loop.
+	rx         chan error // a PDU is in rxPDU (with a non-fatal error) or the read failed
+	rxRelease  chan struct{}
+	doneMu     sync.Mutex
+	doneList   []*task // completed by scsi, not yet processed
+	doneSpare  []*task // the serve loop's spare for doneList
+	doneWake   chan struct{}
+	tmfDone    chan *tmfRequest
+	stopCh     chan error
+	drainCh    chan struct{}
+	quit       chan struct{} // closed when the serve loop ends
+	finished   chan struct{} // closed when the connection is torn down
+	writerDone chan struct{}
+	inFFP      atomic.Bool
+	workers    sync.WaitGroup // reader and task management goroutines
+
+	sq sendQueue
+}
+
+func newConn(s *Server, nc net.Conn, p *portal) *conn {
+	bw := bufio.NewWriterSize(nc, 64<<10)
+	return &conn{
+		srv:        s,
+		nc:         nc,
+		bw:         bw,
+		fr:         NewFramer(nc, bw),
+		portal:     p,
+		log:        s.log.With("remote", nc.RemoteAddr().String()),
+		tasks:      map[uint32]*task{},
+		held:       map[uint32]heldRequest{},
+		rx:         make(chan error),
+		rxRelease:  make(chan struct{}, 1),
+		doneWake:   make(chan struct{}, 1),
+		tmfDone:    make(chan *tmfRequest),
+		stopCh:     make(chan error, 1),
+		drainCh:    make(chan struct{}, 1),
+		quit:       make(chan struct{}),
+		finished:   make(chan struct{}),
+		writerDone: make(chan struct{}),
+		sq:         sendQueue{wake: make(chan struct{}, 1)},
+	}
+}
+
+// run serves the connection from login to close.
+func (c *conn) run() {
+	defer close(c.finished)
+	if err := c.login(); err != nil {
+		c.nc.Close()
+		if c.sess != nil {
+			c.srv.endSession(c.sess)
+		}
+		if !errors.Is(err, io.EOF) {
+			c.log.Info("login failed", "portal", c.portal.addr, "err", err)
+		}
+		return
+	}
+	c.log.Info("login complete", "header_digest", c.p.HeaderDigest, "data_digest", c.p.DataDigest,
+		"max_recv_dsl", c.p.MaxSendDataSegmentLength, "max_burst", c.p.MaxBurstLength,
+		"first_burst", c.p.FirstBurstLength, "immediate_data", c.p.ImmediateData,
+		"initial_r2t", c.p.InitialR2T, "max_outstanding_r2t", c.p.MaxOutstandingR2T)
+	c.serve()
+}
+
+// stop ends the connection from another goroutine (reinstatement, reset,
+// shutdown); a connection still logging in is closed at once.
+func (c *conn) stop(err error) {
+	select {
+	case c.stopCh <- err:
+	default:
+	}
+	if !c.inFFP.Load() {
+		c.nc.Close()
+	}
+}
+
+// drain asks the connection to finish the commands in progress, start no
+// new ones and close.
+func (c *conn) drain() {
+	select {
+	case c.drainCh <- struct{}{}:
+	default:
+	}
+	if !c.inFFP.Load() {
+		c.nc.Close()
+	}
+}
+
+// serve is the serve loop of full feature phase.
+func (c *conn) serve() {
+	c.inFFP.Store(true)
+	c.fr.HeaderDigest, c.fr.DataDigest = c.p.HeaderDigest, c.p.DataDigest
+	c.fr.MaxRecvDataSegmentLength = targetMaxRecvDataSegmentLength
+	c.workers.Add(1)
+	go c.readLoop()
+	go c.writeLoop()
+	c.timer = time.NewTimer(c.srv.nopInterval)
+	defer c.timer.Stop()
+	for c.ending == nil {
+		select {
+		case err := <-c.rx:
+			c.rxCount++
+			c.handleRx(err)
+			c.rxRelease <- struct{}{}
+		case <-c.doneWake:
+			c.processCompletions()
+		case tm := <-c.tmfDone:
+			c.tmfFinished(tm)
+		case <-c.timer.C:
+			c.nopTimer()
+		case err := <-c.stopCh:
+			c.end(err, false)
+		case <-c.drainCh:
+			c.startDrain()
+		}
+		c.flushOut()
+	}
+	c.teardown()
+}
+
+// end makes the serve loop stop after this turn; with flush the PDUs
+// queued so far (a Reject, a Logout Response) are sent first.
+func (c *conn) end(err error, flush bool) {
+	if c.ending == nil {
+		c.ending, c.flushOnEnd = err, flush
+	}
+}
+
+// fail translates an error from a PDU handler: a Reject for the PDU, and
+// the end of the connection where the error says so.
+func (c *conn) fail(p *PDU, err error) {
+	var rej *rejectError
+	if !errors.As(err, &rej) {
+		c.end(err, false)
+		return
+	}
+	c.log.Warn("PDU rejected", "opcode", p.Opcode().String(), "itt", p.ITT(), "reason", rej.reason.String(), "why", rej.why)
+	c.queueReject(p, rej.reason)
+	if rej.drop {
+		c.end(err, true)
+	}
+}
+
+// startDrain begins a graceful shutdown: the connection closes as soon as
+// no command is in progress.
+func (c *conn) startDrain() {
+	c.draining = true
+	c.checkDrained()
+}
+
+func (c *conn) checkDrained() {
+	if c.draining && len(c.tasks) == 0 && len(c.tmfs) == 0 {
+		c.end(errShutdown, true)
+	}
+}
+
+// teardown closes the connection and ends the session (ERL 0: a session
+// does not outlive its only connection): tasks in progress are aborted,
+// buffers returned, goroutines waited for.
+func (c *conn) teardown() {
+	c.flushOut()
+	if c.flushOnEnd {
+		// Bounded: a peer that stops reading cannot hold the close.
+		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	} else {
+		c.nc.Close()
+	}
+	c.sq.close()
+	<-c.writerDone
+	c.nc.Close()
+	close(c.quit)
+
+	// Abort what is still running; completions arrive without responses.
+	if c.submitted > 0 {
+		if c.sess.nexus != nil {
+			for _, lu := range c.sess.lus {
+				lu.AbortTaskSet(c.sess.nexus)
+			}
+			c.srv.cfg.Absent.AbortTaskSet(c.sess.nexus)
+		}
+		for c.submitted > 0 {
+			<-c.doneWake
+			c.processCompletions()
+		}
+	}
+	for _, t := range c.tasks {
+		c.releaseTask(t)
+	}
+	clear(c.held)
+	c.workers.Wait()
+	c.srv.endSession(c.sess)
+	switch {
+	case errors.Is(c.ending, errLogout):
+		c.log.Info("logout")
+	case errors.Is(c.ending, io.EOF), errors.Is(c.ending, net.ErrClosed):
+		c.log.Info("connection closed by the initiator")
+	default:
+		c.log.Warn("connection ended", "reason", c.ending.Error())
+	}
+}

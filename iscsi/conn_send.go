@@ -1,0 +1,257 @@
+package iscsi
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// outPDU is a PDU queued for the writer. data may point into a pooled
+// buffer; free, if set, goes back to its pool once the PDU is written.
+type outPDU struct {
+	bhs  [BHSLength]byte
+	data []byte
+	free *buffer
+}
+
+func (o *outPDU) put32(off int, v uint32) { binary.BigEndian.PutUint32(o.bhs[off:], v) }
+
+// sendQueue hands PDUs from the serve loop to the writer. The writer takes
+// everything queued at once and flushes after the batch, so replies to
+// concurrent commands share system calls.
+type sendQueue struct {
+	mu     sync.Mutex
+	q      []outPDU
+	wake   chan struct{}
+	closed bool
+}
+
+func (q *sendQueue) push(items []outPDU) {
+	q.mu.Lock()
+	q.q = append(q.q, items...)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for queued PDUs and returns them, giving the queue spare as
+// its next backing array; done is set when the queue is closed and empty.
+func (q *sendQueue) take(spare []outPDU) (batch []outPDU, done bool) {
+	for {
+		q.mu.Lock()
+		if len(q.q) > 0 {
+			batch, q.q = q.q, spare[:0]
+			q.mu.Unlock()
+			return batch, false
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil, true
+		}
+		<-q.wake
+	}
+}
+
+func (q *sendQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop sends queued PDUs until the queue is closed. After a write
+// error it keeps draining (returning buffers) so the serve loop never
+// blocks.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	var (
+		spare []outPDU
+		p     PDU
+		err   error
+	)
+	for {
+		batch, done := c.sq.take(spare)
+		if done {
+			return
+		}
+		for i := range batch {
+			o := &batch[i]
+			if err == nil {
+				p.BHS, p.Data = o.bhs, o.data
+				err = c.fr.WritePDU(&p)
+			}
+			o.free.release()
+		}
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		if err != nil {
+			c.nc.Close()
+			select {
+			case c.stopCh <- err:
+			default:
+			}
+		}
+		clear(batch)
+		spare = batch[:0]
+		p.Data = nil
+	}
+}
+
+// flushOut hands the PDUs staged in this turn of the serve loop to the
+// writer.
+func (c *conn) flushOut() {
+	if len(c.out) == 0 {
+		return
+	}
+	c.sq.push(c.out)
+	clear(c.out)
+	c.out = c.out[:0]
+}
+
+// queue stages a target PDU with its opcode, flags and ITT; the pointer is
+// valid until the next queue call.
+func (c *conn) queue(op Opcode, flags byte, itt uint32) *outPDU {
+	c.out = append(c.out, outPDU{})
+	o := &c.out[len(c.out)-1]
+	o.bhs[0] = byte(op)
+	o.bhs[1] = flags
+	o.put32(16, itt)
+	return o
+}
+
+// stamp fills StatSN, ExpCmdSN and MaxCmdSN. A PDU that carries status
+// takes the next StatSN; others show it without advancing it (RFC 7143
+// 4.2.2.2).
+func (c *conn) stamp(o *outPDU, status bool) {
+	o.put32(OffStatSN, c.statSN)
+	if status {
+		c.statSN++
+	}
+	o.put32(OffExpCmdSN, c.expCmdSN)
+	o.put32(OffMaxCmdSN, c.maxCmdSN)
+}
+
+// residuals of a command (RFC 7143 11.4.5): over/under for the data
+// transfer (the write part of a bidirectional command), biOver/biUnder for
+// the read part of a bidirectional command.
+type residuals struct {
+	over, under, biOver, biUnder uint32
+}
+
+// flags returns the o, u, O and U bits of a SCSI Response (RFC 7143
+// 11.4.1), O and U alone for a Data-In (11.7.5).
+func (r residuals) flags() byte {
+	var f byte
+	if r.biOver > 0 {
+		f |= 0x10
+	}
+	if r.biUnder > 0 {
+		f |= 0x08
+	}
+	if r.over > 0 {
+		f |= 0x04
+	}
+	if r.under > 0 {
+		f |= 0x02
+	}
+	return f
+}
+
+func (r residuals) count() uint32   { return r.over + r.under }
+func (r residuals) biCount() uint32 { return r.biOver + r.biUnder }
+
+// queueR2T stages an R2T (RFC 7143 11.8).
+func (c *conn) queueR2T(t *task, r r2t, r2tSN uint32) {
+	o := c.queue(OpR2T, 0x80, t.itt)
+	if t.cmd.LUN != scsi.InvalidLUN {
+		lun := scsi.EncodeLUN(t.cmd.LUN)
+		copy(o.bhs[8:16], lun[:])
+	}
+	o.put32(OffTTT, r.ttt)
+	c.stamp(o, false)
+	o.put32(OffDataSN, r2tSN)
+	o.put32(OffBufferOffset, r.offset)
+	o.put32(OffDesiredDTL, r.length)
+}
+
+// Data-In flags (RFC 7143 11.7.1).
+const (
+	dataInFinal  = 0x80
+	dataInStatus = 0x01
+)
+
+// queueDataIn stages the data-in of a command: PDUs of at most the
+// initiator's MaxRecvDataSegmentLength, F at the end of every
+// MaxBurstLength sequence, and with status the S bit and residuals on the
+// last one.
+func (c *conn) queueDataIn(t *task, data []byte, withStatus bool, res residuals) {
+	maxSeg := int(min(c.p.MaxSendDataSegmentLength, c.p.MaxBurstLength))
+	burst := int(c.p.MaxBurstLength)
+	for off := 0; off < len(data); {
+		seqEnd := min(off-off%burst+burst, len(data))
+		n := min(maxSeg, seqEnd-off)
+		last := off+n == len(data)
+		var flags byte
+		if off+n == seqEnd {
+			flags |= dataInFinal
+		}
+		status := last && withStatus
+		if status {
+			flags |= dataInStatus | res.flags()&0x06
+		}
+		o := c.queue(OpDataIn, flags, t.itt)
+		o.put32(OffTTT, ReservedTag)
+		if status {
+			o.bhs[3] = byte(t.cmd.Status)
+			c.stamp(o, true)
+			o.put32(OffResidual, res.count())
+		} else {
+			o.put32(OffExpCmdSN, c.expCmdSN)
+			o.put32(OffMaxCmdSN, c.maxCmdSN)
+		}
+		o.put32(OffDataSN, t.sn)
+		t.sn++
+		o.put32(OffBufferOffset, uint32(off))
+		o.data = data[off : off+n]
+		if last {
+			o.free, t.in = t.in, nil
+		}
+		off += n
+	}
+}
+
+// queueStatus stages a SCSI Response (RFC 7143 11.4) with the sense data,
+// if any, as its data segment.
+func (c *conn) queueStatus(t *task, status scsi.Status, sense []byte, res residuals) {
+	o := c.queue(OpSCSIResponse, 0x80|res.flags(), t.itt)
+	o.bhs[2] = 0 // Command Completed at Target
+	o.bhs[3] = byte(status)
+	c.stamp(o, true)
+	o.put32(36, t.sn) // ExpDataSN: Data-In and R2T PDUs sent for the task
+	o.put32(40, res.biCount())
+	o.put32(OffResidual, res.count())
+	if len(sense) > 0 {
+		d := make([]byte, 2+len(sense))
+		binary.BigEndian.PutUint16(d, uint16(len(sense)))
+		copy(d[2:], sense)
+		o.data = d
+	}
+}
+
+// queueReject stages a Reject carrying the rejected PDU's header (RFC 7143
+// 11.17).
+func (c *conn) queueReject(p *PDU, reason RejectReason) {
+	o := c.queue(OpReject, 0x80, ReservedTag)
+	o.bhs[2] = byte(reason)
+	c.stamp(o, true)
+	hdr := p.BHS
+	o.data = hdr[:]
+}

@@ -1,0 +1,499 @@
+package iscsi
+
+import (
+	"encoding/binary"
+
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// SCSI Command PDU flags (RFC 7143 11.3.1).
+const (
+	cmdFlagRead  = 0x40
+	cmdFlagWrite = 0x20
+	cmdAttrMask  = 0x07
+)
+
+// AHS types (RFC 7143 11.2.2).
+const (
+	ahsExtendedCDB = 1
+	ahsBidiReadLen = 2
+)
+
+// iSCSI conditions reported as sense data (RFC 7143 11.4.7.2).
+const (
+	ascUnexpectedUnsolicitedData scsi.ASC = 0x0C0C
+	ascNotEnoughUnsolicitedData  scsi.ASC = 0x0C0D
+	ascProtocolServiceCRCError   scsi.ASC = 0x4705
+)
+
+// r2t is one outstanding Ready To Transfer.
+type r2t struct {
+	ttt    uint32
+	offset uint32
+	length uint32
+	got    uint32 // bytes received so far
+	dataSN uint32 // next expected DataSN
+}
+
+// task is one SCSI command on a connection, from its SCSI Command PDU to
+// its response. Owned by the serve loop, except cmd while it runs.
+type task struct {
+	c         *conn
+	gen       uint64 // bumped on reuse, so stale references can be told apart
+	itt       uint32
+	cmdSN     uint32
+	immediate bool
+	delivered bool // its CmdSN turn has come (always for immediate ones)
+	submitted bool // handed to scsi.Submit
+	read      bool
+	write     bool
+	edtl      uint32 // expected data-out length
+	readLen   uint32 // expected data-in length
+	cmd       scsi.Command
+	cdb       [16]byte
+	out       *buffer // data-out
+	in        *buffer // pooled data-in, until handed to the writer
+
+	// Unsolicited data: immediate data, then Data-Out with TTT ffffffff up
+	// to unsolEnd (RFC 7143 4.2.5.2).
+	unsolOpen bool
+	unsolNext uint32
+	unsolEnd  uint32
+	unsolSN   uint32
+
+	nextR2T uint32 // first byte not yet asked for
+	r2ts    []r2t
+	sn      uint32 // next R2TSN / DataSN; they share one space (RFC 7143 11.7.5)
+	failure *scsi.Sense
+
+	alloc func(int) []byte
+	done  func(*scsi.Command)
+}
+
+// newTask returns a cleared task, reusing a finished one when possible.
+func (c *conn) newTask() *task {
+	if n := len(c.free); n > 0 {
+		t := c.free[n-1]
+		c.free = c.free[:n-1]
+		*t = task{c: c, gen: t.gen, alloc: t.alloc, done: t.done, r2ts: t.r2ts[:0]}
+		return t
+	}
+	t := &task{c: c}
+	t.alloc = t.allocDataIn
+	t.done = t.completed
+	return t
+}
+
+// allocDataIn is the command's Alloc: a pooled data-in buffer, returned to
+// the pool once the writer has sent it.
+func (t *task) allocDataIn(n int) []byte {
+	b := getBuffer(n)
+	t.in = b
+	return b.b
+}
+
+// completed is the command's done callback, on the command's goroutine.
+func (t *task) completed(*scsi.Command) {
+	c := t.c
+	c.doneMu.Lock()
+	c.doneList = append(c.doneList, t)
+	c.doneMu.Unlock()
+	select {
+	case c.doneWake <- struct{}{}:
+	default:
+	}
+}
+
+// setFailure records why the command will be refused once its data is in.
+func (t *task) setFailure(s *scsi.Sense) {
+	if t.failure == nil {
+		t.failure = s
+	}
+}
+
+// dataComplete reports whether no more data-out is expected.
+func (t *task) dataComplete() bool {
+	return !t.unsolOpen && len(t.r2ts) == 0 && (t.failure != nil || t.nextR2T >= t.edtl)
+}
+
+// processSCSICommand handles a SCSI Command PDU (RFC 7143 11.3).
+func (c *conn) processSCSICommand(p *PDU) error {
+	if c.sess.discovery {
+		c.consumeCmdSN(p)
+		return reject(RejectCmdNotSupported, "SCSI command in a discovery session")
+	}
+	itt := p.ITT()
+	if itt == ReservedTag {
+		c.consumeCmdSN(p)
+		return reject(RejectInvalidPDUField, "SCSI command with the reserved ITT")
+	}
+	if c.draining || c.loggingOut {
+		// Shutting down: the initiator reissues it on its next session.
+		return nil
+	}
+	imm := p.Immediate()
+	sn := p.Uint32(OffCmdSN)
+	verdict := admitNow
+	if imm {
+		if c.immediate >= maxImmediateTasks {
+			return reject(RejectImmediateCmd, "%d immediate commands in progress", c.immediate)
+		}
+	} else if verdict = c.admit(sn); verdict == admitDrop {
+		c.log.Debug("command outside the CmdSN window dropped", "cmdsn", sn, "exp_cmdsn", c.expCmdSN, "max_cmdsn", c.maxCmdSN)
+		return nil
+	}
+	if c.tasks[itt] != nil {
+		c.consumeCmdSN(p)
+		return reject(RejectTaskInProgress, "ITT %#x is in use", itt)
+	}
+	t := c.newTask()
+	if err := t.parseCommand(p); err != nil {
+		c.free = append(c.free, t)
+		c.consumeCmdSN(p)
+		return err
+	}
+	c.tasks[itt] = t
+	if imm {
+		c.immediate++
+		t.delivered = true
+	} else {
+		c.outstanding++
+		if verdict == admitNow {
+			c.expCmdSN++
+			c.updateMaxCmdSN()
+			t.delivered = true
+		} else {
+			c.held[sn] = heldRequest{kind: heldTask, t: t}
+		}
+	}
+	c.startData(t, p)
+	c.maybeRun(t)
+	if !imm && verdict == admitNow {
+		c.deliverHeld()
+	}
+	c.updateMaxCmdSN()
+	return nil
+}
+
+// parseCommand fills the task from a SCSI Command PDU.
+func (t *task) parseCommand(p *PDU) error {
+	flags := p.Flags()
+	t.itt = p.ITT()
+	t.cmdSN = p.Uint32(OffCmdSN)
+	t.immediate = p.Immediate()
+	t.read = flags&cmdFlagRead != 0
+	t.write = flags&cmdFlagWrite != 0
+	edtl := p.Uint32(OffEDTL)
+	copy(t.cdb[:], p.BHS[OffCDB:OffCDB+16])
+	cdb := t.cdb[:]
+	if t.write {
+		t.edtl = edtl
+		if t.read {
+			t.readLen = 0 // unless the bidirectional AHS says otherwise
+		}
+	} else if t.read {
+		t.readLen = edtl
+	}
+	for ahs := p.AHS; len(ahs) > 0; {
+		if len(ahs) < 4 {
+			return reject(RejectInvalidPDUField, "truncated AHS")
+		}
+		n := int(binary.BigEndian.Uint16(ahs))
+		typ := ahs[2]
+		total := 3 + n + padLen(3+n)
+		if n == 0 || total > len(ahs) {
+			return reject(RejectInvalidPDUField, "AHS length %d overruns TotalAHSLength", n)
+		}
+		body := ahs[4 : 3+n] // after the reserved byte
+		switch typ {
+		case ahsExtendedCDB:
+			cdb = append(t.cdb[:16:16], body...)
+		case ahsBidiReadLen:
+			if n != 5 || !t.read || !t.write {
+				return reject(RejectInvalidPDUField, "bidirectional read length AHS on a command that is not bidirectional")
+			}
+			t.readLen = binary.BigEndian.Uint32(body)
+		default:
+			return reject(RejectInvalidPDUField, "AHS type %d", typ)
+		}
+		ahs = ahs[total:]
+	}
+	lun, err := scsi.DecodeLUN(p.LUN())
+	if err != nil {
+		lun = scsi.InvalidLUN
+	}
+	t.cmd = scsi.Command{
+		CDB:        cdb,
+		LUN:        lun,
+		Tag:        uint64(t.itt),
+		Attr:       scsi.TaskAttr(flags & cmdAttrMask),
+		Nexus:      t.c.sess.nexus,
+		ExpectedIn: int(t.readLen),
+		Alloc:      t.alloc,
+	}
+	return nil
+}
+
+// startData takes a command's immediate data and works out which data-out
+// is still to come: unsolicited Data-Out up to FirstBurstLength, the rest
+// through R2Ts (RFC 7143 4.2.5).
+func (c *conn) startData(t *task, p *PDU) {
+	imm := uint32(len(p.Data))
+	if !t.write {
+		if imm > 0 {
+			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
+				WithReason("immediate data on a command without the W bit"))
+		}
+		return
+	}
+	if t.edtl > scsi.MaxTransferBytes {
+		// Refused without buffering; unsolicited data is still drained.
+		t.setFailure(scsi.NewSense(scsi.IllegalRequest, scsi.ASCInvalidFieldInCommandIU).
+			WithReason("expected data transfer length %d exceeds %d", t.edtl, scsi.MaxTransferBytes))
+	} else if t.edtl > 0 {
+		t.out = getBuffer(int(t.edtl))
+		t.cmd.DataOut = t.out.b
+	}
+	firstBurst := min(c.p.FirstBurstLength, t.edtl)
+	if imm > 0 {
+		switch {
+		case !c.p.ImmediateData || imm > firstBurst:
+			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
+				WithReason("%d bytes of immediate data, %d allowed", imm, firstBurst))
+		case t.out != nil:
+			copy(t.out.b, p.Data)
+		}
+	}
+	t.unsolNext = imm
+	t.nextR2T = imm
+	// With InitialR2T=No and F=0, unsolicited Data-Out follows up to
+	// FirstBurstLength (RFC 7143 13.10, 13.14).
+	if !c.p.InitialR2T && !p.Final() {
+		t.unsolOpen = true
+		t.unsolEnd = firstBurst
+		t.nextR2T = max(imm, firstBurst)
+	}
+	c.issueR2Ts(t)
+}
+
+// issueR2Ts solicits the data still missing, up to MaxOutstandingR2T
+// bursts of at most MaxBurstLength at a time (RFC 7143 13.17).
+func (c *conn) issueR2Ts(t *task) {
+	for t.failure == nil && len(t.r2ts) < int(c.p.MaxOutstandingR2T) && t.nextR2T < t.edtl {
+		n := min(t.edtl-t.nextR2T, c.p.MaxBurstLength)
+		c.nextTTT++
+		if c.nextTTT == ReservedTag {
+			c.nextTTT = 0
+		}
+		r := r2t{ttt: c.nextTTT, offset: t.nextR2T, length: n}
+		t.r2ts = append(t.r2ts, r)
+		c.queueR2T(t, r, t.sn)
+		t.sn++
+		t.nextR2T += n
+	}
+}
+
+// processDataOut handles a SCSI Data-Out PDU (RFC 7143 11.7). crcError
+// says its data digest failed: the data is dropped but the sequence goes
+// on.
+func (c *conn) processDataOut(p *PDU, crcError bool) error {
+	t := c.tasks[p.ITT()]
+	if t == nil || t.submitted || !t.write {
+		// Data for a task that is gone, aborted or finished; discard it.
+		c.log.Debug("Data-Out for no task in progress discarded", "itt", p.ITT())
+		return nil
+	}
+	n := uint32(p.DataSegmentLength())
+	ttt := p.Uint32(OffTTT)
+	dataSN := p.Uint32(OffDataSN)
+	off := p.Uint32(OffBufferOffset)
+	if ttt == ReservedTag {
+		if !t.unsolOpen {
+			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
+				WithReason("unsolicited Data-Out not allowed"))
+			c.maybeRun(t)
+			return nil
+		}
+		// DataPDUInOrder=Yes: offsets follow on (RFC 7143 13.19).
+		if dataSN != t.unsolSN || off != t.unsolNext || uint64(off)+uint64(n) > uint64(t.unsolEnd) {
+			return rejectAndDrop(RejectProtocolError,
+				"unsolicited Data-Out DataSN %d offset %d length %d, want DataSN %d offset %d within %d",
+				dataSN, off, n, t.unsolSN, t.unsolNext, t.unsolEnd)
+		}
+		t.copyIn(off, p.Data, crcError)
+		t.unsolNext += n
+		t.unsolSN++
+		if p.Final() {
+			t.unsolOpen = false
+			if t.unsolNext < t.unsolEnd {
+				t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascNotEnoughUnsolicitedData).
+					WithReason("%d bytes of unsolicited data, %d expected", t.unsolNext, t.unsolEnd))
+			}
+		}
+	} else {
+		i := -1
+		for j := range t.r2ts {
+			if t.r2ts[j].ttt == ttt {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			return rejectAndDrop(RejectInvalidPDUField, "Data-Out TTT %#x matches no R2T of ITT %#x", ttt, t.itt)
+		}
+		r := &t.r2ts[i]
+		if dataSN != r.dataSN || off != r.offset+r.got || r.got+n > r.length {
+			return rejectAndDrop(RejectProtocolError,
+				"Data-Out DataSN %d offset %d length %d, want DataSN %d offset %d within R2T %d+%d",
+				dataSN, off, n, r.dataSN, r.offset+r.got, r.offset, r.length)
+		}
+		t.copyIn(off, p.Data, crcError)
+		r.got += n
+		r.dataSN++
+		if p.Final() {
+			if r.got != r.length {
+				return rejectAndDrop(RejectProtocolError, "F bit after %d of %d solicited bytes", r.got, r.length)
+			}
+			t.r2ts = append(t.r2ts[:i], t.r2ts[i+1:]...)
+			c.issueR2Ts(t)
+		}
+	}
+	if crcError {
+		t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascProtocolServiceCRCError).
+			WithReason("Data-Out data digest error"))
+	}
+	c.maybeRun(t)
+	return nil
+}
+
+// copyIn stores data-out at its buffer offset; the caller has checked the
+// range against the sequence, which lies within EDTL.
+func (t *task) copyIn(off uint32, data []byte, crcError bool) {
+	if t.out != nil && !crcError {
+		copy(t.out.b[off:], data)
+	}
+}
+
+// maybeRun submits the command once its CmdSN turn has come and its data
+// is in, or refuses it when the transport already knows it fails.
+func (c *conn) maybeRun(t *task) {
+	if t.submitted || !t.delivered || !t.dataComplete() {
+		return
+	}
+	if t.failure != nil {
+		c.retire(t)
+		c.log.Warn("command refused", "itt", t.itt, "cdb0", t.cdb[0], "sense", t.failure.Error())
+		c.queueStatus(t, scsi.StatusCheckCondition, t.failure.Encode(c.dSense(t)), residuals{})
+		c.recycle(t)
+		return
+	}
+	t.submitted = true
+	c.submitted++
+	scsi.Submit(&t.cmd, t.done)
+}
+
+// dSense reports whether the addressed logical unit wants descriptor
+// format sense data.
+func (c *conn) dSense(t *task) bool {
+	return c.sess.nexus.LU(t.cmd.LUN).Mode().DSense
+}
+
+// processCompletions handles the commands scsi has finished: a response
+// for each, none for aborted ones.
+func (c *conn) processCompletions() {
+	c.doneMu.Lock()
+	list := c.doneList
+	c.doneList = c.doneSpare[:0]
+	c.doneMu.Unlock()
+	defer func() {
+		clear(list)
+		c.doneSpare = list[:0]
+	}()
+	for _, t := range list {
+		c.submitted--
+		c.retire(t)
+		if !t.cmd.Aborted && c.ending == nil {
+			c.queueResult(t)
+		}
+		c.recycle(t)
+	}
+	c.checkTMFs()
+	c.checkDrained()
+}
+
+// retire removes a task from the connection's bookkeeping and opens the
+// command window.
+func (c *conn) retire(t *task) {
+	if c.tasks[t.itt] != t {
+		return
+	}
+	delete(c.tasks, t.itt)
+	if t.immediate {
+		c.immediate--
+	} else {
+		c.outstanding--
+		if !t.delivered {
+			c.held[t.cmdSN] = heldRequest{kind: heldConsumed}
+		}
+	}
+	c.updateMaxCmdSN()
+}
+
+// recycle returns a retired task's buffers and keeps it for reuse.
+func (c *conn) recycle(t *task) {
+	t.out.release()
+	t.in.release()
+	t.out, t.in = nil, nil
+	t.cmd = scsi.Command{}
+	t.failure = nil
+	t.gen++
+	c.free = append(c.free, t)
+}
+
+// releaseTask drops a task that will get no response.
+func (c *conn) releaseTask(t *task) {
+	c.retire(t)
+	c.recycle(t)
+}
+
+// queueResult sends a finished command's data-in and status: Data-In PDUs
+// in sequences of MaxBurstLength, status in the last one when there is no
+// sense data (RFC 7143 11.7.4), otherwise a SCSI Response; residuals per
+// RFC 7143 11.4.5.
+func (c *conn) queueResult(t *task) {
+	cmd := &t.cmd
+	data := cmd.DataIn
+	var over, under uint32   // data-in residual
+	var wOver, wUnder uint32 // data-out residual
+	if len(data) > int(t.readLen) {
+		over = uint32(len(data)) - t.readLen
+		data = data[:t.readLen]
+	} else if t.read && (cmd.Status != scsi.StatusCheckCondition || len(data) > 0) {
+		under = t.readLen - uint32(len(data))
+	}
+	if t.write && (cmd.DataOutLength > 0 || cmd.Status != scsi.StatusCheckCondition) {
+		spdtl := uint32(min(cmd.DataOutLength, 1<<32-1))
+		if spdtl > t.edtl {
+			wOver = spdtl - t.edtl
+		} else {
+			wUnder = t.edtl - spdtl
+		}
+	}
+	var res residuals
+	switch {
+	case t.read && t.write:
+		res = residuals{over: wOver, under: wUnder, biOver: over, biUnder: under}
+	case t.write:
+		res = residuals{over: wOver, under: wUnder}
+	default:
+		res = residuals{over: over, under: under}
+	}
+	good := cmd.Status == scsi.StatusGood || cmd.Status == scsi.StatusConditionMet
+	if len(data) > 0 {
+		c.queueDataIn(t, data, good, res)
+		if good {
+			return
+		}
+	}
+	c.queueStatus(t, cmd.Status, cmd.Sense, res)
+}

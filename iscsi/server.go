@@ -1,0 +1,247 @@
+package iscsi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// Server is an iSCSI target server: it listens on the portals of every
+// target portal group and runs discovery and normal sessions.
+type Server struct {
+	cfg          Config
+	log          *slog.Logger
+	targets      map[string]*Target
+	targetLUs    map[*Target][]*scsi.LU // every logical unit a target offers
+	portals      []*portal
+	nopInterval  time.Duration
+	nopTimeout   time.Duration
+	loginTimeout time.Duration
+
+	mu           sync.Mutex
+	listening    bool
+	shuttingDown bool
+	sessions     map[string]*session // normal sessions by identity key
+	byTSIH       map[uint16]*session
+	conns        map[*conn]struct{}
+	nextTSIH     uint16
+	closed       chan struct{} // closed by Shutdown
+	connWG       sync.WaitGroup
+	acceptWG     sync.WaitGroup
+}
+
+// portal is one listen address and the target portal groups it serves.
+type portal struct {
+	addr string // as configured
+	tpgs map[*Target]*TPG
+	ln   net.Listener
+}
+
+// NewServer checks the configuration and returns a server; nothing listens
+// until Listen.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		targets:      map[string]*Target{},
+		targetLUs:    map[*Target][]*scsi.LU{},
+		nopInterval:  orDefault(cfg.NOPInInterval, DefaultNOPInInterval),
+		nopTimeout:   orDefault(cfg.NOPInTimeout, DefaultNOPInTimeout),
+		loginTimeout: orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
+		sessions:     map[string]*session{},
+		byTSIH:       map[uint16]*session{},
+		conns:        map[*conn]struct{}{},
+		closed:       make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	byAddr := map[string]*portal{}
+	for _, t := range cfg.Targets {
+		s.targets[t.Name] = t
+		add := func(luns map[uint64]*scsi.LU) {
+			for _, lu := range luns {
+				if !slices.Contains(s.targetLUs[t], lu) {
+					s.targetLUs[t] = append(s.targetLUs[t], lu)
+				}
+			}
+		}
+		for _, g := range t.TPGs {
+			add(g.LUNs)
+			for _, a := range g.ACLs {
+				add(a.LUNs)
+			}
+			for _, addr := range g.Portals {
+				p := byAddr[addr]
+				if p == nil {
+					p = &portal{addr: addr, tpgs: map[*Target]*TPG{}}
+					byAddr[addr] = p
+					s.portals = append(s.portals, p)
+				}
+				p.tpgs[t] = g
+			}
+		}
+	}
+	return s, nil
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// Listen opens a listener on every distinct portal.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listening {
+		return nil
+	}
+	if s.shuttingDown {
+		return ErrServerClosed
+	}
+	for i, p := range s.portals {
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			for _, q := range s.portals[:i] {
+				q.ln.Close()
+				q.ln = nil
+			}
+			return err
+		}
+		p.ln = ln
+	}
+	s.listening = true
+	return nil
+}
+
+// Addrs returns the listen addresses, in portal order, with ports chosen
+// for ":0" portals resolved. It is empty before Listen.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []net.Addr
+	for _, p := range s.portals {
+		if p.ln != nil {
+			out = append(out, p.ln.Addr())
+		}
+	}
+	return out
+}
+
+// Serve accepts connections on every portal until Shutdown, listening
+// first if Listen was not called. It returns ErrServerClosed after
+// Shutdown.
+func (s *Server) Serve() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	for _, p := range s.portals {
+		s.acceptWG.Add(1)
+		go s.acceptLoop(p)
+	}
+	<-s.closed
+	s.acceptWG.Wait()
+	return ErrServerClosed
+}
+
+func (s *Server) acceptLoop(p *portal) {
+	defer s.acceptWG.Done()
+	var backoff time.Duration
+	for {
+		nc, err := p.ln.Accept()
+		if err != nil {
+			select {
+			case <-s.closed:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed, retrying", "portal", p.addr, "err", err, "delay", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.serveConn(nc, p)
+	}
+}
+
+// serveConn runs a new connection on its own goroutine: login, then full
+// feature phase.
+func (s *Server) serveConn(nc net.Conn, p *portal) {
+	c := newConn(s, nc, p)
+	s.mu.Lock()
+	if s.shuttingDown {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.connWG.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+		c.run()
+	}()
+}
+
+// Shutdown stops accepting connections and lets every connection finish
+// the commands it has started, refusing new ones; when ctx ends first, the
+// remaining commands are aborted. It returns when every connection is
+// closed, with ctx's error if it had to abort.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.shuttingDown {
+		s.shuttingDown = true
+		close(s.closed)
+		for _, p := range s.portals {
+			if p.ln != nil {
+				p.ln.Close()
+			}
+		}
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.acceptWG.Wait()
+	for _, c := range conns {
+		c.drain()
+	}
+	all := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(all)
+	}()
+	select {
+	case <-all:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, c := range conns {
+		c.stop(errShutdown)
+	}
+	<-all
+	return ctx.Err()
+}

@@ -1,0 +1,235 @@
+package iscsi
+
+import (
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// Task management function codes (RFC 7143 11.5.1; 9-12 from RFC 7144
+// 3.3).
+const (
+	tmfAbortTask       = 1
+	tmfAbortTaskSet    = 2
+	tmfClearACA        = 3
+	tmfClearTaskSet    = 4
+	tmfLUReset         = 5
+	tmfTargetWarmReset = 6
+	tmfTargetColdReset = 7
+	tmfTaskReassign    = 8
+	tmfQueryTask       = 9
+	tmfQueryTaskSet    = 10
+	tmfITNexusReset    = 11
+	tmfQueryAsyncEvent = 12
+	offReferencedTag   = 20
+	offRefCmdSN        = 32
+)
+
+// Task management response codes (RFC 7143 11.6.1, RFC 7144 3.4).
+const (
+	tmfRespComplete             = 0
+	tmfRespNoTask               = 1
+	tmfRespNoLUN                = 2
+	tmfRespReassignNotSupported = 4
+	tmfRespNotSupported         = 5
+	tmfRespSucceeded            = 7
+)
+
+// taskRef names a task at one point of its life; a reused task has a new
+// generation.
+type taskRef struct {
+	t   *task
+	gen uint64
+}
+
+// tmfRequest is a task management function (or a logout) in progress. Its
+// response waits until the abort work has returned and every affected
+// task's completion has been processed, so no SCSI Response for an
+// aborted task can follow it.
+type tmfRequest struct {
+	itt      uint32
+	response byte
+	running  bool // the abort work is still going on
+	waitFor  []taskRef
+	cold     bool // TARGET COLD RESET: drop the target's connections after the response
+	logout   bool // a Logout Request, answered with a Logout Response
+}
+
+// processTaskMgmt handles a Task Management Function Request (RFC 7143
+// 11.5).
+func (c *conn) processTaskMgmt(p *PDU) error {
+	if c.sess.discovery {
+		return reject(RejectCmdNotSupported, "task management in a discovery session")
+	}
+	fn := p.Flags() & 0x7F
+	tm := &tmfRequest{itt: p.ITT()}
+	nexus := c.sess.nexus
+	lun, err := scsi.DecodeLUN(p.LUN())
+	lu := c.sess.view[lun]
+	if err != nil {
+		lu = nil
+	}
+	onLUN := func(t *task) bool { return t.cmd.LUN == lun }
+	rtt := p.Uint32(offReferencedTag)
+	switch fn {
+	case tmfAbortTask:
+		t := c.tasks[rtt]
+		if t == nil {
+			tm.response = c.abortMissing(p)
+			break
+		}
+		target := nexus.LU(t.cmd.LUN)
+		c.abortScope(tm, func(x *task) bool { return x == t }, func() {
+			target.AbortTask(nexus, uint64(rtt))
+		})
+		return nil
+	case tmfAbortTaskSet, tmfClearTaskSet, tmfLUReset:
+		if lu == nil {
+			tm.response = tmfRespNoLUN
+			break
+		}
+		var work func()
+		switch fn {
+		case tmfAbortTaskSet:
+			work = func() { lu.AbortTaskSet(nexus) }
+		case tmfClearTaskSet:
+			work = func() { lu.ClearTaskSet(nexus) }
+		default:
+			work = func() { lu.Reset(scsi.ASCBusDeviceResetFunctionOccurred) }
+		}
+		c.abortScope(tm, onLUN, work)
+		return nil
+	case tmfTargetWarmReset, tmfTargetColdReset:
+		// Every logical unit of the target is reset (SAM-5 7.12).
+		lus := c.srv.targetLUs[c.sess.target]
+		tm.cold = fn == tmfTargetColdReset
+		c.abortScope(tm, func(*task) bool { return true }, func() {
+			for _, lu := range lus {
+				lu.Reset(scsi.ASCPowerOnResetOrBusDeviceReset)
+			}
+		})
+		return nil
+	case tmfQueryTask:
+		tm.response = tmfRespComplete
+		if t := c.tasks[rtt]; t != nil && onLUN(t) {
+			tm.response = tmfRespSucceeded
+		}
+	case tmfQueryTaskSet:
+		tm.response = tmfRespComplete
+		for _, t := range c.tasks {
+			if onLUN(t) {
+				tm.response = tmfRespSucceeded
+				break
+			}
+		}
+	case tmfTaskReassign:
+		// Task reassignment needs ErrorRecoveryLevel 2.
+		tm.response = tmfRespReassignNotSupported
+	case tmfClearACA, tmfITNexusReset, tmfQueryAsyncEvent:
+		// ACA is never established (NACA=1 is refused); the other two
+		// are not implemented.
+		tm.response = tmfRespNotSupported
+	default:
+		tm.response = tmfRespNotSupported
+	}
+	c.queueTMFResponse(tm)
+	return nil
+}
+
+// abortMissing answers ABORT TASK for a tag with no task (RFC 7143
+// 11.5.1): if its RefCmdSN is in the window and older than the request,
+// the command may still be on its way; that CmdSN counts as received, the
+// command is never run, and the answer is Function Complete. Otherwise
+// the task does not exist.
+func (c *conn) abortMissing(p *PDU) byte {
+	ref := p.Uint32(offRefCmdSN)
+	sn := p.Uint32(OffCmdSN)
+	if snLess(ref, c.expCmdSN) || snLess(c.maxCmdSN, ref) || !snLess(ref, sn) {
+		return tmfRespNoTask
+	}
+	if ref == c.expCmdSN {
+		c.advance()
+	} else if _, ok := c.held[ref]; !ok {
+		c.held[ref] = heldRequest{kind: heldConsumed}
+	}
+	return tmfRespComplete
+}
+
+// abortScope aborts the connection's tasks that match: those not yet
+// handed to scsi are dropped here, the others are aborted by work, which
+// runs on its own goroutine because the scsi abort calls wait for the
+// aborted commands to end.
+func (c *conn) abortScope(tm *tmfRequest, match func(*task) bool, work func()) {
+	for _, t := range c.tasks {
+		if !match(t) {
+			continue
+		}
+		if t.submitted {
+			tm.waitFor = append(tm.waitFor, taskRef{t, t.gen})
+		} else {
+			c.releaseTask(t)
+		}
+	}
+	tm.running = true
+	c.tmfs = append(c.tmfs, tm)
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		work()
+		select {
+		case c.tmfDone <- tm:
+		case <-c.quit:
+		}
+	}()
+}
+
+// tmfFinished records that a function's abort work has returned.
+func (c *conn) tmfFinished(tm *tmfRequest) {
+	tm.running = false
+	c.checkTMFs()
+}
+
+// checkTMFs answers the functions whose work is done and whose affected
+// tasks have all been retired.
+func (c *conn) checkTMFs() {
+	kept := c.tmfs[:0]
+	for _, tm := range c.tmfs {
+		if tm.running || !tm.allRetired() {
+			kept = append(kept, tm)
+			continue
+		}
+		c.queueTMFResponse(tm)
+	}
+	clear(c.tmfs[len(kept):])
+	c.tmfs = kept
+}
+
+func (tm *tmfRequest) allRetired() bool {
+	for _, r := range tm.waitFor {
+		if r.t.gen == r.gen {
+			return false
+		}
+	}
+	return true
+}
+
+// queueTMFResponse stages the response to a task management function or
+// logout, and ends the connection where the function says so.
+func (c *conn) queueTMFResponse(tm *tmfRequest) {
+	if tm.logout {
+		c.queueLogoutResponse(tm.itt, logoutSuccess)
+		c.end(errLogout, true)
+		return
+	}
+	o := c.queue(OpTaskMgmtResp, 0x80, tm.itt)
+	o.bhs[2] = tm.response
+	c.stamp(o, true)
+	if tm.cold {
+		// TARGET COLD RESET: the response goes out, then every
+		// connection to the target is dropped (RFC 7143 11.5.1).
+		c.end(errColdReset, true)
+		for _, s := range c.srv.targetSessions(c.sess.target) {
+			if s != c.sess {
+				s.conn.stop(errColdReset)
+			}
+		}
+	}
+}
