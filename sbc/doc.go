@@ -23,7 +23,9 @@
 //     RANGE; SBC-3 4.5). A length of zero transfers nothing and is not an
 //     error, but its LBA is still checked;
 //  3. the data-out length the transport carried against what the CDB calls
-//     for ([scsi.Command.TakeDataOut]).
+//     for ([scsi.Command.TakeDataOutBlocks]): extra bytes are ignored, a
+//     shortfall of whole blocks limits the command to the blocks carried,
+//     a partial block is refused.
 //
 // Only then does a handler touch the backstore, so a refused command never
 // writes a byte.

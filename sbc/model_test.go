@@ -95,8 +95,12 @@ type op struct {
 	dataOut []byte
 	lba, n  uint64 // the extent in blocks
 	bytchk  byte
-	// dataOutOK: the data-out length matches the CDB.
+	// dataOutOK: the command accepts the data-out the transport carried;
+	// payload is what it uses and effN the blocks it then acts on (fewer
+	// than n when whole blocks are missing, see TakeDataOutBlocks).
 	dataOutOK bool
+	payload   []byte
+	effN      uint64
 }
 
 // opGenerator makes random commands and keeps the model of the medium.
@@ -143,6 +147,22 @@ func (g *opGenerator) dataOut(want int) ([]byte, bool) {
 	return g.randomData(n), n == want
 }
 
+// settle works out what the command makes of o.dataOut when the CDB calls
+// for want bytes: more is cut to want; less is refused, unless wholeBlocks
+// and it is a whole number of blocks, which are then all the command acts
+// on.
+func (g *opGenerator) settle(o *op, want int, wholeBlocks bool) {
+	o.effN = o.n
+	switch c := len(o.dataOut); {
+	case c >= want:
+		o.dataOutOK, o.payload = true, o.dataOut[:want]
+	case wholeBlocks && c%g.bs == 0:
+		o.dataOutOK, o.payload, o.effN = true, o.dataOut, uint64(c/g.bs)
+	default:
+		o.dataOutOK = false
+	}
+}
+
 func (g *opGenerator) modelRange(lba, n uint64) []byte {
 	return g.medium[lba*uint64(g.bs) : (lba+n)*uint64(g.bs)]
 }
@@ -186,7 +206,8 @@ func (g *opGenerator) next() op {
 			o.n = 256
 		}
 		o.cdb = build([4]byte{opWrite6, opWrite10, opWrite12, opWrite16}, flags, o.lba, o.n)
-		o.dataOut, o.dataOutOK = g.dataOut(int(o.n) * g.bs)
+		o.dataOut, _ = g.dataOut(int(o.n) * g.bs)
+		g.settle(&o, int(o.n)*g.bs, true)
 		return o
 	case k < 17:
 		if size == 6 {
@@ -204,11 +225,19 @@ func (g *opGenerator) next() op {
 				o.dataOut[g.rng.IntN(len(o.dataOut))] ^= 1 << g.rng.IntN(8)
 			}
 		case o.bytchk == 1:
-			o.dataOut, o.dataOutOK = g.dataOut(int(o.n) * g.bs)
+			o.dataOut, _ = g.dataOut(int(o.n) * g.bs)
 		case o.bytchk == 3 && o.lba < g.blocks && g.rng.IntN(2) == 0:
 			o.dataOut = bytes.Clone(g.modelRange(o.lba, 1))
 		case o.bytchk == 3:
-			o.dataOut, o.dataOutOK = g.dataOut(g.bs)
+			o.dataOut, _ = g.dataOut(g.bs)
+		}
+		switch o.bytchk {
+		case 1:
+			g.settle(&o, int(o.n)*g.bs, true)
+		case 3:
+			g.settle(&o, g.bs, false)
+		default:
+			g.settle(&o, 0, false)
 		}
 		return o
 	case k < 18:
@@ -219,7 +248,8 @@ func (g *opGenerator) next() op {
 		o.what = fmt.Sprintf("WRITE AND VERIFY (%d) BYTCHK %02b", size, o.bytchk)
 		o.lba, o.n = g.extent(0xFFFF)
 		o.cdb = build([4]byte{0, opWriteAndVerify10, opWriteAndVerify12, opWriteAndVerify16}, flags&0x10|o.bytchk<<1, o.lba, o.n)
-		o.dataOut, o.dataOutOK = g.dataOut(int(o.n) * g.bs)
+		o.dataOut, _ = g.dataOut(int(o.n) * g.bs)
+		g.settle(&o, int(o.n)*g.bs, true)
 		return o
 	case k < 19:
 		o := op{kind: kindSync, what: "SYNCHRONIZE CACHE", dataOutOK: true}
@@ -260,16 +290,17 @@ func (g *opGenerator) check(t *testing.T, where string, o op, c *scsi.Command) {
 		requireBytes(t, g.modelRange(o.lba, o.n), c.DataIn, where)
 	case kindWrite, kindWriteAndVerify:
 		requireGood(t, c)
-		copy(g.modelRange(o.lba, o.n), o.dataOut)
+		copy(g.modelRange(o.lba, o.effN), o.payload)
 	case kindVerify:
 		var expected []byte
+		n := o.n
 		switch o.bytchk {
 		case 1:
-			expected = o.dataOut
+			expected, n = o.payload, o.effN
 		case 3:
-			expected = bytes.Repeat(o.dataOut, int(o.n))
+			expected = bytes.Repeat(o.payload, int(o.n))
 		}
-		if first := firstDiff(g.modelRange(o.lba, o.n), expected); expected != nil && first >= 0 {
+		if first := firstDiff(g.modelRange(o.lba, n), expected); expected != nil && first >= 0 {
 			s := requireSense(t, c, scsi.Miscompare, scsi.ASCMiscompareDuringVerify)
 			require.Equal(t, uint64(first), s.Information, where)
 			return

@@ -91,7 +91,16 @@ func verify(l layout) scsi.Handler {
 		case bytchkSame:
 			want = g.blockSize
 		}
-		p, err := cmd.TakeDataOut(want)
+		var p []byte
+		var err error
+		if bytchk == bytchkCompare {
+			// Only the blocks that arrived are compared (see
+			// scsi.Command.TakeDataOutBlocks).
+			p, err = cmd.TakeDataOutBlocks(want, g.blockSize)
+			e.Blocks = uint64(len(p) / g.blockSize)
+		} else {
+			p, err = cmd.TakeDataOut(want)
+		}
 		if err != nil {
 			return err
 		}
@@ -140,10 +149,12 @@ func writeAndVerify(l layout) scsi.Handler {
 		if s := g.checkTransfer(e); s != nil {
 			return s
 		}
-		p, err := cmd.TakeDataOut(g.bytes(e.Blocks))
+		p, err := cmd.TakeDataOutBlocks(g.bytes(e.Blocks), g.blockSize)
 		if err != nil {
 			return err
 		}
+		// Only the blocks that arrived are written and verified.
+		e.Blocks = uint64(len(p) / g.blockSize)
 		if e.Blocks == 0 {
 			return nil
 		}

@@ -43,13 +43,14 @@ func write(l layout, hasFUA bool) scsi.Handler {
 		if s := g.checkTransfer(e); s != nil {
 			return s
 		}
-		p, err := cmd.TakeDataOut(g.bytes(e.Blocks))
+		p, err := cmd.TakeDataOutBlocks(g.bytes(e.Blocks), g.blockSize)
 		if err != nil {
 			return err
 		}
-		if e.Blocks == 0 {
+		if len(p) == 0 {
 			// SBC-3 WRITE (10): a TRANSFER LENGTH of zero writes nothing
-			// and is not an error.
+			// and is not an error; nor does a transfer the transport cut
+			// to nothing.
 			return nil
 		}
 		if err := cmd.LU().Store.WriteAt(p, g.offset(e.LBA), forceUnitAccess(cmd, hasFUA)); err != nil {

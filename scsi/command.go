@@ -77,18 +77,35 @@ func (c *Command) SetDataIn(p []byte, allocLen int) {
 	c.DataIn = p
 }
 
-// TakeDataOut records that the CDB calls for n bytes of data-out and
-// returns them. When the transport received a different amount, the command
-// is refused with ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT
-// and nothing is transferred (FCP-4 9.4.2 option b, also taken for iSCSI),
-// so no byte outside the command's range is ever written.
+// TakeDataOut records that the CDB calls for n bytes of data-out (the
+// SPDTL) and returns them. When the transport carried more (its expected
+// data transfer length exceeds n), the first n bytes are used and the
+// transport reports the underflow; when it carried less, the command is
+// refused with ILLEGAL REQUEST, INVALID FIELD IN COMMAND INFORMATION UNIT
+// and nothing is transferred (FCP-4 9.4.2 options (a) and (b), which
+// iSCSI targets follow too). Block commands use TakeDataOutBlocks instead.
 func (c *Command) TakeDataOut(n int) ([]byte, error) {
 	c.DataOutLength = n
-	if len(c.DataOut) != n {
+	if len(c.DataOut) < n {
 		return nil, NewSense(IllegalRequest, ASCInvalidFieldInCommandIU).
 			WithReason("CDB calls for %d bytes of data-out, transport carried %d", n, len(c.DataOut))
 	}
-	return c.DataOut, nil
+	return c.DataOut[:n], nil
+}
+
+// TakeDataOutBlocks is TakeDataOut for commands that transfer whole logical
+// blocks of blockSize bytes. When the transport carried less than the n
+// bytes the CDB calls for, the command is processed for the whole blocks
+// that did arrive and the transport reports the overflow (FCP-4 9.4.2
+// option (a): data beyond the expected length is neither requested nor
+// written); a partial block is refused as TakeDataOut refuses, so no
+// block is ever written in part. The handler must act on len(p) bytes.
+func (c *Command) TakeDataOutBlocks(n, blockSize int) ([]byte, error) {
+	if len(c.DataOut) < n && len(c.DataOut)%blockSize == 0 {
+		c.DataOutLength = n
+		return c.DataOut, nil
+	}
+	return c.TakeDataOut(n)
 }
 
 // Handler executes one command. It returns nil for GOOD, a *Sense for CHECK

@@ -280,4 +280,37 @@ func TestTakeDataOut(t *testing.T) {
 	p, err := c.TakeDataOut(512)
 	require.NoError(t, err)
 	assert.Len(t, p, 512)
+	p, err = c.TakeDataOut(100)
+	require.NoError(t, err, "an underflow uses the first bytes")
+	assert.Len(t, p, 100)
+	assert.Equal(t, 100, c.DataOutLength)
+}
+
+func TestTakeDataOutBlocks(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		carried, n int
+		want       int // bytes returned, -1 for 0E/03
+	}{
+		{"exact", 1024, 1024, 1024},
+		{"underflow", 4096, 1024, 1024},
+		{"overflow by whole blocks", 512, 1024, 512},
+		{"nothing carried", 0, 1024, 0},
+		{"partial block", 200, 512, -1},
+		{"partial block after whole ones", 700, 1024, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Command{DataOut: make([]byte, tc.carried)}
+			p, err := c.TakeDataOutBlocks(tc.n, 512)
+			assert.Equal(t, tc.n, c.DataOutLength)
+			if tc.want < 0 {
+				var s *Sense
+				require.ErrorAs(t, err, &s)
+				assert.Equal(t, ASCInvalidFieldInCommandIU, s.Code)
+				return
+			}
+			require.NoError(t, err)
+			assert.Len(t, p, tc.want)
+		})
+	}
 }
