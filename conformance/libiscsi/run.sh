@@ -65,11 +65,9 @@ run_suite() {
 
 run_suite all 1800 --dataloss -t ALL \
 	"iscsi://127.0.0.1:$port/$rw/0" "iscsi://127.0.0.1:$port/$rw/0"
-# Write10.Async of libiscsi 1.19 assumes 512-byte blocks (it sends 8-block
-# WRITEs with an expected transfer length of 4096 bytes), so it cannot pass
-# on a 4096-byte LUN against any target that refuses such overflows.
+# The same block commands on the 4096-byte LUN.
 run_suite lun1-4k 900 --dataloss \
-	-t 'ALL.Read10,ALL.Read16,ALL.Write10.Simple,ALL.Write10.BeyondEol,ALL.Write10.ZeroBlocks,ALL.Write10.DpoFua,ALL.Write16,ALL.ReadCapacity16,ALL.Verify10,ALL.WriteVerify10' \
+	-t 'ALL.Read10,ALL.Read16,ALL.Write10,ALL.Write16,ALL.ReadCapacity16,ALL.Verify10,ALL.WriteVerify10,ALL.iSCSIResiduals' \
 	"iscsi://127.0.0.1:$port/$rw/1"
 run_suite readonly 600 --dataloss -t ALL.ReadOnly "iscsi://127.0.0.1:$port/$ro/0"
 stop_odxtgt
