@@ -79,8 +79,7 @@ func NewLU(cfg LUConfig) *LU {
 // INQUIRY reports peripheral qualifier 011b, REPORT LUNS and REQUEST SENSE
 // work, everything else is LOGICAL UNIT NOT SUPPORTED (SPC-4 4.6.2).
 func NewAbsentLU(table *Table, logger *slog.Logger) *LU {
-	lu := NewLU(LUConfig{Identity: Identity{Name: "(no LU)"}, Table: table, Logger: logger})
-	return lu
+	return NewLU(LUConfig{Identity: Identity{Name: "(no LU)"}, Table: table, Logger: logger})
 }
 
 // Present reports whether this is a real logical unit.
