@@ -20,12 +20,15 @@ const cmdWindow = 128
 // are answered with Reject reason 06h (RFC 7143 11.17.1).
 const maxImmediateTasks = 16
 
-// conn is one iSCSI connection. Three goroutines serve it in full feature
-// phase: the reader decodes PDUs, the serve loop owns every piece of
-// protocol state and processes PDUs, task completions, task management
-// results and timers, and the writer sends the PDUs the serve loop queues.
-// Commands run on goroutines of their own (scsi.Submit), so a long command
-// blocks neither NOPs nor task management.
+// conn is one iSCSI connection. In full feature phase its protocol state
+// is guarded by mu and driven from several goroutines: the reader decodes
+// and processes each PDU as it arrives, a command's completion is turned
+// into its response on the goroutine that ran it (scsi.Submit), task
+// management functions finish on goroutines of their own, and the control
+// loop handles timers, stop and drain requests and the end of the
+// connection. Responses are written by whichever goroutine finds the send
+// queue idle (see sendQueue), so a long command blocks neither NOPs nor
+// task management, and a busy connection needs no hand-off per command.
 type conn struct {
 	// Immutable after newConn.
 	srv    *Server
@@ -40,7 +43,8 @@ type conn struct {
 	p    params
 	cid  uint16
 
-	// Owned by the serve loop.
+	// mu guards the protocol state below in full feature phase.
+	mu          sync.Mutex
 	statSN      uint32
 	expCmdSN    uint32
 	maxCmdSN    uint32
@@ -51,7 +55,7 @@ type conn struct {
 	submitted   int                    // tasks in scsi.Submit not yet completed
 	nextTTT     uint32
 	free        []*task
-	out         []outPDU // queued for the writer at the end of each turn
+	out         []outPDU // staged for the send queue, handed over before mu is released
 	text        textExchange
 	tmfs        []*tmfRequest
 	rxCount     uint64
@@ -59,25 +63,18 @@ type conn struct {
 	timer       *time.Timer
 	draining    bool
 	loggingOut  bool
-	ending      error // why the serve loop is ending
+	ending      error // why the connection is ending
 	flushOnEnd  bool  // send what is queued before closing
-	rxPDU       PDU   // the reader's PDU, handed over on rx
+	reaping     bool  // teardown waits on lastDone for the commands still running
 
-	// Channels into the serve loop.
-	rx         chan error // a PDU is in rxPDU (with a non-fatal error) or the read failed
-	rxRelease  chan struct{}
-	doneMu     sync.Mutex
-	doneList   []*task // completed by scsi, not yet processed
-	doneSpare  []*task // the serve loop's spare for doneList
-	doneWake   chan struct{}
-	tmfDone    chan *tmfRequest
-	stopCh     chan error
-	drainCh    chan struct{}
-	quit       chan struct{} // closed when the serve loop ends
-	finished   chan struct{} // closed when the connection is torn down
-	writerDone chan struct{}
-	inFFP      atomic.Bool
-	workers    sync.WaitGroup // reader and task management goroutines
+	lastDone chan struct{} // closed by the last completion teardown waits for
+	endWake  chan struct{} // tells the control loop that ending is set
+	stopCh   chan error
+	drainCh  chan struct{}
+	quit     chan struct{} // closed when the queue is drained at the end
+	finished chan struct{} // closed when the connection is torn down
+	inFFP    atomic.Bool
+	workers  sync.WaitGroup // reader, writer and task management goroutines
 
 	sq sendQueue
 }
@@ -85,24 +82,21 @@ type conn struct {
 func newConn(s *Server, nc net.Conn, p *portal) *conn {
 	bw := bufio.NewWriterSize(nc, 64<<10)
 	return &conn{
-		srv:        s,
-		nc:         nc,
-		bw:         bw,
-		fr:         NewFramer(nc, bw),
-		portal:     p,
-		log:        s.log.With("remote", nc.RemoteAddr().String()),
-		tasks:      map[uint32]*task{},
-		held:       map[uint32]heldRequest{},
-		rx:         make(chan error),
-		rxRelease:  make(chan struct{}, 1),
-		doneWake:   make(chan struct{}, 1),
-		tmfDone:    make(chan *tmfRequest),
-		stopCh:     make(chan error, 1),
-		drainCh:    make(chan struct{}, 1),
-		quit:       make(chan struct{}),
-		finished:   make(chan struct{}),
-		writerDone: make(chan struct{}),
-		sq:         sendQueue{wake: make(chan struct{}, 1)},
+		srv:      s,
+		nc:       nc,
+		bw:       bw,
+		fr:       NewFramer(nc, bw),
+		portal:   p,
+		log:      s.log.With("remote", nc.RemoteAddr().String()),
+		tasks:    map[uint32]*task{},
+		held:     map[uint32]heldRequest{},
+		lastDone: make(chan struct{}),
+		endWake:  make(chan struct{}, 1),
+		stopCh:   make(chan error, 1),
+		drainCh:  make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		finished: make(chan struct{}),
+		sq:       sendQueue{wake: make(chan struct{}, 1), idle: make(chan struct{})},
 	}
 }
 
@@ -150,43 +144,51 @@ func (c *conn) drain() {
 	}
 }
 
-// serve is the serve loop of full feature phase.
+// serve runs full feature phase: it starts the reader and the writer and
+// runs the control loop until the connection ends.
 func (c *conn) serve() {
 	c.inFFP.Store(true)
 	c.fr.HeaderDigest, c.fr.DataDigest = c.p.HeaderDigest, c.p.DataDigest
 	c.fr.MaxRecvDataSegmentLength = targetMaxRecvDataSegmentLength
-	c.workers.Add(1)
-	go c.readLoop()
-	go c.writeLoop()
 	c.timer = time.NewTimer(c.srv.nopInterval)
 	defer c.timer.Stop()
-	for c.ending == nil {
+	c.workers.Add(2)
+	go c.readLoop()
+	go c.writeLoop()
+	for {
 		select {
-		case err := <-c.rx:
-			c.rxCount++
-			c.handleRx(err)
-			c.rxRelease <- struct{}{}
-		case <-c.doneWake:
-			c.processCompletions()
-		case tm := <-c.tmfDone:
-			c.tmfFinished(tm)
 		case <-c.timer.C:
+			c.mu.Lock()
 			c.nopTimer()
 		case err := <-c.stopCh:
+			c.mu.Lock()
 			c.end(err, false)
 		case <-c.drainCh:
+			c.mu.Lock()
 			c.startDrain()
+		case <-c.endWake:
+			c.mu.Lock()
 		}
-		c.flushOut()
+		c.flushOut(false)
+		ending := c.ending != nil
+		c.mu.Unlock()
+		if ending {
+			break
+		}
 	}
 	c.teardown()
 }
 
-// end makes the serve loop stop after this turn; with flush the PDUs
-// queued so far (a Reject, a Logout Response) are sent first.
+// end makes the connection close; with flush the PDUs queued so far (a
+// Reject, a Logout Response) are sent first. c.mu is held.
 func (c *conn) end(err error, flush bool) {
-	if c.ending == nil {
-		c.ending, c.flushOnEnd = err, flush
+	if c.ending != nil {
+		return
+	}
+	c.ending, c.flushOnEnd = err, flush
+	select {
+	case c.endWake <- struct{}{}:
+	default:
 	}
 }
 
@@ -220,38 +222,45 @@ func (c *conn) checkDrained() {
 
 // teardown closes the connection and ends the session (ERL 0: a session
 // does not outlive its only connection): tasks in progress are aborted,
-// buffers returned, goroutines waited for.
+// buffers returned, goroutines waited for. Once ending is set nothing new
+// starts and no response is staged.
 func (c *conn) teardown() {
-	c.flushOut()
-	if c.flushOnEnd {
+	c.mu.Lock()
+	c.flushOut(false)
+	flush := c.flushOnEnd
+	c.mu.Unlock()
+	if flush {
 		// Bounded: a peer that stops reading cannot hold the close.
 		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	} else {
 		c.nc.Close()
 	}
 	c.sq.close()
-	<-c.writerDone
+	<-c.sq.idle
 	c.nc.Close()
 	close(c.quit)
 
 	// Abort what is still running; completions arrive without responses.
-	if c.submitted > 0 {
+	c.mu.Lock()
+	reap := c.submitted > 0
+	c.reaping = reap
+	c.mu.Unlock()
+	if reap {
 		if c.sess.nexus != nil {
 			for _, lu := range c.sess.lus {
 				lu.AbortTaskSet(c.sess.nexus)
 			}
 			c.srv.cfg.Absent.AbortTaskSet(c.sess.nexus)
 		}
-		for c.submitted > 0 {
-			<-c.doneWake
-			c.processCompletions()
-		}
+		<-c.lastDone
 	}
+	c.workers.Wait()
+	c.mu.Lock()
 	for _, t := range c.tasks {
 		c.releaseTask(t)
 	}
 	clear(c.held)
-	c.workers.Wait()
+	c.mu.Unlock()
 	c.srv.endSession(c.sess)
 	switch {
 	case errors.Is(c.ending, errLogout):

@@ -5,24 +5,24 @@ import (
 	"slices"
 )
 
-// readLoop decodes PDUs into c.rxPDU and hands each to the serve loop,
-// waiting until the loop is done with it: the framer reuses its buffers,
-// so nothing is allocated per PDU.
+// readLoop reads PDUs and processes each under c.mu as it arrives. The
+// framer reuses its buffers, so nothing is allocated per PDU; what must
+// outlive the turn is copied.
 func (c *conn) readLoop() {
 	defer c.workers.Done()
+	var p PDU
 	for {
-		err := c.fr.ReadPDUInto(&c.rxPDU)
-		select {
-		case c.rx <- err:
-		case <-c.quit:
-			return
+		err := c.fr.ReadPDUInto(&p)
+		c.mu.Lock()
+		if c.ending == nil {
+			c.rxCount++
+			c.handleRx(&p, err)
+			c.checkDrained()
+			c.flushOut(false)
 		}
-		if !inStep(err) {
-			return
-		}
-		select {
-		case <-c.rxRelease:
-		case <-c.quit:
+		done := c.ending != nil
+		c.mu.Unlock()
+		if done || !inStep(err) {
 			return
 		}
 	}
@@ -38,9 +38,8 @@ func inStep(err error) bool {
 	return errors.As(err, &dd) || errors.As(err, &tl)
 }
 
-// handleRx processes what the reader handed over.
-func (c *conn) handleRx(err error) {
-	p := &c.rxPDU
+// handleRx processes a PDU, or the error reading it.
+func (c *conn) handleRx(p *PDU, err error) {
 	if err == nil {
 		if err := c.dispatch(p); err != nil {
 			c.fail(p, err)

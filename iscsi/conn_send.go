@@ -17,103 +17,136 @@ type outPDU struct {
 
 func (o *outPDU) put32(off int, v uint32) { binary.BigEndian.PutUint32(o.bhs[off:], v) }
 
-// sendQueue hands PDUs from the serve loop to the writer. The writer takes
-// everything queued at once and flushes after the batch, so replies to
-// concurrent commands share system calls.
+// sendQueue carries PDUs, in StatSN order, to whichever goroutine holds
+// its writer role. A goroutine that queues PDUs while nobody writes takes
+// the role: a command's goroutine writes its own response at once (and
+// whatever others queue meanwhile, in one flush), while the reader and the
+// control loop, which must never block on the socket, pass the role to the
+// writer goroutine. Replies to concurrent commands so share system calls
+// without a hand-off per command.
 type sendQueue struct {
-	mu     sync.Mutex
-	q      []outPDU
-	wake   chan struct{}
-	closed bool
+	mu      sync.Mutex
+	q       []outPDU
+	writing bool // a goroutine holds the writer role
+	closed  bool
+	wake    chan struct{} // passes the writer role to the writer goroutine
+	idle    chan struct{} // closed once the queue is closed and written out
+
+	// Used only by the writer role's holder.
+	spare []outPDU // the next backing array of q
+	err   error    // the first write error; later PDUs are dropped
+	batch pduBatch
 }
 
-func (q *sendQueue) push(items []outPDU) {
+// push queues PDUs. When nobody is writing, the caller takes the writer
+// role: with inline it returns true and must call writeQueued; otherwise
+// the writer goroutine is woken for it. After close, PDUs are dropped.
+func (q *sendQueue) push(items []outPDU, inline bool) bool {
 	q.mu.Lock()
-	q.q = append(q.q, items...)
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// take waits for queued PDUs and returns them, giving the queue spare as
-// its next backing array; done is set when the queue is closed and empty.
-func (q *sendQueue) take(spare []outPDU) (batch []outPDU, done bool) {
-	for {
-		q.mu.Lock()
-		if len(q.q) > 0 {
-			batch, q.q = q.q, spare[:0]
-			q.mu.Unlock()
-			return batch, false
-		}
-		closed := q.closed
+	if q.closed {
 		q.mu.Unlock()
-		if closed {
-			return nil, true
+		for i := range items {
+			items[i].free.release()
 		}
-		<-q.wake
+		return false
 	}
+	q.q = append(q.q, items...)
+	if q.writing {
+		q.mu.Unlock()
+		return false
+	}
+	q.writing = true
+	q.mu.Unlock()
+	if inline {
+		return true
+	}
+	// The role is held until the writer goroutine gives it up, so at most
+	// one wake-up is ever pending and this send cannot block.
+	q.wake <- struct{}{}
+	return false
 }
 
+// take returns the queued PDUs; when there are none the writer role is
+// given up and take returns nil.
+func (q *sendQueue) take() []outPDU {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.q) == 0 {
+		q.writing = false
+		if q.closed {
+			close(q.idle)
+		}
+		return nil
+	}
+	batch := q.q
+	q.q, q.spare = q.spare[:0], nil
+	return batch
+}
+
+// close refuses further PDUs; idle is closed once what is queued has been
+// written.
 func (q *sendQueue) close() {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if !q.writing {
+		close(q.idle)
 	}
 }
 
-// writeLoop sends queued PDUs until the queue is closed. After a write
-// error it keeps draining (returning buffers) so the serve loop never
-// blocks.
+// writeLoop takes the writer role whenever the reader or the control loop
+// passes it on.
 func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	var (
-		spare []outPDU
-		p     PDU
-		err   error
-	)
+	defer c.workers.Done()
 	for {
-		batch, done := c.sq.take(spare)
-		if done {
+		select {
+		case <-c.sq.wake:
+			c.writeQueued()
+		case <-c.quit:
 			return
 		}
-		for i := range batch {
-			o := &batch[i]
-			if err == nil {
-				p.BHS, p.Data = o.bhs, o.data
-				err = c.fr.WritePDU(&p)
-			}
-			o.free.release()
-		}
-		if err == nil {
-			err = c.bw.Flush()
-		}
-		if err != nil {
-			c.nc.Close()
-			select {
-			case c.stopCh <- err:
-			default:
-			}
-		}
-		clear(batch)
-		spare = batch[:0]
-		p.Data = nil
 	}
 }
 
-// flushOut hands the PDUs staged in this turn of the serve loop to the
-// writer.
-func (c *conn) flushOut() {
-	if len(c.out) == 0 {
-		return
+// writeQueued writes queued PDUs, one vectored write per batch, until the
+// queue is empty; the caller holds the writer role and gives it up here.
+// After a write error the connection is stopped and the remaining PDUs
+// only return their buffers.
+func (c *conn) writeQueued() {
+	q := &c.sq
+	for {
+		batch := q.take()
+		if batch == nil {
+			return
+		}
+		if q.err == nil {
+			for i := range batch {
+				c.fr.appendPDU(&q.batch, &batch[i].bhs, batch[i].data)
+			}
+			if q.err = c.fr.writeBatch(&q.batch, c.nc); q.err != nil {
+				c.nc.Close()
+				c.stop(q.err)
+			}
+		}
+		for i := range batch {
+			batch[i].free.release()
+		}
+		clear(batch)
+		q.spare = batch[:0]
 	}
-	c.sq.push(c.out)
+}
+
+// flushOut hands the PDUs staged under c.mu to the send queue, keeping
+// their StatSN order. With inline the caller may write them itself: it
+// then gets true and calls writeQueued once c.mu is released.
+func (c *conn) flushOut(inline bool) bool {
+	if len(c.out) == 0 {
+		return false
+	}
+	write := c.sq.push(c.out, inline)
 	clear(c.out)
 	c.out = c.out[:0]
+	return write
 }
 
 // queue stages a target PDU with its opcode, flags and ITT; the pointer is
@@ -178,8 +211,8 @@ func (c *conn) queueR2T(t *task, r r2t, r2tSN uint32) {
 	o.put32(OffTTT, r.ttt)
 	c.stamp(o, false)
 	o.put32(OffDataSN, r2tSN)
-	o.put32(OffBufferOffset, r.offset)
-	o.put32(OffDesiredDTL, r.length)
+	o.put32(OffBufferOffset, r.seq.start)
+	o.put32(OffDesiredDTL, r.seq.end-r.seq.start)
 }
 
 // Data-In flags (RFC 7143 11.7.1).

@@ -18,14 +18,17 @@
 //
 // A [Server] listens on the portals of every target portal group. Each
 // connection logs in synchronously (security, then operational
-// negotiation; [LoginError] statuses for failures) and then runs three
-// goroutines: a reader that decodes PDUs, a serve loop that owns all
-// protocol state (CmdSN window, StatSN, tasks, R2Ts, text exchanges, task
-// management, NOP timers) and a writer that sends what the loop queues in
-// batches. odxtgt negotiates MaxConnections=1 and ErrorRecoveryLevel=0, so
-// a session lives and dies with its one connection; a new login with the
-// same initiator name and ISID reinstates the session, aborting the old
-// one's tasks first.
+// negotiation; [LoginError] statuses for failures). In full feature phase
+// its protocol state (CmdSN window, StatSN, tasks, R2Ts, text exchanges,
+// task management, NOP timers) sits behind one mutex: a reader goroutine
+// decodes and processes PDUs, each command's goroutine turns its
+// completion into the response and writes it when the socket is free
+// (together with whatever else is queued, in one vectored write), a
+// writer goroutine sends what the reader and the control loop (timers,
+// stop, drain) queue. odxtgt negotiates MaxConnections=1 and
+// ErrorRecoveryLevel=0, so a session lives and dies with its one
+// connection; a new login with the same initiator name and ISID reinstates
+// the session, aborting the old one's tasks first.
 //
 // The transport never interprets a CDB: it builds a scsi.Command, submits it
 // to the logical unit the session's scsi.Nexus maps the LUN to, and sends

@@ -203,3 +203,64 @@ func (f *Framer) WritePDU(p *PDU) error {
 	f.vec, f.bufs = [3][]byte{}, nil
 	return err
 }
+
+// zeroPad is the padding after a data segment; never written.
+var zeroPad [3]byte
+
+// inlineDataMax is the largest data segment a pduBatch copies next to its
+// header; larger ones are sent from where they lie.
+const inlineDataMax = 1024
+
+// pduBatch assembles several PDUs for one vectored write: headers,
+// digests, padding and small data segments are copied into buf, large
+// data segments are referenced in place, so a flush of many responses is
+// one writev and data-in is never copied in user space. It is reused from
+// batch to batch.
+type pduBatch struct {
+	buf   []byte
+	vec   net.Buffers
+	start int // first byte of buf not yet referenced by vec
+}
+
+// appendPDU adds a PDU without AHS, given its BHS (whose length fields it
+// fills in) and data segment, with the framer's digests. The data must
+// stay untouched until the batch is written.
+func (f *Framer) appendPDU(b *pduBatch, bhs *[BHSLength]byte, data []byte) {
+	n := len(data)
+	bhs[4] = 0
+	bhs[5], bhs[6], bhs[7] = byte(n>>16), byte(n>>8), byte(n)
+	b.buf = append(b.buf, bhs[:]...)
+	if f.HeaderDigest {
+		b.buf = binary.LittleEndian.AppendUint32(b.buf, crc32.Checksum(bhs[:], castagnoli))
+	}
+	if n == 0 {
+		return
+	}
+	if n <= inlineDataMax {
+		b.buf = append(b.buf, data...)
+	} else {
+		b.vec = append(b.vec, b.buf[b.start:])
+		b.vec = append(b.vec, data)
+		b.start = len(b.buf)
+	}
+	pad := zeroPad[:padLen(n)]
+	b.buf = append(b.buf, pad...)
+	if f.DataDigest {
+		crc := crc32.Update(crc32.Checksum(data, castagnoli), castagnoli, pad)
+		b.buf = binary.LittleEndian.AppendUint32(b.buf, crc)
+	}
+}
+
+// writeBatch writes the batch to w and empties it.
+func (f *Framer) writeBatch(b *pduBatch, w io.Writer) error {
+	if b.start < len(b.buf) {
+		b.vec = append(b.vec, b.buf[b.start:])
+	}
+	// WriteTo consumes the vector; keep its backing array for the next
+	// batch.
+	vec := b.vec
+	_, err := b.vec.WriteTo(w)
+	clear(vec)
+	b.vec, b.buf, b.start = vec[:0], b.buf[:0], 0
+	return err
+}

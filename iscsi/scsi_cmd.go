@@ -2,6 +2,8 @@ package iscsi
 
 import (
 	"encoding/binary"
+	"runtime"
+	"slices"
 
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -26,17 +28,46 @@ const (
 	ascProtocolServiceCRCError   scsi.ASC = 0x4705
 )
 
-// r2t is one outstanding Ready To Transfer.
+// dataSeq is one Data-Out sequence: the unsolicited data of a command or
+// the answer to one R2T. Its DataSN starts at 0 (RFC 7143 11.7.5) and,
+// with DataPDUInOrder=Yes, its buffer offsets follow on (RFC 7143 13.19).
+type dataSeq struct {
+	start  uint32 // first byte of the sequence
+	end    uint32 // first byte after it
+	next   uint32 // buffer offset expected next
+	dataSN uint32 // DataSN expected next
+}
+
+// take checks a Data-Out of n bytes at off against the sequence and moves
+// the sequence past it. Data outside the sequence, or out of place while
+// its DataSN is in order, is a protocol error. An out-of-order DataSN
+// (inOrder false) means, by RFC 7143 7.9, that earlier Data-Out PDUs were
+// lost to digest errors: the caller fails the task as 7.8 says, and the
+// sequence continues from this PDU.
+func (s *dataSeq) take(itt, dataSN, off, n uint32) (inOrder bool, err error) {
+	if off < s.start || uint64(off)+uint64(n) > uint64(s.end) {
+		return false, rejectAndDrop(RejectProtocolError,
+			"ITT %#x: Data-Out offset %d length %d outside the sequence %d-%d", itt, off, n, s.start, s.end)
+	}
+	inOrder = dataSN == s.dataSN
+	if inOrder && off != s.next {
+		return false, rejectAndDrop(RejectProtocolError,
+			"ITT %#x: Data-Out DataSN %d at offset %d, want offset %d", itt, dataSN, off, s.next)
+	}
+	s.dataSN = dataSN + 1
+	s.next = off + n
+	return inOrder, nil
+}
+
+// r2t is one outstanding Ready To Transfer and the sequence answering it.
 type r2t struct {
-	ttt    uint32
-	offset uint32
-	length uint32
-	got    uint32 // bytes received so far
-	dataSN uint32 // next expected DataSN
+	ttt uint32
+	seq dataSeq
 }
 
 // task is one SCSI command on a connection, from its SCSI Command PDU to
-// its response. Owned by the serve loop, except cmd while it runs.
+// its response. Guarded by the connection's mu, except cmd (and in) while
+// the command runs.
 type task struct {
 	c         *conn
 	gen       uint64 // bumped on reuse, so stale references can be told apart
@@ -45,6 +76,7 @@ type task struct {
 	immediate bool
 	delivered bool // its CmdSN turn has come (always for immediate ones)
 	submitted bool // handed to scsi.Submit
+	claimed   bool // in the scope of a task management function: it gets no response
 	read      bool
 	write     bool
 	edtl      uint32 // expected data-out length
@@ -54,12 +86,10 @@ type task struct {
 	out       *buffer // data-out
 	in        *buffer // pooled data-in, until handed to the writer
 
-	// Unsolicited data: immediate data, then Data-Out with TTT ffffffff up
-	// to unsolEnd (RFC 7143 4.2.5.2).
+	// Unsolicited data: immediate data, then while unsolOpen Data-Out
+	// with TTT ffffffff up to FirstBurstLength (RFC 7143 4.2.5.2).
 	unsolOpen bool
-	unsolNext uint32
-	unsolEnd  uint32
-	unsolSN   uint32
+	unsol     dataSeq
 
 	nextR2T uint32 // first byte not yet asked for
 	r2ts    []r2t
@@ -92,15 +122,36 @@ func (t *task) allocDataIn(n int) []byte {
 	return b.b
 }
 
-// completed is the command's done callback, on the command's goroutine.
+// completed is the command's done callback, on the command's goroutine:
+// the response is staged and, when nobody else is writing, written from
+// here. No response goes out for an aborted command, nor for one a task
+// management function claimed before its status went out: the function
+// answers for it (RFC 7143 11.5.1), however the command itself ended.
 func (t *task) completed(*scsi.Command) {
 	c := t.c
-	c.doneMu.Lock()
-	c.doneList = append(c.doneList, t)
-	c.doneMu.Unlock()
-	select {
-	case c.doneWake <- struct{}{}:
-	default:
+	c.mu.Lock()
+	c.submitted--
+	c.retire(t)
+	if !t.cmd.Aborted && !t.claimed && c.ending == nil {
+		c.queueResult(t)
+	}
+	c.recycle(t)
+	if c.ending == nil {
+		c.checkTMFs()
+		c.checkDrained()
+	} else if c.reaping && c.submitted == 0 {
+		close(c.lastDone)
+	}
+	write := c.flushOut(true)
+	busy := c.submitted > 0
+	c.mu.Unlock()
+	if write {
+		if busy {
+			// Other commands are running: let those ready to finish
+			// queue their responses first, so one flush carries them all.
+			runtime.Gosched()
+		}
+		c.writeQueued()
 	}
 }
 
@@ -264,13 +315,12 @@ func (c *conn) startData(t *task, p *PDU) {
 			copy(t.out.b, p.Data)
 		}
 	}
-	t.unsolNext = imm
 	t.nextR2T = imm
 	// With InitialR2T=No and F=0, unsolicited Data-Out follows up to
 	// FirstBurstLength (RFC 7143 13.10, 13.14).
 	if !c.p.InitialR2T && !p.Final() {
 		t.unsolOpen = true
-		t.unsolEnd = firstBurst
+		t.unsol = dataSeq{start: imm, end: max(imm, firstBurst), next: imm}
 		t.nextR2T = max(imm, firstBurst)
 	}
 	c.issueR2Ts(t)
@@ -285,7 +335,7 @@ func (c *conn) issueR2Ts(t *task) {
 		if c.nextTTT == ReservedTag {
 			c.nextTTT = 0
 		}
-		r := r2t{ttt: c.nextTTT, offset: t.nextR2T, length: n}
+		r := r2t{ttt: c.nextTTT, seq: dataSeq{start: t.nextR2T, end: t.nextR2T + n, next: t.nextR2T}}
 		t.r2ts = append(t.r2ts, r)
 		c.queueR2T(t, r, t.sn)
 		t.sn++
@@ -307,6 +357,8 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 	ttt := p.Uint32(OffTTT)
 	dataSN := p.Uint32(OffDataSN)
 	off := p.Uint32(OffBufferOffset)
+	var inOrder bool
+	var err error
 	if ttt == ReservedTag {
 		if !t.unsolOpen {
 			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
@@ -314,62 +366,58 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 			c.maybeRun(t)
 			return nil
 		}
-		// DataPDUInOrder=Yes: offsets follow on (RFC 7143 13.19).
-		if dataSN != t.unsolSN || off != t.unsolNext || uint64(off)+uint64(n) > uint64(t.unsolEnd) {
-			return rejectAndDrop(RejectProtocolError,
-				"unsolicited Data-Out DataSN %d offset %d length %d, want DataSN %d offset %d within %d",
-				dataSN, off, n, t.unsolSN, t.unsolNext, t.unsolEnd)
+		if inOrder, err = t.unsol.take(t.itt, dataSN, off, n); err != nil {
+			return err
 		}
-		t.copyIn(off, p.Data, crcError)
-		t.unsolNext += n
-		t.unsolSN++
+		t.copyIn(off, p.Data, crcError || !inOrder)
 		if p.Final() {
 			t.unsolOpen = false
-			if t.unsolNext < t.unsolEnd {
+			if t.unsol.next < t.unsol.end {
 				t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascNotEnoughUnsolicitedData).
-					WithReason("%d bytes of unsolicited data, %d expected", t.unsolNext, t.unsolEnd))
+					WithReason("%d bytes of unsolicited data, %d expected", t.unsol.next, t.unsol.end))
 			}
 		}
 	} else {
-		i := -1
-		for j := range t.r2ts {
-			if t.r2ts[j].ttt == ttt {
-				i = j
-				break
-			}
-		}
+		i := slices.IndexFunc(t.r2ts, func(r r2t) bool { return r.ttt == ttt })
 		if i < 0 {
 			return rejectAndDrop(RejectInvalidPDUField, "Data-Out TTT %#x matches no R2T of ITT %#x", ttt, t.itt)
 		}
-		r := &t.r2ts[i]
-		if dataSN != r.dataSN || off != r.offset+r.got || r.got+n > r.length {
-			return rejectAndDrop(RejectProtocolError,
-				"Data-Out DataSN %d offset %d length %d, want DataSN %d offset %d within R2T %d+%d",
-				dataSN, off, n, r.dataSN, r.offset+r.got, r.offset, r.length)
+		seq := &t.r2ts[i].seq
+		if inOrder, err = seq.take(t.itt, dataSN, off, n); err != nil {
+			return err
 		}
-		t.copyIn(off, p.Data, crcError)
-		r.got += n
-		r.dataSN++
+		t.copyIn(off, p.Data, crcError || !inOrder)
 		if p.Final() {
-			if r.got != r.length {
-				return rejectAndDrop(RejectProtocolError, "F bit after %d of %d solicited bytes", r.got, r.length)
+			if seq.next != seq.end {
+				return rejectAndDrop(RejectProtocolError, "ITT %#x: F bit at offset %d, the R2T asked for %d-%d",
+					t.itt, seq.next, seq.start, seq.end)
 			}
-			t.r2ts = append(t.r2ts[:i], t.r2ts[i+1:]...)
+			t.r2ts = slices.Delete(t.r2ts, i, i+1)
 			c.issueR2Ts(t)
 		}
 	}
-	if crcError {
+	switch {
+	case crcError:
 		t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascProtocolServiceCRCError).
 			WithReason("Data-Out data digest error"))
+	case !inOrder:
+		// RFC 7143 7.9: an out-of-order DataSN stands for Data-Out PDUs
+		// lost to digest errors. At ErrorRecoveryLevel 0 the task ends,
+		// once all its data is in, with CHECK CONDITION, PROTOCOL SERVICE
+		// CRC ERROR (RFC 7143 7.8).
+		c.log.Warn("Data-Out DataSN out of order", "itt", t.itt, "ttt", ttt, "datasn", dataSN, "offset", off)
+		t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascProtocolServiceCRCError).
+			WithReason("Data-Out DataSN %d out of order", dataSN))
 	}
 	c.maybeRun(t)
 	return nil
 }
 
-// copyIn stores data-out at its buffer offset; the caller has checked the
-// range against the sequence, which lies within EDTL.
-func (t *task) copyIn(off uint32, data []byte, crcError bool) {
-	if t.out != nil && !crcError {
+// copyIn stores data-out at its buffer offset unless the data is known to
+// be bad; the caller has checked the range against the sequence, which
+// lies within EDTL.
+func (t *task) copyIn(off uint32, data []byte, bad bool) {
+	if t.out != nil && !bad {
 		copy(t.out.b[off:], data)
 	}
 }
@@ -396,29 +444,6 @@ func (c *conn) maybeRun(t *task) {
 // format sense data.
 func (c *conn) dSense(t *task) bool {
 	return c.sess.nexus.LU(t.cmd.LUN).Mode().DSense
-}
-
-// processCompletions handles the commands scsi has finished: a response
-// for each, none for aborted ones.
-func (c *conn) processCompletions() {
-	c.doneMu.Lock()
-	list := c.doneList
-	c.doneList = c.doneSpare[:0]
-	c.doneMu.Unlock()
-	defer func() {
-		clear(list)
-		c.doneSpare = list[:0]
-	}()
-	for _, t := range list {
-		c.submitted--
-		c.retire(t)
-		if !t.cmd.Aborted && c.ending == nil {
-			c.queueResult(t)
-		}
-		c.recycle(t)
-	}
-	c.checkTMFs()
-	c.checkDrained()
 }
 
 // retire removes a task from the connection's bookkeeping and opens the

@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 
@@ -215,7 +216,6 @@ func TestDataOutSequenceErrorsDropTheConnection(t *testing.T) {
 		badTTT      bool
 		reason      RejectReason
 	}{
-		{"DataSN", 1, 0, testBlock, false, RejectProtocolError},
 		{"offset", 0, 512, testBlock, false, RejectProtocolError},
 		{"beyond the R2T", 0, 0, 2 * testBlock, false, RejectProtocolError},
 		{"unknown TTT", 0, 0, testBlock, true, RejectInvalidPDUField},
@@ -234,6 +234,57 @@ func TestDataOutSequenceErrorsDropTheConnection(t *testing.T) {
 				tt.wantClosed()
 			})
 		})
+	}
+}
+
+// An out-of-order DataSN stands for Data-Out PDUs lost to digest errors
+// (RFC 7143 7.9); at ErrorRecoveryLevel 0 the command ends with CHECK
+// CONDITION, PROTOCOL SERVICE CRC ERROR once its sequence is complete, the
+// connection stays up and nothing is written. The cases are libiscsi's
+// iSCSIDataSnInvalid, on unsolicited and on solicited data.
+func TestDataOutDataSNOutOfOrder(t *testing.T) {
+	type pdu struct{ dataSN, off uint32 }
+	cases := []struct {
+		name   string
+		blocks uint16
+		pdus   []pdu
+	}{
+		{"two PDUs with DataSN 0", 2, []pdu{{0, 0}, {0, testBlock}}},
+		{"DataSN 27", 1, []pdu{{27, 0}}},
+		{"DataSN ffffffff", 1, []pdu{{0xFFFFFFFF, 0}}},
+		{"DataSN 1 then 0", 2, []pdu{{1, 0}, {0, testBlock}}},
+		{"first PDU missing", 2, []pdu{{1, testBlock}}},
+	}
+	for _, solicited := range []bool{false, true} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s solicited=%v", tc.name, solicited), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					tt := newTester(t)
+					tt.loginDefault("ImmediateData", "No", "InitialR2T", map[bool]string{false: "No", true: "Yes"}[solicited])
+					n := uint32(tc.blocks) * testBlock
+					itt := tt.command(write10(0, tc.blocks), cmdOpts{write: true, edtl: n, notFinal: !solicited})
+					ttt := uint32(ReservedTag)
+					if solicited {
+						var off, length uint32
+						ttt, _, off, length = tt.wantR2T(itt)
+						require.Equal(t, []uint32{0, n}, []uint32{off, length})
+					}
+					for i, p := range tc.pdus {
+						tt.dataOut(itt, ttt, p.dataSN, p.off, pattern(testBlock, 1), i == len(tc.pdus)-1)
+					}
+					r := tt.wantResult(itt)
+					require.Equal(t, scsi.StatusCheckCondition, r.status)
+					require.NotNil(t, r.sense)
+					assert.Equal(t, scsi.AbortedCommand, r.sense.Key)
+					assert.Equal(t, ascProtocolServiceCRCError, r.sense.Code)
+					got := make([]byte, n)
+					require.NoError(t, tt.store.ReadAt(got, 0))
+					assert.Equal(t, make([]byte, n), got, "nothing written")
+					// The connection goes on.
+					assert.Equal(t, scsi.StatusGood, tt.wantResult(tt.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{})).status)
+				})
+			})
+		}
 	}
 }
 

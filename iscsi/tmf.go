@@ -155,14 +155,18 @@ func (c *conn) abortMissing(p *PDU) byte {
 
 // abortScope aborts the connection's tasks that match: those not yet
 // handed to scsi are dropped here, the others are aborted by work, which
-// runs on its own goroutine because the scsi abort calls wait for the
-// aborted commands to end.
+// runs on its own goroutine, without c.mu, because the scsi abort calls
+// wait for the aborted commands to end.
 func (c *conn) abortScope(tm *tmfRequest, match func(*task) bool, work func()) {
 	for _, t := range c.tasks {
 		if !match(t) {
 			continue
 		}
 		if t.submitted {
+			// The command may already have finished, its completion not
+			// yet processed; it is aborted all the same, so no SCSI
+			// Response can contradict the function's answer.
+			t.claimed = true
 			tm.waitFor = append(tm.waitFor, taskRef{t, t.gen})
 		} else {
 			c.releaseTask(t)
@@ -174,17 +178,17 @@ func (c *conn) abortScope(tm *tmfRequest, match func(*task) bool, work func()) {
 	go func() {
 		defer c.workers.Done()
 		work()
-		select {
-		case c.tmfDone <- tm:
-		case <-c.quit:
+		c.mu.Lock()
+		tm.running = false
+		if c.ending == nil {
+			c.checkTMFs()
+		}
+		write := c.flushOut(true)
+		c.mu.Unlock()
+		if write {
+			c.writeQueued()
 		}
 	}()
-}
-
-// tmfFinished records that a function's abort work has returned.
-func (c *conn) tmfFinished(tm *tmfRequest) {
-	tm.running = false
-	c.checkTMFs()
 }
 
 // checkTMFs answers the functions whose work is done and whose affected

@@ -172,3 +172,33 @@ func (tt *tester) want2(itt uint32, op Opcode) *PDU {
 	require.Equal(tt.t, itt, p.ITT())
 	return p
 }
+
+// ABORT TASK for a command that has just finished races with its
+// completion. Whichever wins, the two answers agree: a GOOD status and
+// Task Does Not Exist, or Function Complete and no status (libiscsi's
+// AbortTaskSimpleAsync). Each round leaves the race to the scheduler.
+func TestAbortTaskRacingCompletion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tt := newTester(t)
+		tt.loginDefault()
+		for range 50 {
+			data := pattern(8*testBlock, 2)
+			w := tt.command(write10(0, 8), cmdOpts{write: true, edtl: uint32(len(data)), data: data})
+			itt := tt.tmf(tmfAbortTask, 0, w, tt.cmdSN-1)
+			p := tt.recv()
+			switch p.Opcode() {
+			case OpSCSIResponse:
+				require.Equal(t, w, p.ITT())
+				assert.Equal(t, byte(scsi.StatusGood), p.BHS[3])
+				assert.Equal(t, byte(tmfRespNoTask), tt.wantTMF(itt), "a task whose status went out does not exist")
+			case OpTaskMgmtResp:
+				require.Equal(t, itt, p.ITT())
+				assert.Equal(t, byte(tmfRespComplete), p.BHS[2])
+			default:
+				t.Fatalf("unexpected %s", p.Opcode())
+			}
+		}
+		// Nothing else follows: no status for an aborted write.
+		assert.Equal(t, scsi.StatusGood, tt.wantResult(tt.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{})).status)
+	})
+}
