@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"sync/atomic"
 )
 
 // task is one command in a logical unit's task set.
@@ -31,48 +30,8 @@ const InvalidLUN = ^uint64(0)
 func Submit(cmd *Command, done func(*Command)) {
 	lu := cmd.Nexus.LU(cmd.LUN)
 	cmd.lu = lu
-	runners.start(runRequest{lu: lu, t: lu.enter(cmd), done: done})
-}
-
-// runners is the pool of goroutines that run tasks. A command handed to an
-// idle runner pays neither for a new goroutine nor for growing a fresh
-// stack; when every runner is busy a new one starts, so no task ever waits
-// for another to finish before it can run.
-var runners = runnerPool{work: make(chan runRequest)}
-
-// maxIdleRunners bounds the runners kept waiting for work; one finishing a
-// task when that many are idle exits.
-const maxIdleRunners = 256
-
-type runRequest struct {
-	lu   *LU
-	t    *task
-	done func(*Command)
-}
-
-type runnerPool struct {
-	work chan runRequest // unbuffered: a send succeeds only to an idle runner
-	idle atomic.Int32
-}
-
-func (p *runnerPool) start(r runRequest) {
-	select {
-	case p.work <- r:
-	default:
-		go p.loop(r)
-	}
-}
-
-func (p *runnerPool) loop(r runRequest) {
-	for {
-		r.lu.run(r.t, r.done)
-		if p.idle.Add(1) > maxIdleRunners {
-			p.idle.Add(-1)
-			return
-		}
-		r = <-p.work
-		p.idle.Add(-1)
-	}
+	t := lu.enter(cmd)
+	go lu.run(t, done)
 }
 
 // enter adds a task to the task set and works out which older tasks it must
