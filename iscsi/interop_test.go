@@ -1,9 +1,7 @@
 package iscsi_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/iscsi"
 	"github.com/odxtgt/odxtgt/iscsi/initiator"
 	"github.com/odxtgt/odxtgt/scsi"
@@ -23,34 +20,14 @@ import (
 // reads, SendTargets and logout.
 func TestInitiatorInterop(t *testing.T) {
 	const block = 512
-	table, err := scsi.NewTable([]scsi.CommandDesc{
-		{Name: "READ(10)", Opcode: 0x28, Usage: bytes.Repeat([]byte{0xFF}, 10), Direction: scsi.DirIn,
-			Handler: func(cmd *scsi.Command) error {
-				lba, n := binary.BigEndian.Uint32(cmd.CDB[2:]), int(binary.BigEndian.Uint16(cmd.CDB[7:]))*block
-				return cmd.LU().Store.ReadAt(cmd.AllocDataIn(n), int64(lba)*block)
-			}},
-		{Name: "WRITE(10)", Opcode: 0x2A, Usage: bytes.Repeat([]byte{0xFF}, 10), Direction: scsi.DirOut,
-			Handler: func(cmd *scsi.Command) error {
-				lba, n := binary.BigEndian.Uint32(cmd.CDB[2:]), int(binary.BigEndian.Uint16(cmd.CDB[7:]))*block
-				data, err := cmd.TakeDataOut(n)
-				if err != nil {
-					return err
-				}
-				return cmd.LU().Store.WriteAt(data, int64(lba)*block, false)
-			}},
-		{Name: "INQUIRY", Opcode: 0x12, Usage: bytes.Repeat([]byte{0xFF}, 6), Flags: scsi.FlagIgnoresUA | scsi.FlagNoLU,
-			Handler: func(cmd *scsi.Command) error { cmd.SetDataIn(make([]byte, 36), 36); return nil }},
-	})
-	require.NoError(t, err)
-	log := slog.New(slog.DiscardHandler)
-	lu := scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: "interop"}, Store: backstore.NewMemory(8<<20, block), Table: table, Logger: log})
+	lu, absent := newRWLU(t, "interop", 8<<20)
 	const target = "iqn.2024-01.org.odxtgt:interop"
 	auth := &iscsi.CHAP{User: "init", Secret: "init-secret-1", MutualUser: "tgt", MutualSecret: "tgt-secret-22"}
 	srv, err := iscsi.NewServer(iscsi.Config{
 		Targets: []*iscsi.Target{{Name: target, TPGs: []*iscsi.TPG{{Tag: 1, Portals: []string{"127.0.0.1:0"},
 			LUNs: map[uint64]*scsi.LU{0: lu}, Auth: auth}}}},
-		Absent: scsi.NewAbsentLU(table, log),
-		Logger: log,
+		Absent: absent,
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
 	require.NoError(t, srv.Listen())

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/iscsi"
 	"github.com/odxtgt/odxtgt/iscsi/initiator"
 	"github.com/odxtgt/odxtgt/scsi"
@@ -34,31 +33,12 @@ func TestConcurrentLoad(t *testing.T) {
 		rounds  = 25
 		region  = 128 // blocks per worker
 	)
-	usage := func(n int) []byte { return bytes.Repeat([]byte{0xFF}, n) }
-	table, err := scsi.NewTable([]scsi.CommandDesc{
-		{Name: "READ(10)", Opcode: 0x28, Usage: usage(10), Direction: scsi.DirIn,
-			Handler: func(cmd *scsi.Command) error {
-				lba, n := binary.BigEndian.Uint32(cmd.CDB[2:]), int(binary.BigEndian.Uint16(cmd.CDB[7:]))*block
-				return cmd.LU().Store.ReadAt(cmd.AllocDataIn(n), int64(lba)*block)
-			}},
-		{Name: "WRITE(10)", Opcode: 0x2A, Usage: usage(10), Direction: scsi.DirOut,
-			Handler: func(cmd *scsi.Command) error {
-				lba, n := binary.BigEndian.Uint32(cmd.CDB[2:]), int(binary.BigEndian.Uint16(cmd.CDB[7:]))*block
-				data, err := cmd.TakeDataOut(n)
-				if err != nil {
-					return err
-				}
-				return cmd.LU().Store.WriteAt(data, int64(lba)*block, false)
-			}},
-	})
-	require.NoError(t, err)
-	log := slog.New(slog.DiscardHandler)
-	lu := scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: "load"}, Store: backstore.NewMemory(2*workers*region*block, block), Table: table, Logger: log})
+	lu, absent := newRWLU(t, "load", 2*workers*region*block)
 	const target = "iqn.2024-01.org.odxtgt:load"
 	srv, err := iscsi.NewServer(iscsi.Config{
 		Targets: []*iscsi.Target{{Name: target, TPGs: []*iscsi.TPG{{Tag: 1, Portals: []string{"127.0.0.1:0"}, LUNs: map[uint64]*scsi.LU{0: lu}}}}},
-		Absent:  scsi.NewAbsentLU(table, log),
-		Logger:  log,
+		Absent:  absent,
+		Logger:  slog.New(slog.DiscardHandler),
 	})
 	require.NoError(t, err)
 	require.NoError(t, srv.Listen())
