@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -267,6 +268,10 @@ func (c *conn) teardown() {
 		c.log.Info("logout")
 	case errors.Is(c.ending, io.EOF), errors.Is(c.ending, net.ErrClosed):
 		c.log.Info("connection closed by the initiator")
+	case errors.Is(c.ending, syscall.ECONNRESET):
+		// open-iscsi ends discovery sessions with a reset rather than a
+		// Logout: the initiator's choice, not a target problem.
+		c.log.Info("connection reset by the initiator")
 	default:
 		c.log.Warn("connection ended", "reason", c.ending.Error())
 	}
