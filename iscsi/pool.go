@@ -51,3 +51,30 @@ func (b *buffer) release() {
 	b.b = b.b[:cap(b.b)]
 	bufferPools[b.class].Put(b)
 }
+
+// budget bounds bytes held by many goroutines at once: each reservation
+// either fits under the limit or is refused at once, never waited for, so
+// a connection's reader is never blocked by another connection's data.
+type budget struct {
+	mu    sync.Mutex
+	limit int64
+	used  int64
+}
+
+// reserve takes n bytes if they fit and reports whether it did.
+func (b *budget) reserve(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// release returns n reserved bytes.
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}

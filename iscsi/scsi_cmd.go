@@ -94,7 +94,14 @@ type task struct {
 	nextR2T uint32 // first byte not yet asked for
 	r2ts    []r2t
 	sn      uint32 // next R2TSN / DataSN; they share one space (RFC 7143 11.7.5)
-	failure *scsi.Sense
+
+	// refused: the transport ends the command itself with failStatus
+	// (and failure as sense for CHECK CONDITION) once its data is drained.
+	refused    bool
+	failStatus scsi.Status
+	failure    *scsi.Sense
+	// reserved is what the command holds of the server's data-out budget.
+	reserved int64
 
 	alloc func(int) []byte
 	done  func(*scsi.Command)
@@ -157,14 +164,20 @@ func (t *task) completed(*scsi.Command) {
 
 // setFailure records why the command will be refused once its data is in.
 func (t *task) setFailure(s *scsi.Sense) {
-	if t.failure == nil {
-		t.failure = s
+	t.refuse(scsi.StatusCheckCondition, s)
+}
+
+// refuse records that the transport ends the command itself with status
+// and, for CHECK CONDITION, sense; the first refusal wins.
+func (t *task) refuse(status scsi.Status, s *scsi.Sense) {
+	if !t.refused {
+		t.refused, t.failStatus, t.failure = true, status, s
 	}
 }
 
 // dataComplete reports whether no more data-out is expected.
 func (t *task) dataComplete() bool {
-	return !t.unsolOpen && len(t.r2ts) == 0 && (t.failure != nil || t.nextR2T >= t.edtl)
+	return !t.unsolOpen && len(t.r2ts) == 0 && (t.refused || t.nextR2T >= t.edtl)
 }
 
 // processSCSICommand handles a SCSI Command PDU (RFC 7143 11.3).
@@ -301,7 +314,14 @@ func (c *conn) startData(t *task, p *PDU) {
 		// Refused without buffering; unsolicited data is still drained.
 		t.setFailure(scsi.NewSense(scsi.IllegalRequest, scsi.ASCInvalidFieldInCommandIU).
 			WithReason("expected data transfer length %d exceeds %d", t.edtl, scsi.MaxTransferBytes))
+	} else if t.edtl > 0 && !c.srv.dataOut.reserve(int64(t.edtl)) {
+		// Out of buffer room: TASK SET FULL (SAM-5 5.3.1) asks the
+		// initiator to retry once other commands have finished;
+		// unsolicited data is drained as for any refused command.
+		t.refuse(scsi.StatusTaskSetFull, nil)
+		c.log.Debug("data-out budget exhausted", "itt", t.itt, "edtl", t.edtl)
 	} else if t.edtl > 0 {
+		t.reserved = int64(t.edtl)
 		t.out = getBuffer(int(t.edtl))
 		t.cmd.DataOut = t.out.b
 	}
@@ -329,7 +349,7 @@ func (c *conn) startData(t *task, p *PDU) {
 // issueR2Ts solicits the data still missing, up to MaxOutstandingR2T
 // bursts of at most MaxBurstLength at a time (RFC 7143 13.17).
 func (c *conn) issueR2Ts(t *task) {
-	for t.failure == nil && len(t.r2ts) < int(c.p.MaxOutstandingR2T) && t.nextR2T < t.edtl {
+	for !t.refused && len(t.r2ts) < int(c.p.MaxOutstandingR2T) && t.nextR2T < t.edtl {
 		n := min(t.edtl-t.nextR2T, c.p.MaxBurstLength)
 		c.nextTTT++
 		if c.nextTTT == ReservedTag {
@@ -428,10 +448,14 @@ func (c *conn) maybeRun(t *task) {
 	if t.submitted || !t.delivered || !t.dataComplete() {
 		return
 	}
-	if t.failure != nil {
+	if t.refused {
 		c.retire(t)
-		c.log.Warn("command refused", "itt", t.itt, "cdb0", t.cdb[0], "sense", t.failure.Error())
-		c.queueStatus(t, scsi.StatusCheckCondition, t.failure.Encode(c.dSense(t)), residuals{})
+		var sense []byte
+		if t.failure != nil {
+			c.log.Warn("command refused", "itt", t.itt, "cdb0", t.cdb[0], "sense", t.failure.Error())
+			sense = t.failure.Encode(c.dSense(t))
+		}
+		c.queueStatus(t, t.failStatus, sense, residuals{})
 		c.recycle(t)
 		return
 	}
@@ -469,8 +493,10 @@ func (c *conn) recycle(t *task) {
 	t.out.release()
 	t.in.release()
 	t.out, t.in = nil, nil
+	c.srv.dataOut.release(t.reserved)
+	t.reserved = 0
 	t.cmd = scsi.Command{}
-	t.failure = nil
+	t.failure, t.refused = nil, false
 	t.gen++
 	c.free = append(c.free, t)
 }

@@ -112,6 +112,28 @@ func TestDataInSequences(t *testing.T) {
 	})
 }
 
+// TestDataOutBudget: a write whose data-out would not fit in the server's
+// budget ends with TASK SET FULL after its immediate data is taken, and the
+// budget comes back as commands finish.
+func TestDataOutBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tt := newTester(t, func(c *Config) { c.DataOutBudget = 2 * testBlock })
+		tt.loginDefault()
+		for range 3 { // each write's reservation is released when it ends
+			itt := tt.command(write10(0, 2), cmdOpts{write: true, edtl: 2 * testBlock, data: pattern(2*testBlock, 1)})
+			assert.Equal(t, scsi.StatusGood, tt.wantResult(itt).status)
+		}
+		itt := tt.command(write10(0, 3), cmdOpts{write: true, edtl: 3 * testBlock, data: pattern(3*testBlock, 2)})
+		r := tt.wantResult(itt)
+		assert.Equal(t, scsi.StatusTaskSetFull, r.status)
+		assert.Nil(t, r.sense)
+		itt = tt.command(read10(0, 3), cmdOpts{read: true, edtl: 3 * testBlock})
+		r = tt.wantResult(itt)
+		require.Equal(t, scsi.StatusGood, r.status)
+		assert.Equal(t, pattern(2*testBlock, 1), r.data[:2*testBlock], "the refused write wrote nothing")
+	})
+}
+
 func TestResiduals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tt := newTester(t)

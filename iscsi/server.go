@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -23,6 +24,7 @@ type Server struct {
 	nopInterval  time.Duration
 	nopTimeout   time.Duration
 	loginTimeout time.Duration
+	dataOut      *budget // data-out bytes buffered by all connections
 
 	mu           sync.Mutex
 	listening    bool
@@ -57,6 +59,7 @@ func NewServer(cfg Config) (*Server, error) {
 		nopInterval:  orDefault(cfg.NOPInInterval, DefaultNOPInInterval),
 		nopTimeout:   orDefault(cfg.NOPInTimeout, DefaultNOPInTimeout),
 		loginTimeout: orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
+		dataOut:      &budget{limit: cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget)},
 		sessions:     map[string]*session{},
 		byTSIH:       map[uint16]*session{},
 		conns:        map[*conn]struct{}{},

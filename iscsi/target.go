@@ -73,6 +73,10 @@ type Config struct {
 	// LoginTimeout bounds the whole login phase of a connection; 0 means
 	// 15 s.
 	LoginTimeout time.Duration
+	// DataOutBudget bounds the data-out bytes buffered for commands across
+	// all connections; 0 means DefaultDataOutBudget. A write that would
+	// exceed it ends with TASK SET FULL, which initiators retry.
+	DataOutBudget int64
 }
 
 // Defaults for the Config durations.
@@ -81,6 +85,10 @@ const (
 	DefaultNOPInTimeout  = 30 * time.Second
 	DefaultLoginTimeout  = 15 * time.Second
 )
+
+// DefaultDataOutBudget is the default Config.DataOutBudget: room for 64
+// writes of the largest transfer at once.
+const DefaultDataOutBudget = 64 * scsi.MaxTransferBytes
 
 // maxNameLength is the longest iSCSI name (RFC 7143 4.2.7.1: 223 bytes).
 const maxNameLength = 223
