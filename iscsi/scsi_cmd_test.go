@@ -375,7 +375,7 @@ func TestWindowShrinksWhileCommandsRun(t *testing.T) {
 		for range 3 {
 			assert.Equal(t, byte(tmfRespComplete), tt.want(OpTaskMgmtResp).BHS[2])
 		}
-		itt = tt.ping(false, nil)
+		tt.ping(false, nil)
 		p = tt.want(OpNOPIn)
 		assert.Equal(t, tt.cmdSN+cmdWindow-1, p.Uint32(OffMaxCmdSN))
 	})

@@ -45,8 +45,7 @@ func TestConfigValidation(t *testing.T) {
 
 func TestACLView(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var tt *tester
-		tt = newTester(t, func(c *Config) {
+		tt := newTester(t, func(c *Config) {
 			g := c.Targets[0].TPGs[0]
 			g.ACLs = []ACL{{Initiator: testInitiator, LUNs: map[uint64]*scsi.LU{5: g.LUNs[0]}}}
 		})

@@ -167,7 +167,6 @@ type fwrite struct {
 	next        int // next offset to solicit
 	outstanding int
 	r2tSN       uint32
-	dataSN      uint32
 	seqEnd      int // end of the current R2T or unsolicited sequence
 }
 
