@@ -3,6 +3,7 @@ package iscsi
 import (
 	"net"
 	"strconv"
+	"strings"
 )
 
 // Text Request and Response flags (RFC 7143 11.10.1, 11.11.1).
@@ -157,7 +158,7 @@ func (c *conn) sendTargets(val string, resp *TextKeys) {
 			c.describeTarget(c.sess.target, resp)
 		}
 	default:
-		if t := c.srv.targets[val]; t != nil {
+		if t := c.srv.targets[strings.ToLower(val)]; t != nil {
 			c.describeTarget(t, resp)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -356,6 +357,9 @@ func (ls *loginState) identify(keys TextKeys) *LoginError {
 	if len(name) > maxNameLength {
 		return loginErr(LoginInitiatorError, "InitiatorName longer than %d bytes", maxNameLength)
 	}
+	// iSCSI names compare in their normalized, lowercase form (RFC 7143
+	// 4.2.7.2, RFC 3722): configured names are lowercase already.
+	name = strings.ToLower(name)
 	ls.initiatorName = name
 	ls.initiatorAlias, _ = keys.Get("InitiatorAlias")
 	switch st, _ := keys.Get("SessionType"); st {
@@ -373,7 +377,7 @@ func (ls *loginState) identify(keys TextKeys) *LoginError {
 		if !ok || tname == "" {
 			return loginErr(LoginMissingParameter, "no TargetName in a normal session")
 		}
-		t := srv.targets[tname]
+		t := srv.targets[strings.ToLower(tname)]
 		if t == nil {
 			return loginErr(LoginNotFound, "no target %q", tname)
 		}

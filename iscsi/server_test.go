@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -57,6 +58,21 @@ func TestACLView(t *testing.T) {
 		assert.Equal(t, scsi.UnitAttention, r.sense.Key)
 		r = tt.wantResult(tt.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{lun: 5}))
 		assert.Equal(t, scsi.StatusGood, r.status)
+	})
+}
+
+// TestNamesAreCaseInsensitive: an initiator that writes its name or the
+// target's in capitals still matches the lowercase configuration (RFC 3722
+// normalization).
+func TestNamesAreCaseInsensitive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tt := newTester(t, func(c *Config) {
+			c.Targets[0].TPGs[0].ACLs = []ACL{{Initiator: testInitiator}}
+		})
+		keys := kv("InitiatorName", strings.ToUpper(testInitiator), "TargetName", strings.ToUpper(testTarget), "SessionType", "Normal")
+		tt.finishLogin(append(keys, opKeys()...))
+		r := tt.wantResult(tt.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{}))
+		assert.Equal(t, scsi.UnitAttention, r.sense.Key)
 	})
 }
 
