@@ -150,10 +150,19 @@ func (s *Server) Serve() error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
+	// The accept loops are counted under mu, so Shutdown, which marks the
+	// server shutting down under mu before it waits for them, never waits
+	// while Serve is still adding.
+	s.mu.Lock()
+	if s.shuttingDown {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
 	for _, p := range s.portals {
 		s.acceptWG.Add(1)
 		go s.acceptLoop(p)
 	}
+	s.mu.Unlock()
 	<-s.closed
 	s.acceptWG.Wait()
 	return ErrServerClosed
