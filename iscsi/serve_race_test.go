@@ -11,9 +11,10 @@ import (
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
-// TestShutdownRacingServe stops servers right as Serve starts, in both
-// orders; under -race this catches an accept loop counted after Shutdown
-// began waiting for them.
+// TestShutdownRacingServe stops servers right as Serve starts: whichever
+// runs first, Serve ends with ErrServerClosed and Shutdown returns. (The
+// accept-loop counting race it guards against shows up under -race only
+// with unlucky timing, as in cmd/odxtgt's TestServeDemo.)
 func TestShutdownRacingServe(t *testing.T) {
 	lu, absent := newRWLU(t, "race", 1<<20)
 	for range 20 {
