@@ -119,3 +119,18 @@ func (g geometry) checkTransfer(e extent) *scsi.Sense {
 	}
 	return g.checkRange(e)
 }
+
+// rangeChecked returns the handler of a command that moves no data: it
+// checks the CDB's range (a length of zero meaning through the last block)
+// and then runs act, if any.
+func rangeChecked(l layout, act scsi.Handler) scsi.Handler {
+	return func(cmd *scsi.Command) error {
+		if s := geometryOf(cmd).checkRange(l.decode(cmd.CDB)); s != nil {
+			return s
+		}
+		if act == nil {
+			return nil
+		}
+		return act(cmd)
+	}
+}

@@ -33,12 +33,4 @@ func prefetchCommands() []scsi.CommandDesc {
 // not control, so after checking the range (PREFETCH LENGTH zero meaning
 // through the last block) it answers GOOD. libiscsi's PRE-FETCH tests
 // expect GOOD as well.
-func prefetch(l layout) scsi.Handler {
-	return func(cmd *scsi.Command) error {
-		g := geometryOf(cmd)
-		if s := g.checkRange(l.decode(cmd.CDB)); s != nil {
-			return s
-		}
-		return nil
-	}
-}
+func prefetch(l layout) scsi.Handler { return rangeChecked(l, nil) }

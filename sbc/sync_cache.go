@@ -36,14 +36,10 @@ func syncCacheCommands() []scsi.CommandDesc {
 // tell the difference except in latency, and a flush that fails is reported
 // on this command instead of being lost (odxtgt keeps no deferred errors).
 func synchronizeCache(l layout) scsi.Handler {
-	return func(cmd *scsi.Command) error {
-		g := geometryOf(cmd)
-		if s := g.checkRange(l.decode(cmd.CDB)); s != nil {
-			return s
-		}
+	return rangeChecked(l, func(cmd *scsi.Command) error {
 		if err := cmd.LU().Store.Sync(); err != nil {
 			return syncError(err)
 		}
 		return nil
-	}
+	})
 }
