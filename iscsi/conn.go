@@ -248,10 +248,7 @@ func (c *conn) teardown() {
 	c.mu.Unlock()
 	if reap {
 		if c.sess.nexus != nil {
-			for _, lu := range c.sess.lus {
-				lu.AbortTaskSet(c.sess.nexus)
-			}
-			c.srv.cfg.Absent.AbortTaskSet(c.sess.nexus)
+			c.sess.nexus.AbortTasks()
 		}
 		<-c.lastDone
 	}
@@ -262,6 +259,11 @@ func (c *conn) teardown() {
 	}
 	clear(c.held)
 	c.mu.Unlock()
+	if c.sess.nexus != nil {
+		// ERL 0: the session, and so the I_T nexus, ends with its only
+		// connection (SAM-5 6.3.4).
+		c.sess.nexus.End()
+	}
 	c.srv.endSession(c.sess)
 	switch {
 	case errors.Is(c.ending, errLogout):

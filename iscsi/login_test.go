@@ -365,9 +365,14 @@ func TestSessionReinstatement(t *testing.T) {
 		// The old session is gone, its slow command aborted without a
 		// response.
 		tt.wantClosed()
-		// The new session is the same I_T nexus: the unit attention was
-		// already reported to it.
+		// The new session is the same I_T nexus, which was lost: its first
+		// command reports I_T NEXUS LOSS OCCURRED (SAM-5 6.3.4), the next
+		// one runs.
 		itt := again.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{})
+		r := again.wantResult(itt)
+		require.Equal(t, scsi.StatusCheckCondition, r.status)
+		assert.Equal(t, scsi.ASCITNexusLossOccurred, r.sense.Code)
+		itt = again.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{})
 		assert.Equal(t, scsi.StatusGood, again.wantResult(itt).status)
 	})
 }

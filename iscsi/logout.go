@@ -35,13 +35,9 @@ func (c *conn) processLogout(p *PDU) error {
 	c.loggingOut = true
 	tm := &tmfRequest{itt: itt, logout: true}
 	c.abortScope(tm, func(*task) bool { return true }, func() {
-		if c.sess.nexus == nil {
-			return
+		if c.sess.nexus != nil {
+			c.sess.nexus.AbortTasks()
 		}
-		for _, lu := range c.sess.lus {
-			lu.AbortTaskSet(c.sess.nexus)
-		}
-		c.srv.cfg.Absent.AbortTaskSet(c.sess.nexus)
 	})
 	return nil
 }

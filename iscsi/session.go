@@ -3,7 +3,6 @@ package iscsi
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -24,7 +23,6 @@ type session struct {
 	tpg    *TPG
 	nexus  *scsi.Nexus
 	view   map[uint64]*scsi.LU
-	lus    []*scsi.LU // the distinct logical units of view
 	conn   *conn
 	log    *slog.Logger
 }
@@ -56,11 +54,6 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 			TPGT:           ls.tpg.Tag,
 			RelativePortID: ls.tpg.RelativePortID,
 		}, view, s.cfg.Absent)
-		for _, lu := range view {
-			if !slices.Contains(sess.lus, lu) {
-				sess.lus = append(sess.lus, lu)
-			}
-		}
 	}
 	for {
 		s.mu.Lock()

@@ -69,9 +69,8 @@ type geometry struct {
 }
 
 func geometryOf(cmd *scsi.Command) geometry {
-	s := cmd.LU().Store
-	bs := s.BlockSize()
-	return geometry{blockSize: bs, blocks: uint64(s.Size()) / uint64(bs)}
+	lu := cmd.LU()
+	return geometry{blockSize: lu.Store.BlockSize(), blocks: lu.Blocks()}
 }
 
 // offset is the byte offset of lba. Callers have range-checked lba, so the
@@ -99,17 +98,9 @@ func (g geometry) checkTransferLength(e extent) *scsi.Sense {
 	return nil
 }
 
-// checkRange refuses an extent that reaches past the last logical block:
-// the LBA plus the length must not exceed the capacity (SBC-3 4.5 and the
-// LOGICAL BLOCK ADDRESS field of each command). The sum is computed without
-// overflow, so an LBA near 2^64 cannot wrap around to a valid one.
-func (g geometry) checkRange(e extent) *scsi.Sense {
-	if e.LBA > g.blocks || e.Blocks > g.blocks-e.LBA {
-		return scsi.LBAOutOfRange().
-			WithReason("LBA %d + %d blocks exceeds the capacity of %d blocks", e.LBA, e.Blocks, g.blocks)
-	}
-	return nil
-}
+// checkRange refuses an extent that reaches past the last logical block
+// (see scsi.CheckRange).
+func (g geometry) checkRange(e extent) *scsi.Sense { return scsi.CheckRange(e.LBA, e.Blocks, g.blocks) }
 
 // checkTransfer applies both checks of a command that moves data, in the
 // order of SBC-3: CDB fields first, then the range.

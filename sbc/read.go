@@ -71,12 +71,12 @@ func read(l layout, hasFUA bool) scsi.Handler {
 			// version still in a volatile cache is written to the medium
 			// first (SBC-3 READ (10), force unit access for reads).
 			if err := store.Sync(); err != nil {
-				return syncError(err)
+				return scsi.SyncError(err)
 			}
 		}
 		p := cmd.AllocDataIn(g.bytes(e.Blocks))
 		if err := store.ReadAt(p, g.offset(e.LBA)); err != nil {
-			return readError(err, e.LBA)
+			return scsi.ReadError(err, e.LBA)
 		}
 		return nil
 	}

@@ -38,7 +38,7 @@ func syncCacheCommands() []scsi.CommandDesc {
 func synchronizeCache(l layout) scsi.Handler {
 	return rangeChecked(l, func(cmd *scsi.Command) error {
 		if err := cmd.LU().Store.Sync(); err != nil {
-			return syncError(err)
+			return scsi.SyncError(err)
 		}
 		return nil
 	})

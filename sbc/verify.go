@@ -113,7 +113,7 @@ func verify(l layout) scsi.Handler {
 		// to the medium before verifying them (SBC-3 VERIFY (10)); the
 		// store can only flush everything.
 		if err := cmd.LU().Store.Sync(); err != nil {
-			return syncError(err)
+			return scsi.SyncError(err)
 		}
 		switch bytchk {
 		case bytchkCompare:
@@ -159,7 +159,7 @@ func writeAndVerify(l layout) scsi.Handler {
 			return nil
 		}
 		if err := cmd.LU().Store.WriteAt(p, g.offset(e.LBA), true); err != nil {
-			return writeError(err, e.LBA)
+			return scsi.WriteError(err, e.LBA)
 		}
 		if bytchk == bytchkCompare {
 			return verifyMedium(cmd, g, e, func(off int, medium []byte) int {
@@ -195,13 +195,13 @@ func verifyMedium(cmd *scsi.Command, g geometry, e extent, compare func(off int,
 	perChunk := uint64(verifyChunk / g.blockSize)
 	for done := uint64(0); done < e.Blocks; {
 		if cmd.Context().Err() != nil {
-			return aborted()
+			return scsi.TaskAborted()
 		}
 		n := min(perChunk, e.Blocks-done)
 		lba := e.LBA + done
 		medium := (*buf)[:g.bytes(n)]
 		if err := store.ReadAt(medium, g.offset(lba)); err != nil {
-			return readError(err, lba)
+			return scsi.ReadError(err, lba)
 		}
 		if compare != nil {
 			off := g.bytes(done)

@@ -54,7 +54,7 @@ func write(l layout, hasFUA bool) scsi.Handler {
 			return nil
 		}
 		if err := cmd.LU().Store.WriteAt(p, g.offset(e.LBA), forceUnitAccess(cmd, hasFUA)); err != nil {
-			return writeError(err, e.LBA)
+			return scsi.WriteError(err, e.LBA)
 		}
 		return nil
 	}

@@ -26,6 +26,9 @@ type LUConfig struct {
 	WriteCache bool // initial WCE of the caching mode page
 	Table      *Table
 	Logger     *slog.Logger
+	// Events, if set, hears of nexus losses, task set aborts and resets
+	// on this logical unit.
+	Events NexusEvents
 }
 
 // LU is a logical unit: a backstore with its identity, mode state, unit
@@ -38,12 +41,16 @@ type LU struct {
 	Log      *slog.Logger
 
 	defaultMode ModeState // the mode state at power on (MODE SENSE default values)
+	events      NexusEvents
+	extents     extentLock
 
-	mu    sync.Mutex // guards everything below
-	mode  ModeState
-	ua    map[string][]ASC // pending unit attentions by nexus key
-	seen  map[string]bool  // nexus keys that have sent a command
-	tasks []*task          // the task set, in arrival order
+	mu        sync.Mutex // guards everything below
+	mode      ModeState
+	ua        map[string][]ASC    // pending unit attentions by nexus key
+	seen      map[string]bool     // nexus keys that have sent a command
+	lost      map[string]struct{} // ended nexus keys owed I_T NEXUS LOSS OCCURRED
+	lostOrder []string            // lost, oldest first
+	tasks     []*task             // the task set, in arrival order
 }
 
 // ModeState is the changeable mode parameters shared by all I_T nexuses.
@@ -69,9 +76,11 @@ func NewLU(cfg LUConfig) *LU {
 		Table:       cfg.Table,
 		Log:         log.With("lu", cfg.Identity.Name),
 		defaultMode: mode,
+		events:      cfg.Events,
 		mode:        mode,
 		ua:          map[string][]ASC{},
 		seen:        map[string]bool{},
+		lost:        map[string]struct{}{},
 	}
 }
 
@@ -90,18 +99,6 @@ func (lu *LU) Mode() ModeState {
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	return lu.mode
-}
-
-// SetMode replaces the mode state. When it changed, every other I_T nexus
-// gets MODE PARAMETERS CHANGED (SPC-4 7.5.1).
-func (lu *LU) SetMode(from *Nexus, m ModeState) {
-	lu.mu.Lock()
-	defer lu.mu.Unlock()
-	if m == lu.mode {
-		return
-	}
-	lu.mode = m
-	lu.establishUALocked(ASCModeParametersChanged, from.Key())
 }
 
 // DefaultMode returns the mode state the logical unit starts with, which
@@ -166,12 +163,18 @@ func (lu *LU) queueUALocked(key string, code ASC) {
 }
 
 // noteNexusLocked records a nexus's first command, queueing the power-on
-// unit attention for it.
+// unit attention for it, or I_T NEXUS LOSS OCCURRED when the same
+// initiator port had a nexus that ended (SAM-5 6.3.4).
 func (lu *LU) noteNexusLocked(key string) {
-	if !lu.seen[key] {
-		lu.seen[key] = true
-		lu.queueUALocked(key, ASCPowerOnResetOrBusDeviceReset)
+	if lu.seen[key] {
+		return
 	}
+	lu.seen[key] = true
+	if lu.forgetLostLocked(key) {
+		lu.queueUALocked(key, ASCITNexusLossOccurred)
+		return
+	}
+	lu.queueUALocked(key, ASCPowerOnResetOrBusDeviceReset)
 }
 
 // TakeUA removes and returns the oldest pending unit attention for the

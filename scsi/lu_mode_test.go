@@ -11,7 +11,7 @@ import (
 func TestDefaultMode(t *testing.T) {
 	lu := NewLU(LUConfig{Store: backstore.NewMemory(1<<20, 512), WriteCache: true})
 	assert.Equal(t, ModeState{WCE: true}, lu.DefaultMode())
-	lu.SetMode(&Nexus{}, ModeState{SWP: true})
+	lu.UpdateMode(&Nexus{}, func(s *ModeState) { *s = ModeState{SWP: true} })
 	assert.Equal(t, ModeState{WCE: true}, lu.DefaultMode(), "the default values do not follow MODE SELECT")
 }
 

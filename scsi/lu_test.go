@@ -131,19 +131,19 @@ func TestWriteProtected(t *testing.T) {
 	tb := newTestBench(t)
 	tb.clearUA(t, tb.nexus)
 	assert.Equal(t, StatusGood, tb.do(tb.nexus, 0, 0xC3, 0, 0, 0, 0, 0).Status)
-	tb.lu.SetMode(tb.nexus, ModeState{SWP: true})
+	tb.lu.UpdateMode(tb.nexus, func(s *ModeState) { *s = ModeState{SWP: true} })
 	s := senseOf(t, tb.do(tb.nexus, 0, 0xC3, 0, 0, 0, 0, 0))
 	assert.Equal(t, DataProtect, s.Key)
 	// The other nexus learns that mode parameters changed.
 	assert.Equal(t, ASCPowerOnResetOrBusDeviceReset, senseOf(t, tb.do(tb.other, 0, 0, 0, 0, 0, 0, 0)).Code)
 	assert.Equal(t, StatusGood, tb.do(tb.other, 0, 0, 0, 0, 0, 0, 0).Status)
-	tb.lu.SetMode(tb.nexus, ModeState{})
+	tb.lu.UpdateMode(tb.nexus, func(s *ModeState) { *s = ModeState{} })
 	assert.Equal(t, ASCModeParametersChanged, senseOf(t, tb.do(tb.other, 0, 0, 0, 0, 0, 0, 0)).Code)
 }
 
 func TestDescriptorSense(t *testing.T) {
 	tb := newTestBench(t)
-	tb.lu.SetMode(tb.nexus, ModeState{DSense: true})
+	tb.lu.UpdateMode(tb.nexus, func(s *ModeState) { *s = ModeState{DSense: true} })
 	c := tb.do(tb.nexus, 0, 0, 0, 0, 0, 0, 0)
 	require.Equal(t, StatusCheckCondition, c.Status)
 	assert.Equal(t, byte(0x72), c.Sense[0])
@@ -209,13 +209,10 @@ func TestAbortTask(t *testing.T) {
 	tb.hold(1)
 	c, d := tb.submit(tb.nexus, TaskSimple, 7, 1)
 	tb.waitStarted(t, 1)
-	assert.True(t, tb.lu.QueryTask(tb.nexus, 7))
-	assert.False(t, tb.lu.QueryTask(tb.other, 7))
 	assert.False(t, tb.lu.AbortTask(tb.other, 7))
 	assert.True(t, tb.lu.AbortTask(tb.nexus, 7))
 	<-d
 	assert.True(t, c.Aborted)
-	assert.False(t, tb.lu.QueryTask(tb.nexus, 7))
 	assert.False(t, tb.lu.AbortTask(tb.nexus, 7))
 }
 
@@ -246,7 +243,11 @@ func TestClearTaskSetAndReset(t *testing.T) {
 	tb.lu.AbortTaskSet(tb.nexus)
 	<-d1
 	assert.True(t, c1.Aborted)
-	assert.True(t, tb.lu.QueryTask(tb.other, 1))
+	select {
+	case <-d2:
+		t.Fatal("ABORT TASK SET from one nexus ended another nexus's task")
+	default:
+	}
 	tb.lu.ClearTaskSet(tb.nexus)
 	<-d2
 	assert.True(t, c2.Aborted)

@@ -23,10 +23,11 @@ type Nexus struct {
 	TPGT           uint16
 	RelativePortID uint16
 
-	key    string
-	lus    map[uint64]*LU
-	luns   []uint64
-	absent *LU
+	key      string
+	lus      map[uint64]*LU
+	luns     []uint64
+	absent   *LU
+	distinct []*LU // every logical unit of lus once, then absent
 }
 
 // NewNexus returns a nexus that sees the given logical units by LUN.
@@ -41,6 +42,14 @@ func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 		n.luns = append(n.luns, lun)
 	}
 	slices.Sort(n.luns)
+	for _, lun := range n.luns {
+		if lu := lus[lun]; !slices.Contains(n.distinct, lu) {
+			n.distinct = append(n.distinct, lu)
+		}
+	}
+	if absent != nil {
+		n.distinct = append(n.distinct, absent)
+	}
 	return &n
 }
 

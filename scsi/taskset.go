@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -16,6 +17,9 @@ type task struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	aborted bool // guarded by LU.mu
+	// internal: run by another command (a copy), not by a transport; its
+	// tag is not the initiator's, so ABORT TASK never matches it.
+	internal bool
 }
 
 // InvalidLUN is the LUN a transport gives a command whose LUN field it could
@@ -39,9 +43,15 @@ func Submit(cmd *Command, done func(*Command)) {
 // an ORDERED task for every older task, a HEAD OF QUEUE task for none
 // (SAM-5 8.6, with one task set shared by all I_T nexuses).
 func (lu *LU) enter(cmd *Command) *task {
-	ctx, cancel := context.WithCancel(context.Background())
+	return lu.enterTask(context.Background(), cmd, false)
+}
+
+// enterTask is enter for a task whose context derives from parent: an
+// internal task ends when the command it serves ends.
+func (lu *LU) enterTask(parent context.Context, cmd *Command, internal bool) *task {
+	ctx, cancel := context.WithCancel(parent)
 	cmd.ctx = ctx
-	t := &task{cmd: cmd, key: cmd.Nexus.Key(), attr: cmd.Attr, cancel: cancel, done: make(chan struct{})}
+	t := &task{cmd: cmd, key: cmd.Nexus.Key(), attr: cmd.Attr, cancel: cancel, done: make(chan struct{}), internal: internal}
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	for _, old := range lu.tasks {
@@ -60,22 +70,31 @@ func (lu *LU) enter(cmd *Command) *task {
 }
 
 func (lu *LU) run(t *task, done func(*Command)) {
+	if lu.waitTurn(t) {
+		lu.execute(t.cmd)
+	}
+	lu.leave(t)
+	done(t.cmd)
+}
+
+// waitTurn waits for the older tasks t depends on; it reports false when t
+// was aborted meanwhile.
+func (lu *LU) waitTurn(t *task) bool {
 	ctx := t.cmd.Context()
-	waiting := true
+	defer func() { t.deps = nil }()
 	for _, d := range t.deps {
 		select {
 		case <-d.done:
 		case <-ctx.Done():
-			waiting = false
-		}
-		if !waiting {
-			break
+			return false
 		}
 	}
-	t.deps = nil
-	if waiting {
-		lu.execute(t.cmd)
-	}
+	return true
+}
+
+// leave removes a finished task from the task set, recording whether it
+// was aborted, and wakes the tasks waiting for it.
+func (lu *LU) leave(t *task) {
 	lu.mu.Lock()
 	t.cmd.Aborted = t.aborted
 	if i := slices.Index(lu.tasks, t); i >= 0 {
@@ -84,7 +103,6 @@ func (lu *LU) run(t *task, done func(*Command)) {
 	lu.mu.Unlock()
 	t.cancel()
 	close(t.done)
-	done(t.cmd)
 }
 
 // execute dispatches one command: absent LU, unit attention, table lookup
@@ -129,8 +147,8 @@ func (lu *LU) execute(cmd *Command) {
 		return
 	}
 	if err := d.Handler(cmd); err != nil {
-		s, ok := err.(*Sense)
-		if !ok {
+		var s *Sense
+		if !errors.As(err, &s) {
 			lu.Log.Error("command failed", "command", d.Name, "err", err)
 			s = InternalTargetFailure()
 		}
@@ -146,7 +164,7 @@ func (lu *LU) fail(cmd *Command, s *Sense) {
 	cmd.DataIn = nil
 }
 
-// selectTasks marks the tasks that match as aborted, cancels them and
+// abortMatching marks the tasks that match as aborted, cancels them and
 // returns their done channels along with the nexus keys they belonged to.
 func (lu *LU) abortMatching(match func(*task) bool) (waits []chan struct{}, keys map[string]bool) {
 	keys = map[string]bool{}
@@ -173,23 +191,9 @@ func wait(chans []chan struct{}) {
 // until it has ended. It reports whether such a task was in the task set.
 func (lu *LU) AbortTask(n *Nexus, tag uint64) bool {
 	key := n.Key()
-	waits, _ := lu.abortMatching(func(t *task) bool { return t.key == key && t.cmd.Tag == tag && !t.aborted })
+	waits, _ := lu.abortMatching(func(t *task) bool { return t.key == key && !t.internal && t.cmd.Tag == tag && !t.aborted })
 	wait(waits)
 	return len(waits) > 0
-}
-
-// QueryTask reports whether a task with the given tag from the nexus is in
-// the task set (SAM-5 7.8).
-func (lu *LU) QueryTask(n *Nexus, tag uint64) bool {
-	key := n.Key()
-	lu.mu.Lock()
-	defer lu.mu.Unlock()
-	for _, t := range lu.tasks {
-		if t.key == key && t.cmd.Tag == tag && !t.aborted {
-			return true
-		}
-	}
-	return false
 }
 
 // AbortTaskSet aborts every task from the nexus and waits for them to end
@@ -198,6 +202,9 @@ func (lu *LU) AbortTaskSet(n *Nexus) {
 	key := n.Key()
 	waits, _ := lu.abortMatching(func(t *task) bool { return t.key == key })
 	wait(waits)
+	if lu.events != nil {
+		lu.events.TaskSetAborted(lu, n)
+	}
 }
 
 // ClearTaskSet aborts every task from every nexus; nexuses other than n
@@ -207,11 +214,14 @@ func (lu *LU) ClearTaskSet(n *Nexus) {
 	waits, keys := lu.abortMatching(func(*task) bool { return true })
 	wait(waits)
 	lu.mu.Lock()
-	defer lu.mu.Unlock()
 	for key := range keys {
 		if key != n.Key() {
 			lu.queueUALocked(key, ASCCommandsClearedByAnotherInit)
 		}
+	}
+	lu.mu.Unlock()
+	if lu.events != nil {
+		lu.events.TaskSetAborted(lu, nil)
 	}
 }
 
@@ -223,4 +233,7 @@ func (lu *LU) Reset(code ASC) {
 	waits, _ := lu.abortMatching(func(*task) bool { return true })
 	wait(waits)
 	lu.EstablishUA(code, "")
+	if lu.events != nil {
+		lu.events.Reset(lu)
+	}
 }
