@@ -104,7 +104,9 @@ func (b *bench) run(cdb, dataOut []byte) *scsi.Command {
 }
 
 // setMode changes the LU's mode state as MODE SELECT would.
-func (b *bench) setMode(m scsi.ModeState) { b.lu.UpdateMode(b.nexus, func(s *scsi.ModeState) { *s = m }) }
+func (b *bench) setMode(m scsi.ModeState) {
+	b.lu.UpdateMode(b.nexus, func(s *scsi.ModeState) { *s = m })
+}
 
 // contents reads the whole store.
 func contents(tb testing.TB, s backstore.Store) []byte {
