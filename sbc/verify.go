@@ -158,6 +158,14 @@ func writeAndVerify(l layout) scsi.Handler {
 		if e.Blocks == 0 {
 			return nil
 		}
+		// The range is held from the write until the verification is
+		// done, so a concurrent writer cannot make the medium differ from
+		// the data just written (a false miscompare).
+		unlock, err := cmd.LU().LockExtent(cmd.Context(), e.LBA, e.Blocks, scsi.ExtentExclusive)
+		if err != nil {
+			return scsi.TaskAborted()
+		}
+		defer unlock()
 		if err := cmd.LU().Store.WriteAt(p, g.offset(e.LBA), true); err != nil {
 			return scsi.WriteError(err, e.LBA)
 		}

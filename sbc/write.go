@@ -53,7 +53,13 @@ func write(l layout, hasFUA bool) scsi.Handler {
 			// to nothing.
 			return nil
 		}
-		if err := cmd.LU().Store.WriteAt(p, g.offset(e.LBA), forceUnitAccess(cmd, hasFUA)); err != nil {
+		lu := cmd.LU()
+		unlock, err := lu.LockExtent(cmd.Context(), e.LBA, uint64(len(p)/g.blockSize), scsi.ExtentExclusive)
+		if err != nil {
+			return scsi.TaskAborted()
+		}
+		defer unlock()
+		if err := lu.Store.WriteAt(p, g.offset(e.LBA), forceUnitAccess(cmd, hasFUA)); err != nil {
 			return scsi.WriteError(err, e.LBA)
 		}
 		return nil
