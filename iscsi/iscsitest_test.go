@@ -34,7 +34,7 @@ func full(n int) []byte { return slices.Repeat([]byte{0xFF}, n) }
 // testTable is the command table of the test logical units: enough of
 // READ and WRITE on the memory store, and a slow command.
 func testTable(gate chan struct{}) *scsi.Table {
-	table, err := scsi.NewTable([]scsi.CommandDesc{
+	table, err := scsi.NewTable(scsi.CommandSet{Commands: []scsi.CommandDesc{
 		{Name: "TEST UNIT READY", Opcode: 0x00, Usage: full(6), Handler: func(*scsi.Command) error { return nil }},
 		{Name: "INQUIRY", Opcode: 0x12, Usage: full(6), Direction: scsi.DirIn, Flags: scsi.FlagIgnoresUA | scsi.FlagNoLU,
 			Handler: func(cmd *scsi.Command) error {
@@ -73,7 +73,7 @@ func testTable(gate chan struct{}) *scsi.Table {
 				}
 				return nil
 			}},
-	})
+	}})
 	if err != nil {
 		panic(err)
 	}

@@ -23,7 +23,7 @@ func newRWLU(t *testing.T, name string, size int64) (*scsi.LU, *scsi.LU) {
 	extent := func(cdb []byte) (off int64, n int) {
 		return int64(binary.BigEndian.Uint32(cdb[2:])) * block, int(binary.BigEndian.Uint16(cdb[7:])) * block
 	}
-	table, err := scsi.NewTable([]scsi.CommandDesc{
+	table, err := scsi.NewTable(scsi.CommandSet{Commands: []scsi.CommandDesc{
 		{Name: "READ(10)", Opcode: 0x28, Usage: usage(10), Direction: scsi.DirIn,
 			Handler: func(cmd *scsi.Command) error {
 				off, n := extent(cmd.CDB)
@@ -40,7 +40,7 @@ func newRWLU(t *testing.T, name string, size int64) (*scsi.LU, *scsi.LU) {
 			}},
 		{Name: "INQUIRY", Opcode: 0x12, Usage: usage(6), Flags: scsi.FlagIgnoresUA | scsi.FlagNoLU,
 			Handler: func(cmd *scsi.Command) error { cmd.SetDataIn(make([]byte, 36), 36); return nil }},
-	})
+	}})
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
 	lu := scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: name}, Store: backstore.NewMemory(size, block), Table: table, Logger: log})

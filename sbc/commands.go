@@ -16,10 +16,14 @@ const (
 	nominalFlush, recommendedFlush = 5, 120
 )
 
-// Commands returns the descriptors of the block commands, to be combined
-// with the primary commands into a [scsi.Table]. Each call returns a new
-// slice.
-func Commands() []scsi.CommandDesc {
+// Commands returns the block commands and the block device VPD pages, to
+// be combined with the primary commands into a [scsi.Table]. Each call
+// returns new slices.
+func Commands() scsi.CommandSet {
+	return scsi.CommandSet{Commands: commandDescs(), VPDPages: vpdPages()}
+}
+
+func commandDescs() []scsi.CommandDesc {
 	var all []scsi.CommandDesc
 	for _, set := range [][]scsi.CommandDesc{
 		readCommands(),

@@ -156,15 +156,23 @@ type Table struct {
 	byOpcode [256]*CommandDesc            // opcodes without service actions
 	bySA     [256]map[uint16]*CommandDesc // opcodes with service actions
 	all      []*CommandDesc
+	vpd      [256]*VPDPage
+	vpdCodes []byte // ascending
 }
 
 // NewTable builds a table from command sets. A duplicate opcode/service
-// action pair or a malformed descriptor is an error.
-func NewTable(sets ...[]CommandDesc) (*Table, error) {
+// action pair, a VPD page registered twice or a malformed descriptor is an
+// error.
+func NewTable(sets ...CommandSet) (*Table, error) {
 	t := &Table{}
 	for _, set := range sets {
-		for i := range set {
-			d := &set[i]
+		for i := range set.VPDPages {
+			if err := t.addVPD(&set.VPDPages[i]); err != nil {
+				return nil, err
+			}
+		}
+		for i := range set.Commands {
+			d := &set.Commands[i]
 			if len(d.Usage) < 6 || d.Usage[0] != 0xFF || d.Handler == nil {
 				return nil, fmt.Errorf("command %q: needs a handler and a usage mask of at least 6 bytes starting with FFh", d.Name)
 			}

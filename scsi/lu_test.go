@@ -27,7 +27,7 @@ type testBench struct {
 func newTestBench(t *testing.T) *testBench {
 	tb := &testBench{release: map[byte]chan struct{}{}}
 	ok := func(*Command) error { return nil }
-	table, err := NewTable([]CommandDesc{
+	table, err := NewTable(CommandSet{Commands: []CommandDesc{
 		{Name: "TEST UNIT READY", Opcode: 0x00, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: ok},
 		{Name: "BLOCKER", Opcode: 0xC0, Usage: []byte{0xFF, 0, 0xFF, 0, 0, 0}, Handler: func(c *Command) error {
 			id := c.CDB[2]
@@ -47,7 +47,7 @@ func newTestBench(t *testing.T) *testBench {
 		{Name: "SA ONE", Opcode: 0xC2, ServiceAction: 1, HasServiceAction: true, Usage: []byte{0xFF, 0x1F, 0, 0, 0, 0}, Handler: ok},
 		{Name: "WRITER", Opcode: 0xC3, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Flags: FlagWritesMedium, Handler: ok},
 		{Name: "PANICS", Opcode: 0xC4, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: func(*Command) error { panic("boom") }},
-	})
+	}})
 	require.NoError(t, err)
 	tb.lu = NewLU(LUConfig{Identity: Identity{Name: "t"}, Store: backstore.NewMemory(1<<20, 512), Table: table})
 	absent := NewAbsentLU(table, nil)
@@ -262,12 +262,12 @@ func TestClearTaskSetAndReset(t *testing.T) {
 
 func TestTableRejectsDuplicates(t *testing.T) {
 	ok := func(*Command) error { return nil }
-	_, err := NewTable([]CommandDesc{
+	_, err := NewTable(CommandSet{Commands: []CommandDesc{
 		{Name: "A", Opcode: 1, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: ok},
 		{Name: "B", Opcode: 1, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: ok},
-	})
+	}})
 	assert.Error(t, err)
-	_, err = NewTable([]CommandDesc{{Name: "C", Opcode: 1, Usage: []byte{0x00, 0, 0, 0, 0, 0}, Handler: ok}})
+	_, err = NewTable(CommandSet{Commands: []CommandDesc{{Name: "C", Opcode: 1, Usage: []byte{0x00, 0, 0, 0, 0, 0}, Handler: ok}}})
 	assert.Error(t, err)
 }
 
@@ -314,4 +314,20 @@ func TestTakeDataOutBlocks(t *testing.T) {
 			assert.Len(t, p, tc.want)
 		})
 	}
+}
+
+func TestTableVPDPages(t *testing.T) {
+	page := func(code byte) VPDPage {
+		return VPDPage{Code: code, Name: "p", Build: func(*Command) ([]byte, error) { return nil, nil }}
+	}
+	table, err := NewTable(CommandSet{VPDPages: []VPDPage{page(0xB0), page(0x00)}}, CommandSet{VPDPages: []VPDPage{page(0x83)}})
+	require.NoError(t, err)
+	assert.Equal(t, []byte{0x00, 0x83, 0xB0}, table.VPDCodes())
+	assert.NotNil(t, table.VPDPage(0x83))
+	assert.Nil(t, table.VPDPage(0x80))
+
+	_, err = NewTable(CommandSet{VPDPages: []VPDPage{page(0x80)}}, CommandSet{VPDPages: []VPDPage{page(0x80)}})
+	assert.ErrorContains(t, err, "registered twice")
+	_, err = NewTable(CommandSet{VPDPages: []VPDPage{{Code: 0x80}}})
+	assert.ErrorContains(t, err, "no Build")
 }

@@ -14,9 +14,13 @@ const (
 	recommendedTimeout = 30
 )
 
-// Commands returns the descriptors of the commands this package
-// implements, for [scsi.NewTable].
-func Commands() []scsi.CommandDesc {
+// Commands returns the commands and VPD pages this package implements,
+// for [scsi.NewTable]. Each call returns new slices.
+func Commands() scsi.CommandSet {
+	return scsi.CommandSet{Commands: commandDescs(), VPDPages: vpdPages()}
+}
+
+func commandDescs() []scsi.CommandDesc {
 	return []scsi.CommandDesc{
 		cmdTestUnitReady,
 		cmdRequestSense,

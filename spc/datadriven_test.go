@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/sbc"
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
@@ -168,9 +169,10 @@ var testWrite = scsi.CommandDesc{
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// newTable returns the spc command table plus testWrite.
+// newTable returns the spc command table plus testWrite and the block
+// device VPD pages of sbc, so the pages are those of a whole disk.
 func newTable(t testing.TB) *scsi.Table {
-	table, err := scsi.NewTable(Commands(), []scsi.CommandDesc{testWrite})
+	table, err := scsi.NewTable(Commands(), scsi.CommandSet{Commands: []scsi.CommandDesc{testWrite}, VPDPages: sbc.Commands().VPDPages})
 	require.NoError(t, err)
 	return table
 }

@@ -49,21 +49,6 @@ func inquiry(cmd *scsi.Command) error {
 	return nil
 }
 
-// Peripheral device types and qualifiers (SPC-4, standard INQUIRY data).
-const (
-	directAccessDevice = 0x00 // qualifier 000b, direct access block device
-	noLogicalUnit      = 0x7F // qualifier 011b, device type 1Fh
-)
-
-// peripheral is byte 0 of INQUIRY data: PERIPHERAL QUALIFIER and
-// PERIPHERAL DEVICE TYPE.
-func peripheral(lu *scsi.LU) byte {
-	if !lu.Present() {
-		return noLogicalUnit
-	}
-	return directAccessDevice
-}
-
 // Version descriptors (SPC-4, standard INQUIRY data) LIO reports: the
 // architecture, the transport, the primary and the device command set.
 const (
@@ -80,12 +65,12 @@ const standardInquiryLen = 96
 // standardInquiry returns the standard INQUIRY data (SPC-4).
 func standardInquiry(lu *scsi.LU) []byte {
 	b := make([]byte, standardInquiryLen)
-	b[0] = peripheral(lu)
+	b[0] = lu.Peripheral()
 	b[1] = 0x00 // RMB: not removable
 	b[2] = 0x06 // VERSION: SPC-4
 	b[3] = 0x02 // RESPONSE DATA FORMAT 2; NORMACA and HISUP zero, as LIO
 	b[4] = standardInquiryLen - 5
-	if lu.Present() {
+	if lu.Present() && lu.Table.Find(opMaintenanceIn, saReportTargetPortGroups) != nil {
 		// TPGS 01b: implicit asymmetric access only; REPORT TARGET PORT
 		// GROUPS describes the single, active/optimized group.
 		b[5] = 0x10

@@ -33,7 +33,7 @@ func e2eTable(gate <-chan struct{}) *scsi.Table {
 	rw := func(cdb []byte) (int64, int) {
 		return int64(binary.BigEndian.Uint32(cdb[2:])) * fakeBlock, int(binary.BigEndian.Uint16(cdb[7:])) * fakeBlock
 	}
-	table, err := scsi.NewTable([]scsi.CommandDesc{
+	table, err := scsi.NewTable(scsi.CommandSet{Commands: []scsi.CommandDesc{
 		{Name: "TEST UNIT READY", Opcode: 0x00, Usage: usage(6), Handler: func(*scsi.Command) error { return nil }},
 		{Name: "READ(10)", Opcode: 0x28, Usage: usage(10), Direction: scsi.DirIn,
 			Handler: func(cmd *scsi.Command) error {
@@ -62,7 +62,7 @@ func e2eTable(gate <-chan struct{}) *scsi.Table {
 			}
 			return nil
 		}},
-	})
+	}})
 	if err != nil {
 		panic(err)
 	}
