@@ -1,7 +1,9 @@
 package scsi
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -263,4 +265,42 @@ func (lu *LU) Designators(n *Nexus) []Designator {
 			})
 	}
 	return ds
+}
+
+// Errors of FindByDesignator.
+var (
+	ErrNoDesignatorMatch = errors.New("no logical unit has that designator")
+	ErrAmbiguousMatch    = errors.New("more than one logical unit has that designator")
+)
+
+// FindByDesignator returns the one logical unit among lus that reports d
+// as one of its own (logical unit associated) designators in the Device
+// Identification VPD page: same code set, designator type and designator.
+// A designator that several logical units share (the logical unit group,
+// or a T10 vendor ID without a serial) names none of them: the copy
+// manager must never guess which device a host meant, so that is
+// ErrAmbiguousMatch.
+func FindByDesignator(d Designator, lus []*LU) (*LU, error) {
+	if d.Association != AssocLU {
+		return nil, ErrNoDesignatorMatch
+	}
+	var found *LU
+	for _, lu := range lus {
+		if !lu.Present() || lu == found {
+			continue
+		}
+		for _, own := range lu.Designators(nil) {
+			if own.CodeSet == d.CodeSet && own.Type == d.Type && bytes.Equal(own.Value, d.Value) {
+				if found != nil {
+					return nil, ErrAmbiguousMatch
+				}
+				found = lu
+				break
+			}
+		}
+	}
+	if found == nil {
+		return nil, ErrNoDesignatorMatch
+	}
+	return found, nil
 }

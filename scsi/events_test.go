@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/odxtgt/odxtgt/backstore"
 )
 
 // eventLog records NexusEvents calls as strings.
@@ -111,18 +113,18 @@ func TestRunInternal(t *testing.T) {
 	ran := 0
 	fn := func(context.Context) error { ran++; return nil }
 
-	require.NoError(t, tb.lu.RunInternal(ctx, tb.nexus, Access{LBA: 0, Blocks: 2048, Write: true}, fn))
+	require.NoError(t, RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, LBA: 0, Blocks: 2048, Write: true}}, fn))
 	assert.Equal(t, 1, ran)
 	s := &Sense{}
-	require.ErrorAs(t, tb.lu.RunInternal(ctx, tb.nexus, Access{LBA: 2047, Blocks: 2}, fn), &s)
+	require.ErrorAs(t, RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, LBA: 2047, Blocks: 2}}, fn), &s)
 	assert.Equal(t, ASCLBAOutOfRange, s.Code)
-	require.ErrorAs(t, tb.nexus.absent.RunInternal(ctx, tb.nexus, Access{}, fn), &s)
+	require.ErrorAs(t, RunInternal(ctx, tb.nexus, []Access{{LU: tb.nexus.absent}}, fn), &s)
 	assert.Equal(t, ASCLUNotSupported, s.Code)
 
 	tb.lu.UpdateMode(tb.nexus, func(m *ModeState) { m.SWP = true })
-	require.ErrorAs(t, tb.lu.RunInternal(ctx, tb.nexus, Access{Blocks: 1, Write: true}, fn), &s)
+	require.ErrorAs(t, RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, Blocks: 1, Write: true}}, fn), &s)
 	assert.Equal(t, ASCWriteProtected, s.Code)
-	require.NoError(t, tb.lu.RunInternal(ctx, tb.nexus, Access{Blocks: 1}, fn), "reads are not write protected")
+	require.NoError(t, RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, Blocks: 1}}, fn), "reads are not write protected")
 	assert.Equal(t, 2, ran)
 	tb.lu.UpdateMode(tb.nexus, func(m *ModeState) { m.SWP = false })
 
@@ -133,7 +135,7 @@ func TestRunInternal(t *testing.T) {
 	_, d := tb.submit(tb.nexus, TaskOrdered, 1, 1)
 	tb.waitStarted(t, 1)
 	errc := make(chan error, 1)
-	go func() { errc <- tb.lu.RunInternal(ctx, tb.nexus, Access{Blocks: 1, Write: true}, fn) }()
+	go func() { errc <- RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, Blocks: 1, Write: true}}, fn) }()
 	require.Eventually(t, func() bool { return taskCount(tb.lu) == 2 }, waitFor, tick)
 	go tb.lu.AbortTaskSet(tb.nexus)
 	require.ErrorAs(t, <-errc, &s)
@@ -147,7 +149,7 @@ func TestRunInternal(t *testing.T) {
 	unlock, err := tb.lu.LockExtent(ctx, 0, 1, ExtentExclusive)
 	require.NoError(t, err)
 	parent, cancel := context.WithCancel(ctx)
-	go func() { errc <- tb.lu.RunInternal(parent, tb.nexus, Access{Blocks: 1, Write: true}, fn) }()
+	go func() { errc <- RunInternal(parent, tb.nexus, []Access{{LU: tb.lu, Blocks: 1, Write: true}}, fn) }()
 	require.Eventually(t, func() bool { return taskCount(tb.lu) == 1 }, waitFor, tick)
 	assert.False(t, tb.lu.AbortTask(tb.nexus, 0))
 	cancel()
@@ -161,4 +163,74 @@ func taskCount(lu *LU) int {
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	return len(lu.tasks)
+}
+
+// TestRunInternalTwoUnits holds a source and a destination together;
+// overlapping ranges of one logical unit in one call do not wait for each
+// other, and copies in opposite directions racing with host writes never
+// deadlock.
+func TestRunInternalTwoUnits(t *testing.T) {
+	tb := newTestBench(t)
+	other := NewLU(LUConfig{Identity: Identity{Name: "u"}, Store: backstore.NewMemory(1<<20, 512), Table: tb.lu.Table})
+	ctx := context.Background()
+	nop := func(context.Context) error { return nil }
+	require.NoError(t, RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, LBA: 0, Blocks: 10}, {LU: tb.lu, LBA: 5, Blocks: 10, Write: true}}, nop))
+
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, b := tb.lu, other
+			if i%2 == 1 {
+				a, b = b, a
+			}
+			for range 200 {
+				assert.NoError(t, RunInternal(ctx, tb.nexus, []Access{{LU: a, LBA: 0, Blocks: 64}, {LU: b, LBA: 0, Blocks: 64, Write: true}}, nop))
+				unlock, err := b.LockExtent(ctx, 32, 8, ExtentExclusive)
+				assert.NoError(t, err)
+				unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, 0, queued(tb.lu))
+	assert.Equal(t, 0, queued(other))
+}
+
+func TestFindByDesignator(t *testing.T) {
+	mk := func(serial string) *LU {
+		return NewLU(LUConfig{Identity: Identity{Name: serial, Vendor: "LIO-ORG", Product: "p", Serial: serial}, Store: backstore.NewMemory(1<<20, 512)})
+	}
+	a, b, noSerial := mk("aaaa1111"), mk("bbbb2222"), mk("")
+	lus := []*LU{a, b, a, noSerial}
+	naa := a.Designators(nil)[0]
+	got, err := FindByDesignator(naa, lus)
+	require.NoError(t, err)
+	assert.Same(t, a, got, "the same LU under two LUNs is one match")
+
+	t10 := b.Designators(nil)[1]
+	got, err = FindByDesignator(t10, lus)
+	require.NoError(t, err)
+	assert.Same(t, b, got)
+
+	// Every LU reports the same logical unit group designator.
+	group := a.Designators(nil)[2]
+	require.Equal(t, DesignatorLUGroup, group.Type)
+	_, err = FindByDesignator(group, lus)
+	assert.ErrorIs(t, err, ErrAmbiguousMatch)
+
+	other := naa
+	other.Value = append([]byte(nil), naa.Value...)
+	other.Value[15] ^= 1
+	_, err = FindByDesignator(other, lus)
+	assert.ErrorIs(t, err, ErrNoDesignatorMatch)
+	port := naa
+	port.Association = AssocTargetPort
+	_, err = FindByDesignator(port, lus)
+	assert.ErrorIs(t, err, ErrNoDesignatorMatch)
+	ascii := naa
+	ascii.CodeSet = CodeSetASCII
+	_, err = FindByDesignator(ascii, lus)
+	assert.ErrorIs(t, err, ErrNoDesignatorMatch)
 }

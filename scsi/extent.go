@@ -45,34 +45,58 @@ func (h *extentHold) conflicts(o *extentHold) bool {
 // range holds nothing. Callers range-check first; a range running past
 // 2^64 is held to the end of the address space.
 func (lu *LU) LockExtent(ctx context.Context, lba, blocks uint64, mode ExtentMode) (unlock func(), err error) {
-	if blocks == 0 {
-		return func() {}, nil
+	return lu.lockExtents(ctx, []extentRange{{lba, blocks, mode}})
+}
+
+// extentRange is one range asked of lockExtents.
+type extentRange struct {
+	lba, blocks uint64
+	mode        ExtentMode
+}
+
+// lockExtents holds several ranges of the logical unit for one owner. They
+// join the queue together, so they never wait for each other, only for
+// what was queued before them.
+func (lu *LU) lockExtents(ctx context.Context, ranges []extentRange) (unlock func(), err error) {
+	holds := make([]*extentHold, 0, len(ranges))
+	for _, r := range ranges {
+		if r.blocks == 0 {
+			continue
+		}
+		end := r.lba + r.blocks
+		if end < r.lba {
+			end = ^uint64(0)
+		}
+		holds = append(holds, &extentHold{lba: r.lba, end: end, mode: r.mode, done: make(chan struct{})})
 	}
-	end := lba + blocks
-	if end < lba {
-		end = ^uint64(0)
-	}
-	h := &extentHold{lba: lba, end: end, mode: mode, done: make(chan struct{})}
 	l := &lu.extents
 	l.mu.Lock()
 	var waits []chan struct{}
 	for _, o := range l.queue {
-		if h.conflicts(o) {
-			waits = append(waits, o.done)
+		for _, h := range holds {
+			if h.conflicts(o) {
+				waits = append(waits, o.done)
+				break
+			}
 		}
 	}
-	l.queue = append(l.queue, h)
+	l.queue = append(l.queue, holds...)
 	l.mu.Unlock()
+	release := func() {
+		for _, h := range holds {
+			l.release(h)
+		}
+	}
 	for _, w := range waits {
 		select {
 		case <-w:
 		case <-ctx.Done():
-			l.release(h)
+			release()
 			return nil, ctx.Err()
 		}
 	}
 	var once sync.Once
-	return func() { once.Do(func() { l.release(h) }) }, nil
+	return func() { once.Do(release) }, nil
 }
 
 // release removes h from the queue and wakes those waiting for it.

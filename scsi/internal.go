@@ -1,56 +1,102 @@
 package scsi
 
-import "context"
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+)
 
-// Access is the medium access an internal task makes: blocks [LBA,
-// LBA+Blocks) of the logical unit, written when Write is set, only read
+// Access is medium access an internal task makes: blocks [LBA,
+// LBA+Blocks) of logical unit LU, written when Write is set, only read
 // otherwise.
 type Access struct {
+	LU          *LU
 	LBA, Blocks uint64
 	Write       bool
 }
 
-// RunInternal runs fn as a task in the logical unit's task set on behalf
-// of nexus n, for a command that works on a logical unit other than the
-// one it was sent to (a copy writing its destination): the task waits for
-// older ORDERED and HEAD OF QUEUE tasks as a SIMPLE task does; ABORT TASK
-// SET from n, CLEAR TASK SET and a logical unit reset abort it, and so
-// does the end of ctx; a write is refused with DATA PROTECT while the
-// logical unit is write protected; the range is checked against the
-// capacity and held in the extent lock (exclusive for a write, shared for
-// a read) while fn runs. fn gets a context that ends when the task is
-// aborted. fn must not take another extent lock: a copy reads its source
-// and writes its destination in separate internal tasks, so two copies
-// in opposite directions cannot deadlock.
+// internalEntry makes an internal task's entry into several task sets one
+// step, so internal tasks are ordered the same way in every task set they
+// share and waiting for older tasks can never form a cycle.
+var internalEntry sync.Mutex
+
+// RunInternal runs fn as a task in the task sets of the logical units it
+// accesses, on behalf of nexus n, for a command that works on devices
+// other than, or besides, the one it was sent to (a copy reading its
+// source and writing its destination). Each task waits for older ORDERED
+// and HEAD OF QUEUE tasks as a SIMPLE task does; ABORT TASK SET from n,
+// CLEAR TASK SET and a logical unit reset on any of the logical units
+// abort it, and so does the end of ctx. Ranges are checked against the
+// capacity; a write is refused with DATA PROTECT while its logical unit
+// is write protected; every range is held in the extent lock (exclusive
+// for a write, shared for a read) while fn runs, the logical units taken
+// in one fixed order so that two copies in opposite directions cannot
+// deadlock. fn gets a context that ends when any of the tasks is aborted,
+// and must not take extent locks of its own.
 //
 // RunInternal returns fn's error, or the sense data that ended the task
 // before fn ran: LOGICAL UNIT NOT SUPPORTED for the absent logical unit,
-// DATA PROTECT, LOGICAL BLOCK ADDRESS OUT OF RANGE, or an ABORTED COMMAND
-// once aborted (see TaskAborted).
-func (lu *LU) RunInternal(ctx context.Context, n *Nexus, a Access, fn func(ctx context.Context) error) error {
-	if !lu.Present() {
-		return NewSense(IllegalRequest, ASCLUNotSupported).WithReason("internal task for an absent logical unit")
+// LOGICAL BLOCK ADDRESS OUT OF RANGE, DATA PROTECT, or, once aborted,
+// TaskAborted.
+func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx context.Context) error) error {
+	var lus []*LU
+	for _, a := range accesses {
+		if !a.LU.Present() {
+			return NewSense(IllegalRequest, ASCLUNotSupported).WithReason("internal task for an absent logical unit")
+		}
+		if s := CheckRange(a.LBA, a.Blocks, a.LU.Blocks()); s != nil {
+			return s
+		}
+		if !slices.Contains(lus, a.LU) {
+			lus = append(lus, a.LU)
+		}
 	}
-	if s := CheckRange(a.LBA, a.Blocks, lu.Blocks()); s != nil {
-		return s
+	slices.SortFunc(lus, func(a, b *LU) int { return cmp.Compare(a.seq, b.seq) })
+
+	tasks := make([]*task, len(lus))
+	internalEntry.Lock()
+	for i, lu := range lus {
+		tasks[i] = lu.enterTask(ctx, &Command{Nexus: n, Attr: TaskSimple, lu: lu}, true)
 	}
-	cmd := &Command{Nexus: n, Attr: TaskSimple, lu: lu}
-	t := lu.enterTask(ctx, cmd, true)
-	defer lu.leave(t)
-	if !lu.waitTurn(t) {
-		return TaskAborted()
+	internalEntry.Unlock()
+	defer func() {
+		for i, lu := range lus {
+			lu.leave(tasks[i])
+		}
+	}()
+	for i, lu := range lus {
+		if !lu.waitTurn(tasks[i]) {
+			return TaskAborted()
+		}
 	}
-	if a.Write && lu.WriteProtected() {
-		return WriteProtected()
+	run, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, t := range tasks {
+		stop := context.AfterFunc(t.cmd.Context(), cancel)
+		defer stop()
 	}
-	mode := ExtentShared
-	if a.Write {
-		mode = ExtentExclusive
+	for _, a := range accesses {
+		if a.Write && a.LU.WriteProtected() {
+			return WriteProtected()
+		}
 	}
-	unlock, err := lu.LockExtent(cmd.Context(), a.LBA, a.Blocks, mode)
-	if err != nil {
-		return TaskAborted()
+	for _, lu := range lus {
+		var ranges []extentRange
+		for _, a := range accesses {
+			if a.LU == lu {
+				mode := ExtentShared
+				if a.Write {
+					mode = ExtentExclusive
+				}
+				ranges = append(ranges, extentRange{a.LBA, a.Blocks, mode})
+			}
+		}
+		unlock, err := lu.lockExtents(run, ranges)
+		if err != nil {
+			return TaskAborted()
+		}
+		defer unlock()
 	}
-	defer unlock()
-	return fn(cmd.Context())
+	return fn(run)
 }

@@ -3,6 +3,7 @@ package scsi
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/odxtgt/odxtgt/backstore"
 )
@@ -41,6 +42,7 @@ type LU struct {
 	Log      *slog.Logger
 
 	defaultMode ModeState // the mode state at power on (MODE SENSE default values)
+	seq         uint64    // creation order, the order in which internal tasks lock LUs
 	events      NexusEvents
 	extents     extentLock
 
@@ -60,6 +62,9 @@ type ModeState struct {
 	SWP    bool // control mode page SWP: software write protect
 }
 
+// luSeq numbers logical units as they are created.
+var luSeq atomic.Uint64
+
 // NewLU returns a logical unit. The first command from every I_T nexus
 // reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED, as a freshly
 // started device does (SAM-5 6.3.1).
@@ -76,6 +81,7 @@ func NewLU(cfg LUConfig) *LU {
 		Table:       cfg.Table,
 		Log:         log.With("lu", cfg.Identity.Name),
 		defaultMode: mode,
+		seq:         luSeq.Add(1),
 		events:      cfg.Events,
 		mode:        mode,
 		ua:          map[string][]ASC{},

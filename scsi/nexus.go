@@ -60,6 +60,15 @@ func (n *Nexus) Key() string { return n.key }
 // LUNs returns the LUNs the nexus may see, in ascending order.
 func (n *Nexus) LUNs() []uint64 { return n.luns }
 
+// LogicalUnits returns every logical unit the nexus may see, each once, in
+// LUN order: the devices a copy manager may reach on its behalf.
+func (n *Nexus) LogicalUnits() []*LU {
+	if n.absent != nil {
+		return n.distinct[:len(n.distinct)-1]
+	}
+	return n.distinct
+}
+
 // LU returns the logical unit at lun, or the absent logical unit.
 func (n *Nexus) LU(lun uint64) *LU {
 	if lu := n.lus[lun]; lu != nil {

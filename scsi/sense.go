@@ -68,6 +68,17 @@ const (
 	ASCInternalTargetFailure          ASC = 0x4400
 	ASCInvalidFieldInCommandIU        ASC = 0x0E03
 	ASCMediumRemovalPrevented         ASC = 0x5302
+	ASCOperationInProgress            ASC = 0x0016
+	// Copy manager conditions (SPC-4 6.4, 5.17.7).
+	ASCThirdPartyDeviceFailure      ASC = 0x0D01
+	ASCCopyTargetDeviceNotReachable ASC = 0x0D02
+	ASCCopyTargetDeviceDataUnderrun ASC = 0x0D04
+	ASCUnreachableCopyTarget        ASC = 0x0804
+	ASCTooManyTargetDescriptors     ASC = 0x2606
+	ASCUnsupportedTargetDescriptor  ASC = 0x2607
+	ASCTooManySegmentDescriptors    ASC = 0x2608
+	ASCUnsupportedSegmentDescriptor ASC = 0x2609
+	ASCUnexpectedInexactSegment     ASC = 0x260A
 )
 
 var ascNames = map[ASC]string{
@@ -98,6 +109,16 @@ var ascNames = map[ASC]string{
 	ASCInternalTargetFailure:          "INTERNAL TARGET FAILURE",
 	ASCInvalidFieldInCommandIU:        "INVALID FIELD IN COMMAND INFORMATION UNIT",
 	ASCMediumRemovalPrevented:         "MEDIUM REMOVAL PREVENTED",
+	ASCOperationInProgress:            "OPERATION IN PROGRESS",
+	ASCThirdPartyDeviceFailure:        "THIRD PARTY DEVICE FAILURE",
+	ASCCopyTargetDeviceNotReachable:   "COPY TARGET DEVICE NOT REACHABLE",
+	ASCCopyTargetDeviceDataUnderrun:   "COPY TARGET DEVICE DATA UNDERRUN",
+	ASCUnreachableCopyTarget:          "UNREACHABLE COPY TARGET",
+	ASCTooManyTargetDescriptors:       "TOO MANY TARGET DESCRIPTORS",
+	ASCUnsupportedTargetDescriptor:    "UNSUPPORTED TARGET DESCRIPTOR TYPE CODE",
+	ASCTooManySegmentDescriptors:      "TOO MANY SEGMENT DESCRIPTORS",
+	ASCUnsupportedSegmentDescriptor:   "UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE",
+	ASCUnexpectedInexactSegment:       "UNEXPECTED INEXACT SEGMENT",
 }
 
 func (a ASC) String() string {
@@ -128,9 +149,29 @@ type Sense struct {
 	// SKSV bit (byte 0 bit 7); zero means absent. See FieldPointer.
 	SenseKeySpecific [3]byte
 
+	// Forwarded, if set, is the status and sense data a copy manager
+	// received from one of its copy source or destination devices,
+	// reported in a forwarded sense data descriptor (SPC-4 4.5.2.9). Only
+	// descriptor format sense data can carry it.
+	Forwarded *ForwardedSense
+
 	// Reason is a log-only explanation; it never goes on the wire.
 	Reason string
 }
+
+// ForwardedSense is the content of a forwarded sense data descriptor.
+type ForwardedSense struct {
+	Source byte // SENSE DATA SOURCE: ForwardedFromSource or ForwardedFromDestination
+	Status Status
+	Sense  []byte // the forwarded sense data, fixed or descriptor format
+}
+
+// Sense data sources of a forwarded sense data descriptor (SPC-4 table
+// 39): the copy source and the copy destination of the failed segment.
+const (
+	ForwardedFromSource      = 0x1
+	ForwardedFromDestination = 0x2
+)
 
 // NewSense returns sense data with the given key and code.
 func NewSense(key SenseKey, code ASC) *Sense { return &Sense{Key: key, Code: code} }
@@ -185,6 +226,26 @@ func (s *Sense) FieldPointer(inCDB bool, byteOff int, bit int) *Sense {
 	return s
 }
 
+// WithCommandSpecific sets the COMMAND-SPECIFIC INFORMATION field and
+// returns s.
+func (s *Sense) WithCommandSpecific(v uint64) *Sense {
+	s.CommandSpecific, s.HasCommandSpecific = v, true
+	return s
+}
+
+// SegmentPointer sets the sense-key specific segment pointer of COPY
+// ABORTED (SPC-4 4.5.2.4.6): byteOff is the offset in the parameter list
+// of the segment descriptor (inSegment set) or of the field that failed.
+func (s *Sense) SegmentPointer(inSegment bool, byteOff int) *Sense {
+	b0 := byte(0x80)
+	if inSegment {
+		b0 |= 0x20
+	}
+	s.SenseKeySpecific[0] = b0
+	binary.BigEndian.PutUint16(s.SenseKeySpecific[1:], uint16(byteOff))
+	return s
+}
+
 // InvalidFieldInCDB reports ILLEGAL REQUEST, INVALID FIELD IN CDB pointing
 // at the given CDB byte and bit (bit -1: the whole byte).
 func InvalidFieldInCDB(byteOff, bit int) *Sense {
@@ -221,6 +282,9 @@ func InternalTargetFailure() *Sense { return NewSense(HardwareError, ASCInternal
 const (
 	fixedSenseLen = 18
 	maxSenseLen   = 8 + 12 + 12 + 8
+	// maxForwardedSense is the most forwarded sense data a descriptor
+	// carries; longer data is cut and FSDT set (SPC-4 4.5.2.9).
+	maxForwardedSense = 64
 )
 
 // Encode returns the sense data in descriptor format (response code 72h)
@@ -276,6 +340,16 @@ func (s *Sense) encodeDescriptor() []byte {
 		copy(d[4:7], s.SenseKeySpecific[:])
 		b = append(b, d[:]...)
 	}
+	if f := s.Forwarded; f != nil {
+		// Forwarded sense data descriptor (SPC-4 4.5.2.9).
+		fwd := f.Sense
+		src := f.Source & 0x0F
+		if len(fwd) > maxForwardedSense {
+			fwd, src = fwd[:maxForwardedSense], src|0x80 // FSDT: truncated
+		}
+		b = append(b, 0x0C, byte(2+len(fwd)), src, byte(f.Status))
+		b = append(b, fwd...)
+	}
 	b[7] = byte(len(b) - 8)
 	return b
 }
@@ -320,6 +394,8 @@ func ParseSense(b []byte) (*Sense, error) {
 				s.CommandSpecific, s.HasCommandSpecific = binary.BigEndian.Uint64(d[4:]), true
 			case typ == 0x02 && n >= 6:
 				copy(s.SenseKeySpecific[:], d[4:7])
+			case typ == 0x0C && n >= 2:
+				s.Forwarded = &ForwardedSense{Source: d[2] & 0x0F, Status: Status(d[3]), Sense: append([]byte(nil), d[4:]...)}
 			}
 			p += 2 + n
 		}

@@ -64,3 +64,31 @@ func TestSenseError(t *testing.T) {
 	assert.Equal(t, "ILLEGAL REQUEST: INVALID FIELD IN CDB (CDB byte 1 bit 4)", InvalidFieldInCDB(1, 4).Error())
 	assert.Equal(t, "ASC/ASCQ 99h/01h", ASC(0x9901).String())
 }
+
+func TestForwardedSenseAndSegmentPointer(t *testing.T) {
+	inner := NewSense(MediumError, ASCUnrecoveredReadError).WithInformation(7).Encode(false)
+	s := NewSense(CopyAborted, ASCThirdPartyDeviceFailure).WithCommandSpecific(3).SegmentPointer(true, 16+32)
+	s.Forwarded = &ForwardedSense{Source: ForwardedFromSource, Status: StatusCheckCondition, Sense: inner}
+	got, err := ParseSense(s.Encode(true))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(3), got.CommandSpecific)
+	assert.Equal(t, [3]byte{0xA0, 0x00, 48}, got.SenseKeySpecific)
+	require.NotNil(t, got.Forwarded)
+	assert.Equal(t, byte(ForwardedFromSource), got.Forwarded.Source)
+	assert.Equal(t, StatusCheckCondition, got.Forwarded.Status)
+	assert.Equal(t, inner, got.Forwarded.Sense)
+
+	// Fixed format has no room for it; the rest still encodes.
+	fixed, err := ParseSense(s.Encode(false))
+	require.NoError(t, err)
+	assert.Nil(t, fixed.Forwarded)
+	assert.Equal(t, uint64(3), fixed.CommandSpecific)
+
+	// Over-long forwarded sense is cut to 64 bytes with FSDT set.
+	s.Forwarded.Sense = make([]byte, 100)
+	enc := s.Encode(true)
+	assert.LessOrEqual(t, len(enc), 252)
+	got, err = ParseSense(enc)
+	require.NoError(t, err)
+	assert.Len(t, got.Forwarded.Sense, 64)
+}
