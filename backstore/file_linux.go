@@ -147,19 +147,19 @@ func syncDir(dir string) error {
 
 // ReadAt implements [Store].
 func (s *File) ReadAt(p []byte, off int64) error {
-	if err := s.checkRead(off, len(p)); err != nil || len(p) == 0 {
+	if err := s.checkRead(off, int64(len(p))); err != nil || len(p) == 0 {
 		return err
 	}
-	return s.opError(opRead, off, len(p), s.fd.readFull(p, off))
+	return s.opError(opRead, off, int64(len(p)), s.fd.readFull(p, off))
 }
 
 // WriteAt implements [Store].
 func (s *File) WriteAt(p []byte, off int64, fua bool) error {
-	op := writeOp(fua)
-	if err := s.checkWrite(op, off, len(p)); err != nil || len(p) == 0 {
+	op := opName(opWrite, fua)
+	if err := s.checkWrite(op, off, int64(len(p))); err != nil || len(p) == 0 {
 		return err
 	}
-	return s.opError(op, off, len(p), s.fd.writeFull(p, off, fua))
+	return s.opError(op, off, int64(len(p)), s.fd.writeFull(p, off, fua))
 }
 
 // PhysicalBlockSize implements [PhysicalBlockSizer]; it equals BlockSize.

@@ -139,7 +139,7 @@ func TestFileReadOnly(t *testing.T) {
 		require.ErrorIs(t, err, ErrReadOnly)
 		var oe *OpError
 		require.ErrorAs(t, err, &oe)
-		assert.Equal(t, writeOp(fua), oe.Op)
+		assert.Equal(t, opName(opWrite, fua), oe.Op)
 	}
 	assert.NoError(t, s.Sync())
 }
