@@ -126,7 +126,7 @@ func (s *Block) setup(blockSize int) error {
 
 // ReadAt implements [Store].
 func (s *Block) ReadAt(p []byte, off int64) error {
-	if err := s.checkRead(off, len(p)); err != nil || len(p) == 0 {
+	if err := s.checkRead(off, int64(len(p))); err != nil || len(p) == 0 {
 		return err
 	}
 	var err error
@@ -135,17 +135,17 @@ func (s *Block) ReadAt(p []byte, off int64) error {
 	} else {
 		err = s.fd.readFull(p, off)
 	}
-	return s.opError(opRead, off, len(p), err)
+	return s.opError(opRead, off, int64(len(p)), err)
 }
 
 // WriteAt implements [Store].
 func (s *Block) WriteAt(p []byte, off int64, fua bool) error {
-	op := writeOp(fua)
-	if err := s.checkWrite(op, off, len(p)); err != nil || len(p) == 0 {
+	op := opName(opWrite, fua)
+	if err := s.checkWrite(op, off, int64(len(p))); err != nil || len(p) == 0 {
 		return err
 	}
 	if !s.direct {
-		return s.opError(op, off, len(p), s.fd.writeFull(p, off, fua))
+		return s.opError(op, off, int64(len(p)), s.fd.writeFull(p, off, fua))
 	}
 	a := int64(s.devBlockSize)
 	if off%a != 0 || (off+int64(len(p)))%a != 0 {
@@ -161,7 +161,7 @@ func (s *Block) WriteAt(p []byte, off int64, fua bool) error {
 	} else {
 		err = s.bounceWrite(p, off, fua)
 	}
-	return s.opError(op, off, len(p), err)
+	return s.opError(op, off, int64(len(p)), err)
 }
 
 // PhysicalBlockSize implements [PhysicalBlockSizer]: the device's physical

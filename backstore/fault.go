@@ -13,6 +13,16 @@ const (
 	OpRead OpKind = iota + 1
 	OpWrite
 	OpSync
+	// OpCopy is a [RangeCopier.CopyRange] into the wrapped store.
+	OpCopy
+	// OpClone is a [RangeCloner.CloneRange] into the wrapped store.
+	OpClone
+	// OpZero is a [ZeroWriter.WriteZeroes].
+	OpZero
+	// OpUnmap is an [Unmapper.Unmap].
+	OpUnmap
+	// OpAllocated is an [AllocationReporter.Allocated] query.
+	OpAllocated
 )
 
 // String implements fmt.Stringer.
@@ -24,6 +34,16 @@ func (k OpKind) String() string {
 		return "write"
 	case OpSync:
 		return "sync"
+	case OpCopy:
+		return "copy"
+	case OpClone:
+		return "clone"
+	case OpZero:
+		return "zero"
+	case OpUnmap:
+		return "unmap"
+	case OpAllocated:
+		return "allocated"
 	}
 	return fmt.Sprintf("OpKind(%d)", int(k))
 }
@@ -33,10 +53,12 @@ type Op struct {
 	Kind OpKind
 	// Index counts operations of this Kind seen by the Fault, from 0.
 	Index int
-	// Off and Len give the byte range of a read or write; zero for sync.
+	// Off and Len give the byte range of the operation in the wrapped
+	// store: for a copy or clone the destination range, for an allocated
+	// query the one byte asked about; zero for sync.
 	Off int64
 	Len int
-	// FUA reports a write made with fua=true.
+	// FUA reports a write, copy, clone or zero made with fua=true.
 	FUA bool
 }
 
@@ -49,6 +71,15 @@ func (op Op) overlaps(off, n int64) bool {
 // their error paths (for example syscall.EIO, which maps to MEDIUM ERROR).
 // A failed operation never reaches the wrapped store, and its error is
 // returned unchanged. Fault is safe for concurrent use.
+//
+// Fault has every optional capability of this package and forwards each to
+// the wrapped store; where that store lacks one, the method fails with an
+// error matching [ErrNotSupported] without counting an operation, and
+// CloneAlignment returns 0. A Fault given as the source of a copy or clone
+// is looked through: the destination store serves the request from the
+// store inside, and the source Fault sees it as an OpRead of the source
+// range, so a bad sector made with [Fault.FailRange] fails offloaded copies
+// as it fails plain reads.
 type Fault struct {
 	s Store
 

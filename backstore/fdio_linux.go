@@ -128,6 +128,102 @@ func (d *fdio) control(fn func(fd int) error) error {
 	return ferr
 }
 
+// control2 runs fn on the descriptors of d and src; fn handles EINTR.
+func (d *fdio) control2(src *fdio, fn func(fd, srcFD int) error) error {
+	if d.closed.Load() || src.closed.Load() {
+		return ErrClosed
+	}
+	return d.control(func(fd int) error {
+		return src.control(func(srcFD int) error { return fn(fd, srcFD) })
+	})
+}
+
+// cloneRange shares n bytes at srcOff of src into dstOff of d with the
+// FICLONERANGE ioctl.
+func (d *fdio) cloneRange(dstOff int64, src *fdio, srcOff, n int64) error {
+	return d.control2(src, func(fd, srcFD int) error {
+		return unix.IoctlFileCloneRange(fd, &unix.FileCloneRange{
+			Src_fd:      int64(srcFD),
+			Src_offset:  uint64(srcOff),
+			Src_length:  uint64(n),
+			Dest_offset: uint64(dstOff),
+		})
+	})
+}
+
+// maxCopyChunk bounds the length asked of one copy_file_range call, which
+// the kernel caps near 2 GiB anyway.
+const maxCopyChunk = 1 << 30
+
+// copyRange copies n bytes at srcOff of src to dstOff of d with
+// copy_file_range, looping over short copies.
+func (d *fdio) copyRange(dstOff int64, src *fdio, srcOff, n int64) error {
+	return d.control2(src, func(fd, srcFD int) error {
+		for n > 0 {
+			c, err := unix.CopyFileRange(srcFD, &srcOff, fd, &dstOff, int(min(n, maxCopyChunk)), 0)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				return err
+			case c == 0:
+				// The source ended early: it shrank under us.
+				return io.ErrUnexpectedEOF
+			}
+			n -= int64(c)
+		}
+		return nil
+	})
+}
+
+// fallocate runs fallocate(2) with mode over n bytes at off.
+func (d *fdio) fallocate(mode uint32, off, n int64) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	return d.control(func(fd int) error { return unix.Fallocate(fd, mode, off, n) })
+}
+
+// seek runs lseek(2) with whence (SEEK_DATA or SEEK_HOLE) from off. It
+// moves the file offset, which no other call uses: reads and writes are
+// positioned.
+func (d *fdio) seek(off int64, whence int) (int64, error) {
+	if d.closed.Load() {
+		return 0, ErrClosed
+	}
+	var pos int64
+	err := d.control(func(fd int) error {
+		var err error
+		pos, err = unix.Seek(fd, off, whence)
+		return err
+	})
+	return pos, err
+}
+
+// writeZeroes writes zeroes over n bytes at off with write, a bounce buffer
+// at a time, for media that cannot zero a range themselves.
+func writeZeroes(write func(p []byte, off int64) error, off, n int64) error {
+	bp := bouncePool.Get().(*[]byte)
+	defer bouncePool.Put(bp)
+	zero := *bp
+	clear(zero)
+	for n > 0 {
+		p := zero[:min(n, int64(len(zero)))]
+		if err := write(p, off); err != nil {
+			return err
+		}
+		off += int64(len(p))
+		n -= int64(len(p))
+	}
+	return nil
+}
+
+// unsupported reports whether err says the kernel or file system lacks an
+// operation altogether, as opposed to failing this request.
+func unsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOTTY)
+}
+
 // lock takes an exclusive, non-blocking flock on the file.
 func (d *fdio) lock() error {
 	return d.control(func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) })

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,8 +23,21 @@ type FileOptions struct {
 // between the caller's buffer and the file with pread and pwrite; FUA writes
 // use pwritev2 with RWF_DSYNC. An exclusive flock held while the store is
 // open keeps two servers from serving the same file.
+//
+// File implements every optional capability: [File.CloneRange] with
+// FICLONERANGE, [File.CopyRange] with copy_file_range, [File.WriteZeroes]
+// and [File.Unmap] with fallocate, [File.Allocated] with SEEK_DATA and
+// SEEK_HOLE. Copies and clones take data from another File only.
 type File struct {
 	osStore
+	// dev is the device number of the file system holding the file.
+	dev uint64
+	// cloneAlign is the alignment FICLONERANGE demands: the file system's
+	// block size, rounded up to a multiple of the store's block size.
+	cloneAlign int
+	// noZeroRange and noPunchHole are set once fallocate reports
+	// FALLOC_FL_ZERO_RANGE or FALLOC_FL_PUNCH_HOLE unsupported here.
+	noZeroRange, noPunchHole atomic.Bool
 }
 
 // OpenFile opens the regular file at path as a store with the given logical
@@ -45,7 +60,7 @@ func OpenFile(path string, size int64, blockSize int, opts FileOptions) (*File, 
 	if err != nil {
 		return nil, err
 	}
-	s := &File{osStore{fd: fdio{f: f, path: path}, blockSize: blockSize, readOnly: opts.ReadOnly}}
+	s := &File{osStore: osStore{fd: fdio{f: f, path: path}, blockSize: blockSize, readOnly: opts.ReadOnly}}
 	if err := s.setup(size, created); err != nil {
 		_ = f.Close()
 		if created {
@@ -103,6 +118,14 @@ func (s *File) setup(size int64, created bool) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("backstore: %s is not a regular file (mode %v); serve devices with a block store", path, st.Mode().Type())
 	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		s.dev = sys.Dev
+	}
+	var fsst unix.Statfs_t
+	if err := s.fd.control(func(fd int) error { return unix.Fstatfs(fd, &fsst) }); err != nil {
+		return fmt.Errorf("backstore: statfs %s: %w", path, err)
+	}
+	s.cloneAlign = lcm(s.blockSize, int(fsst.Bsize))
 	if created {
 		// Sparse: ftruncate allocates nothing. Make the new file and its
 		// directory entry durable so a crash cannot lose the whole store.
@@ -132,6 +155,19 @@ func (s *File) setup(size int64, created bool) error {
 	return nil
 }
 
+// lcm returns the least common multiple of a and b, or a if b is not
+// positive.
+func lcm(a, b int) int {
+	if b <= 0 {
+		return a
+	}
+	x, y := a, b
+	for y != 0 {
+		x, y = y, x%y
+	}
+	return a / x * b
+}
+
 // syncDir makes directory entries in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -147,19 +183,19 @@ func syncDir(dir string) error {
 
 // ReadAt implements [Store].
 func (s *File) ReadAt(p []byte, off int64) error {
-	if err := s.checkRead(off, len(p)); err != nil || len(p) == 0 {
+	if err := s.checkRead(off, int64(len(p))); err != nil || len(p) == 0 {
 		return err
 	}
-	return s.opError(opRead, off, len(p), s.fd.readFull(p, off))
+	return s.opError(opRead, off, int64(len(p)), s.fd.readFull(p, off))
 }
 
 // WriteAt implements [Store].
 func (s *File) WriteAt(p []byte, off int64, fua bool) error {
-	op := writeOp(fua)
-	if err := s.checkWrite(op, off, len(p)); err != nil || len(p) == 0 {
+	op := opName(opWrite, fua)
+	if err := s.checkWrite(op, off, int64(len(p))); err != nil || len(p) == 0 {
 		return err
 	}
-	return s.opError(op, off, len(p), s.fd.writeFull(p, off, fua))
+	return s.opError(op, off, int64(len(p)), s.fd.writeFull(p, off, fua))
 }
 
 // PhysicalBlockSize implements [PhysicalBlockSizer]; it equals BlockSize.

@@ -139,7 +139,7 @@ func TestFileReadOnly(t *testing.T) {
 		require.ErrorIs(t, err, ErrReadOnly)
 		var oe *OpError
 		require.ErrorAs(t, err, &oe)
-		assert.Equal(t, writeOp(fua), oe.Op)
+		assert.Equal(t, opName(opWrite, fua), oe.Op)
 	}
 	assert.NoError(t, s.Sync())
 }
@@ -171,33 +171,49 @@ func TestFileErrnoReachable(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer w.Close()
-	s := &File{osStore{fd: fdio{f: r, path: "pipe"}, size: 4096, blockSize: 512}}
+	s := &File{osStore: osStore{fd: fdio{f: r, path: "pipe"}, size: 4096, blockSize: 512}}
 	defer s.Close()
 
+	// fallocate refuses the read end of a pipe with EBADF before it finds
+	// the pipe cannot seek.
 	tests := []struct {
-		name string
-		op   string
-		call func() error
+		name  string
+		op    string
+		call  func() error
+		errno syscall.Errno
 	}{
-		{"read", "read", func() error { return s.ReadAt(make([]byte, 512), 512) }},
-		{"write", "write", func() error { return s.WriteAt(make([]byte, 512), 512, false) }},
-		{"FUA write", "write+fua", func() error { return s.WriteAt(make([]byte, 512), 512, true) }},
+		{"read", "read", func() error { return s.ReadAt(make([]byte, 512), 512) }, syscall.ESPIPE},
+		{"write", "write", func() error { return s.WriteAt(make([]byte, 512), 512, false) }, syscall.ESPIPE},
+		{"FUA write", "write+fua", func() error { return s.WriteAt(make([]byte, 512), 512, true) }, syscall.ESPIPE},
+		{"zero", "zero", func() error { return s.WriteZeroes(512, 512, false) }, syscall.EBADF},
+		{"unmap", "unmap", func() error { return s.Unmap(512, 512) }, syscall.EBADF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
 			var errno syscall.Errno
 			require.ErrorAs(t, err, &errno)
-			assert.Equal(t, syscall.ESPIPE, errno)
+			assert.Equal(t, tt.errno, errno)
 			var oe *OpError
 			require.ErrorAs(t, err, &oe)
-			assert.Equal(t, OpError{Op: tt.op, Path: "pipe", Off: 512, Len: 512, Err: syscall.ESPIPE}, *oe)
-			assert.Equal(t, "backstore: "+tt.op+" pipe at offset 512, length 512: illegal seek", err.Error())
+			assert.Equal(t, OpError{Op: tt.op, Path: "pipe", Off: 512, Len: 512, Err: tt.errno}, *oe)
+			assert.Equal(t, "backstore: "+tt.op+" pipe at offset 512, length 512: "+tt.errno.Error(), err.Error())
 		})
 	}
 	// fdatasync on a pipe fails with EINVAL.
 	assert.EqualError(t, s.Sync(), "backstore: sync pipe: invalid argument")
 	assert.ErrorIs(t, s.Sync(), syscall.EINVAL)
+
+	_, _, err = s.Allocated(512)
+	assert.Equal(t, &OpError{Op: "allocated", Path: "pipe", Off: 512, Len: 1, Err: syscall.ESPIPE}, err)
+
+	// copy_file_range and FICLONERANGE refuse what is not a regular file
+	// with EINVAL: not supported, so the caller falls back.
+	for _, do := range []offloadFunc{CopyRange, CloneRange} {
+		err := do(s, 0, s, 1024, 512, false)
+		require.ErrorIs(t, err, ErrNotSupported)
+		assert.ErrorIs(t, err, syscall.EINVAL)
+	}
 }
 
 func BenchmarkFileReadAt4K(b *testing.B) {

@@ -10,12 +10,12 @@ type osStore struct {
 }
 
 // checkRead refuses a read outside the store.
-func (s *osStore) checkRead(off int64, n int) error {
+func (s *osStore) checkRead(off, n int64) error {
 	return s.opError(opRead, off, n, checkRange(off, n, s.size))
 }
 
 // checkWrite refuses a write to a read-only store or outside the store.
-func (s *osStore) checkWrite(op string, off int64, n int) error {
+func (s *osStore) checkWrite(op string, off, n int64) error {
 	if s.readOnly {
 		return s.opError(op, off, n, ErrReadOnly)
 	}
@@ -47,9 +47,9 @@ func (s *osStore) Close() error {
 }
 
 // opError wraps a non-nil err in an *OpError.
-func (s *osStore) opError(op string, off int64, n int, err error) error {
+func (s *osStore) opError(op string, off, n int64, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &OpError{Op: op, Path: s.fd.path, Off: off, Len: n, Err: err}
+	return &OpError{Op: op, Path: s.fd.path, Off: off, Len: int(n), Err: err}
 }

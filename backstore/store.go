@@ -76,8 +76,8 @@ func validateBlockSize(blockSize int) error {
 
 // checkRange returns ErrOutOfRange unless [off, off+n) lies within a store
 // of the given size.
-func checkRange(off int64, n int, size int64) error {
-	if off < 0 || off > size || int64(n) > size-off {
+func checkRange(off, n, size int64) error {
+	if off < 0 || off > size || n < 0 || n > size-off {
 		return fmt.Errorf("%w (store size %d bytes)", ErrOutOfRange, size)
 	}
 	return nil
