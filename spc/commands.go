@@ -1,6 +1,9 @@
 package spc
 
-import "github.com/odxtgt/odxtgt/scsi"
+import (
+	"github.com/odxtgt/odxtgt/rod"
+	"github.com/odxtgt/odxtgt/scsi"
+)
 
 // control is the usage mask of the CONTROL byte: odxtgt supports neither
 // NACA (SAM-5 5.2) nor the obsolete LINK bit and has no vendor specific
@@ -14,10 +17,23 @@ const (
 	recommendedTimeout = 30
 )
 
+// Options are what the handlers of this package need from the rest of
+// the target.
+type Options struct {
+	// Copy is the copy manager; without one, the third-party copy
+	// commands and the Third-party Copy VPD page are not offered.
+	Copy *rod.Manager
+}
+
 // Commands returns the commands and VPD pages this package implements,
 // for [scsi.NewTable]. Each call returns new slices.
-func Commands() scsi.CommandSet {
-	return scsi.CommandSet{Commands: commandDescs(), VPDPages: vpdPages()}
+func Commands(opts Options) scsi.CommandSet {
+	set := scsi.CommandSet{Commands: commandDescs(), VPDPages: vpdPages()}
+	if opts.Copy != nil {
+		set.Commands = append(set.Commands, copyCommands(opts.Copy)...)
+		set.VPDPages = append(set.VPDPages, scsi.VPDPage{Code: vpdThirdPartyCopy, Name: "Third-party Copy", Build: thirdPartyCopyPage})
+	}
+	return set
 }
 
 func commandDescs() []scsi.CommandDesc {

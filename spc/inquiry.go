@@ -75,6 +75,9 @@ func standardInquiry(lu *scsi.LU) []byte {
 		// GROUPS describes the single, active/optimized group.
 		b[5] = 0x10
 	}
+	if lu.Present() && lu.Table.HasServiceActions(opThirdPartyCopyOut) {
+		b[5] |= 0x08 // 3PC: third-party copy commands are supported
+	}
 	b[7] = 0x02 // CMDQUE: the task set is managed (SAM-5 task attributes)
 	id := lu.Identity
 	copy(b[8:16], scsi.ASCIIField(id.Vendor, 8))

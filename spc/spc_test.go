@@ -46,8 +46,8 @@ func wantSense(t testing.TB, cmd *scsi.Command, want *scsi.Sense) {
 
 // TestCommandDescriptors checks the table this package exports.
 func TestCommandDescriptors(t *testing.T) {
-	cmds := Commands().Commands
-	_, err := scsi.NewTable(Commands())
+	cmds := Commands(Options{}).Commands
+	_, err := scsi.NewTable(Commands(Options{}))
 	require.NoError(t, err)
 	cdbLen := map[byte]int{0x00: 6, 0x03: 6, 0x12: 6, 0x15: 6, 0x1A: 6, 0x1E: 6, 0x55: 10, 0x5A: 10, 0xA0: 12, 0xA3: 12}
 	for _, d := range cmds {
@@ -75,7 +75,7 @@ func TestCommandDescriptors(t *testing.T) {
 // exactly that bit.
 func TestReservedBitsRefused(t *testing.T) {
 	e := newTestEnv(t)
-	for _, d := range Commands().Commands {
+	for _, d := range Commands(Options{}).Commands {
 		for i := 1; i < d.CDBLength(); i++ {
 			for bit := 7; bit >= 0; bit-- {
 				m := byte(1) << bit

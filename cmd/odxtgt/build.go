@@ -8,6 +8,7 @@ import (
 	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/config"
 	"github.com/odxtgt/odxtgt/iscsi"
+	"github.com/odxtgt/odxtgt/rod"
 	"github.com/odxtgt/odxtgt/sbc"
 	"github.com/odxtgt/odxtgt/scsi"
 	"github.com/odxtgt/odxtgt/spc"
@@ -38,7 +39,8 @@ func (r *runtime) close() error {
 // build opens the backstores of cfg and wires logical units, targets and
 // portal groups. On error everything already opened is closed.
 func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
-	table, err := scsi.NewTable(spc.Commands(), sbc.Commands())
+	copies := rod.NewManager(rod.Config{Logger: log})
+	table, err := scsi.NewTable(spc.Commands(spc.Options{Copy: copies}), sbc.Commands())
 	if err != nil {
 		return nil, fmt.Errorf("command table: %w", err)
 	}
@@ -63,6 +65,7 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 			WriteCache: b.WriteCache,
 			Table:      table,
 			Logger:     log,
+			Events:     copies,
 		})
 		log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
 			"size", store.Size(), "block_size", store.BlockSize(), "serial", b.Serial)

@@ -1,0 +1,247 @@
+package rod
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// bufferSize is the size of one pooled copy buffer and so of one chunk of
+// a buffered copy; slack leaves room for the partial blocks at either end
+// of an unaligned chunk.
+const (
+	bufferSize   = 4 << 20
+	bufferSlack  = 2 * 4096
+	offloadChunk = 64 << 20 // bytes per clone or copy_file_range call
+)
+
+// Request is what a copy needs besides its parameter list: the nexus it
+// acts for and the logical unit that received the command.
+type Request struct {
+	Nexus *scsi.Nexus
+	LU    *scsi.LU
+	// DSense selects descriptor format for the forwarded sense data of a
+	// failed segment (the receiving logical unit's D_SENSE).
+	DSense bool
+}
+
+// Run executes the segments of p in order for list l and returns nil when
+// all of them completed, or the sense data that ends the command: COPY
+// ABORTED with the failed segment's number in COMMAND-SPECIFIC
+// INFORMATION (SPC-4 6.4.3.6), or scsi.TaskAborted when ctx ended (the
+// caller tells COPY OPERATION ABORT from a task management function).
+// Progress is visible in l while it runs.
+func (m *Manager) Run(ctx context.Context, l *List, req Request, p *Params) *scsi.Sense {
+	start := time.Now()
+	var paths pathCounts
+	var failed *scsi.Sense
+	for i := range p.Segments {
+		if ctx.Err() != nil {
+			failed = scsi.TaskAborted()
+			break
+		}
+		if s := m.runSegment(ctx, l, req, p, i, &paths); s != nil {
+			failed = s
+			break
+		}
+		l.segments.Add(1)
+	}
+	attrs := []any{"list_id", l.key.id, "segments", l.segments.Load(), "of", len(p.Segments),
+		"bytes", l.bytes.Load(), "duration", time.Since(start).Round(time.Microsecond)}
+	attrs = append(attrs, paths.attrs()...)
+	if failed != nil {
+		m.log.Info("copy failed", append(attrs, "sense", failed.Error())...)
+	} else {
+		m.log.Info("copy finished", attrs...)
+	}
+	return failed
+}
+
+// pathCounts counts the bytes each data path moved.
+type pathCounts struct{ clone, copyRange, buffered uint64 }
+
+func (c *pathCounts) attrs() []any {
+	return []any{"clone_bytes", c.clone, "copy_file_range_bytes", c.copyRange, "buffered_bytes", c.buffered}
+}
+
+// endpoint is a resolved copy source or destination.
+type endpoint struct {
+	lu        *scsi.LU
+	blockSize int64
+	fwd       byte // forwarded sense data source for errors on this side
+}
+
+// segmentError returns COPY ABORTED with code, the segment number in
+// COMMAND-SPECIFIC INFORMATION and a segment pointer to the segment
+// descriptor (SPC-4 6.4.3.6).
+func segmentError(seg int, p *Params, code scsi.ASC) *scsi.Sense {
+	return scsi.NewSense(scsi.CopyAborted, code).WithCommandSpecific(uint64(seg)).
+		SegmentPointer(false, p.Segments[seg].Offset)
+}
+
+// resolve finds the logical unit a CSCD descriptor ID names: the one that
+// received the command for FFFFh, otherwise the one logical unit reachable
+// from the nexus whose designator the descriptor carries.
+func (m *Manager) resolve(req Request, p *Params, id uint16) (*scsi.LU, error) {
+	if id == CSCDThisLU {
+		return req.LU, nil
+	}
+	if int(id) >= len(p.CSCDs) {
+		return nil, fmt.Errorf("CSCD descriptor ID %d: the list has %d", id, len(p.CSCDs))
+	}
+	c := p.CSCDs[id]
+	switch {
+	case c.NUL:
+		return nil, fmt.Errorf("CSCD %d: NUL device", id)
+	case c.LUIDType == 1:
+		return nil, fmt.Errorf("CSCD %d: proxy tokens are not supported", id)
+	case c.DeviceType != 0:
+		return nil, fmt.Errorf("CSCD %d: peripheral device type %02xh is not a block device", id, c.DeviceType)
+	}
+	candidates := req.Nexus.LogicalUnits()
+	if m.cross != nil {
+		candidates = append(append([]*scsi.LU(nil), candidates...), m.cross()...)
+	}
+	lu, err := scsi.FindByDesignator(c.Designator, candidates)
+	if err != nil {
+		return nil, fmt.Errorf("CSCD %d: %w", id, err)
+	}
+	if c.BlockLength != 0 && int(c.BlockLength) != lu.Store.BlockSize() {
+		return nil, errBlockLength
+	}
+	return lu, nil
+}
+
+var errBlockLength = errors.New("CSCD block length differs from the logical unit's")
+
+// endpoint resolves one side of segment seg, or returns the sense data
+// for a CSCD that names nothing reachable.
+func (m *Manager) endpoint(req Request, p *Params, seg int, id uint16, fwd byte) (endpoint, *scsi.Sense) {
+	lu, err := m.resolve(req, p, id)
+	if errors.Is(err, errBlockLength) {
+		c := p.CSCDs[id]
+		return endpoint{}, scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).
+			WithCommandSpecific(uint64(seg)).SegmentPointer(false, c.Offset+29).
+			WithReason("CSCD %d block length %d, the logical unit has %d", id, c.BlockLength, lu.Store.BlockSize())
+	}
+	if err != nil {
+		// COPY TARGET DEVICE NOT REACHABLE makes VMware and Windows fall
+		// back to a host copy quietly.
+		return endpoint{}, segmentError(seg, p, scsi.ASCCopyTargetDeviceNotReachable).WithReason("%v", err)
+	}
+	return endpoint{lu: lu, blockSize: int64(lu.Store.BlockSize()), fwd: fwd}, nil
+}
+
+// span is the byte range of one side of a segment.
+type span struct {
+	ep    endpoint
+	start int64 // byte offset on the medium
+}
+
+// blocks returns the logical blocks covering n bytes from s.start.
+func (s span) blocks(off, n int64) (lba, count uint64) {
+	first := (s.start + off) / s.ep.blockSize
+	last := (s.start + off + n + s.ep.blockSize - 1) / s.ep.blockSize
+	return uint64(first), uint64(last - first)
+}
+
+// runSegment validates and executes segment i.
+func (m *Manager) runSegment(ctx context.Context, l *List, req Request, p *Params, i int, paths *pathCounts) *scsi.Sense {
+	seg := p.Segments[i]
+	src, s := m.endpoint(req, p, i, seg.Src, scsi.ForwardedFromSource)
+	if s != nil {
+		return s
+	}
+	if seg.Type == SegmentVerifyCSCD {
+		// The source was found; with TUR the copy manager would send it
+		// TEST UNIT READY, which a present logical unit always passes.
+		return nil
+	}
+	dst, s := m.endpoint(req, p, i, seg.Dst, scsi.ForwardedFromDestination)
+	if s != nil {
+		return s
+	}
+	var n int64
+	from, to := span{src, 0}, span{dst, 0}
+	switch seg.Type {
+	case SegmentBlockToBlock:
+		unit := src.blockSize
+		if seg.DC {
+			unit = dst.blockSize
+		}
+		n = int64(seg.Blocks) * unit
+		if n%src.blockSize != 0 || n%dst.blockSize != 0 {
+			// SPC-4 6.4.6.5: a block count that is not a whole number
+			// of blocks on both sides.
+			return segmentError(i, p, scsi.ASCUnexpectedInexactSegment).
+				WithReason("%d bytes with blocks of %d and %d bytes", n, src.blockSize, dst.blockSize)
+		}
+		if s := checkEnds(i, p, seg, src, dst); s != nil {
+			return s
+		}
+		from.start, to.start = int64(seg.SrcLBA)*src.blockSize, int64(seg.DstLBA)*dst.blockSize
+	case SegmentBlockToBlockOffset:
+		n = int64(seg.Bytes)
+		if n > MaxSegmentLength {
+			return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
+				SegmentPointer(true, 8).WithReason("segment of %d bytes exceeds %d", n, MaxSegmentLength)
+		}
+		if int64(seg.SrcByteOffset) >= src.blockSize || int64(seg.DstByteOffset) >= dst.blockSize {
+			at := 28
+			if int64(seg.SrcByteOffset) < src.blockSize {
+				at = 30
+			}
+			return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
+				SegmentPointer(true, at).WithReason("byte offset beyond the first block")
+		}
+		if s := checkEnds(i, p, seg, src, dst); s != nil {
+			return s
+		}
+		from.start = int64(seg.SrcLBA)*src.blockSize + int64(seg.SrcByteOffset)
+		to.start = int64(seg.DstLBA)*dst.blockSize + int64(seg.DstByteOffset)
+	}
+	if n == 0 {
+		return nil
+	}
+	switch {
+	case from.start+n > src.lu.Store.Size():
+		return outOfRange(i, p, src)
+	case to.start+n > dst.lu.Store.Size():
+		return outOfRange(i, p, dst)
+	}
+	c := &segmentCopy{m: m, ctx: ctx, l: l, req: req, from: from, to: to, n: n, seg: i, p: p, paths: paths}
+	return c.run()
+}
+
+// checkEnds refuses a segment whose first block lies beyond the end of
+// its source or destination, before any offset is computed from it.
+func checkEnds(i int, p *Params, seg Segment, src, dst endpoint) *scsi.Sense {
+	switch {
+	case seg.SrcLBA > src.lu.Blocks():
+		return outOfRange(i, p, src)
+	case seg.DstLBA > dst.lu.Blocks():
+		return outOfRange(i, p, dst)
+	}
+	return nil
+}
+
+// outOfRange is the error for a segment reaching past the end of its
+// source or destination ep: COPY ABORTED, with the LOGICAL BLOCK ADDRESS
+// OUT OF RANGE the device would have returned forwarded in descriptor
+// format sense data. Nothing of the segment is copied.
+func outOfRange(i int, p *Params, ep endpoint) *scsi.Sense {
+	s := segmentError(i, p, scsi.ASCNoAdditionalSense).
+		WithReason("segment %d reaches past the end of its %s", i, sideName(ep.fwd))
+	s.Forwarded = &scsi.ForwardedSense{Source: ep.fwd, Status: scsi.StatusCheckCondition, Sense: scsi.LBAOutOfRange().Encode(true)}
+	return s
+}
+
+func sideName(fwd byte) string {
+	if fwd == scsi.ForwardedFromSource {
+		return "source"
+	}
+	return "destination"
+}

@@ -1,0 +1,265 @@
+package rod
+
+import (
+	"context"
+	"errors"
+
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// segmentCopy moves the n bytes of one segment from one span to another.
+type segmentCopy struct {
+	m     *Manager
+	ctx   context.Context
+	l     *List
+	req   Request
+	from  span
+	to    span
+	n     int64
+	seg   int
+	p     *Params
+	paths *pathCounts
+}
+
+// offloader is a backstore fast path: it copies n bytes between two
+// stores without passing them through the process, or reports
+// backstore.ErrNotSupported.
+type offloader struct {
+	count func(*pathCounts) *uint64
+	copy  func(dst, src *scsi.LU, dstOff, srcOff, n int64, fua bool) error
+}
+
+// run copies the segment: through the backstores' fast paths when the
+// two spans are distinct and block aligned, then, for what they could not
+// do, through pooled buffers. Overlapping spans of one logical unit are
+// copied as if through a buffer of the whole segment (SPC-4 6.4.6.5): in
+// descending order when the destination lies above the source.
+func (c *segmentCopy) run() *scsi.Sense {
+	src, dst := c.from.ep, c.to.ep
+	overlap := src.lu == dst.lu && c.from.start < c.to.start+c.n && c.to.start < c.from.start+c.n
+	done := int64(0)
+	if !overlap && c.from.start%src.blockSize == 0 && c.to.start%dst.blockSize == 0 && c.n%dst.blockSize == 0 {
+		var s *scsi.Sense
+		if done, s = c.offload(); s != nil {
+			return s
+		}
+	}
+	if done == c.n {
+		return nil
+	}
+	return c.buffered(done, overlap && c.to.start > c.from.start)
+}
+
+// fua reports whether destination writes must be durable at once: the
+// destination's write cache is disabled (SBC-3 6.4.5), so each segment is
+// on the medium when the copy reports it done.
+func (c *segmentCopy) fua() bool { return !c.to.ep.lu.WriteCacheEnabled() }
+
+// offload copies from the start of the segment with the first fast path
+// that works, chunk by chunk, and returns how far it got. A chunk a fast
+// path fails with another error is left to the buffered copy, which
+// reports the failing side precisely.
+func (c *segmentCopy) offload() (int64, *scsi.Sense) {
+	ways := offloaders
+	done := int64(0)
+	for done < c.n && len(ways) > 0 {
+		k := min(offloadChunk, c.n-done)
+		sl, sn := c.from.blocks(done, k)
+		dl, dn := c.to.blocks(done, k)
+		accesses := []scsi.Access{{LU: c.from.ep.lu, LBA: sl, Blocks: sn}, {LU: c.to.ep.lu, LBA: dl, Blocks: dn, Write: true}}
+		var used *offloader
+		var failed bool
+		err := scsi.RunInternal(c.ctx, c.req.Nexus, accesses, func(context.Context) error {
+			for len(ways) > 0 {
+				w := &ways[0]
+				err := w.copy(c.to.ep.lu, c.from.ep.lu, c.to.start+done, c.from.start+done, k, c.fua())
+				if err == nil {
+					used = w
+					return nil
+				}
+				if !errors.Is(err, errNotSupported) {
+					failed = true
+					return nil
+				}
+				ways = ways[1:]
+			}
+			return nil
+		})
+		if err != nil {
+			return done, c.fail(err, c.to.ep)
+		}
+		if failed || used == nil {
+			break
+		}
+		*used.count(c.paths) += uint64(k)
+		c.l.bytes.Add(uint64(k))
+		done += k
+	}
+	return done, nil
+}
+
+// buffered copies the segment from byte done on, through at most two
+// pooled buffers: one chunk is read while the previous one is written.
+// With descending it starts at the end.
+func (c *segmentCopy) buffered(done int64, descending bool) *scsi.Sense {
+	var bufs [2][]byte
+	var err error
+	if bufs[0], err = c.m.getBuffer(c.ctx); err != nil {
+		return scsi.TaskAborted()
+	}
+	defer c.m.putBuffer(bufs[0])
+	select {
+	case bufs[1] = <-c.m.buffers:
+		bufs[1] = ensureBuffer(bufs[1])
+		defer c.m.putBuffer(bufs[1])
+	default:
+	}
+	var chunks [][2]int64 // offset and length within the segment
+	for off := done; off < c.n; off += bufferSize {
+		chunks = append(chunks, [2]int64{off, min(bufferSize, c.n-off)})
+	}
+	if descending {
+		for i, j := 0, len(chunks)-1; i < j; i, j = i+1, j-1 {
+			chunks[i], chunks[j] = chunks[j], chunks[i]
+		}
+	}
+	var pending chan *scsi.Sense
+	wait := func() *scsi.Sense {
+		if pending == nil {
+			return nil
+		}
+		s := <-pending
+		pending = nil
+		return s
+	}
+	for i, ch := range chunks {
+		buf := bufs[i%2]
+		if bufs[1] == nil { // one buffer: the previous write must end first
+			buf = bufs[0]
+			if s := wait(); s != nil {
+				return s
+			}
+		}
+		data, s := c.read(ch[0], ch[1], buf)
+		if s != nil {
+			wait()
+			return s
+		}
+		if s := wait(); s != nil {
+			return s
+		}
+		pending = make(chan *scsi.Sense, 1)
+		go func(off, n int64) {
+			s := c.write(off, n, data)
+			if s == nil {
+				c.paths.buffered += uint64(n)
+				c.l.bytes.Add(uint64(n))
+			}
+			pending <- s
+		}(ch[0], ch[1])
+	}
+	return wait()
+}
+
+// read reads n bytes at offset off of the segment into buf and returns
+// them, reading the whole blocks that hold them.
+func (c *segmentCopy) read(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
+	lba, count := c.from.blocks(off, n)
+	bs := c.from.ep.blockSize
+	whole := buf[:int64(count)*bs]
+	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.from.ep.lu, LBA: lba, Blocks: count}}, func(context.Context) error {
+		if err := c.from.ep.lu.Store.ReadAt(whole, int64(lba)*bs); err != nil {
+			return scsi.ReadError(err, lba)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, c.fail(err, c.from.ep)
+	}
+	head := c.from.start + off - int64(lba)*bs
+	return whole[head : head+n], nil
+}
+
+// write writes data, n bytes at offset off of the segment. A range that
+// starts or ends inside a block reads that block first, inside the same
+// exclusive hold, so the rest of the block is kept.
+func (c *segmentCopy) write(off, n int64, data []byte) *scsi.Sense {
+	lba, count := c.to.blocks(off, n)
+	bs := c.to.ep.blockSize
+	store := c.to.ep.lu.Store
+	at := int64(lba) * bs
+	head := c.to.start + off - at
+	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.to.ep.lu, LBA: lba, Blocks: count, Write: true}}, func(context.Context) error {
+		p := data
+		if head != 0 || n%bs != 0 {
+			p = make([]byte, int64(count)*bs)
+			if err := store.ReadAt(p[:bs], at); err != nil {
+				return scsi.ReadError(err, lba)
+			}
+			if count > 1 {
+				if err := store.ReadAt(p[len(p)-int(bs):], at+int64(len(p))-bs); err != nil {
+					return scsi.ReadError(err, lba+count-1)
+				}
+			}
+			copy(p[head:], data)
+		}
+		if err := store.WriteAt(p, at, c.fua()); err != nil {
+			return scsi.WriteError(err, lba)
+		}
+		return nil
+	})
+	if err != nil {
+		return c.fail(err, c.to.ep)
+	}
+	return nil
+}
+
+// fail turns the error of an internal task on ep into the command's
+// sense data: TASK ABORTED's stand-in when the copy was aborted, else
+// COPY ABORTED, THIRD PARTY DEVICE FAILURE with the segment number, a
+// pointer to the failing CSCD descriptor (or the segment for CSCD
+// FFFFh), and the device's status and sense forwarded (SPC-4 6.4.3.6).
+func (c *segmentCopy) fail(err error, ep endpoint) *scsi.Sense {
+	if c.ctx.Err() != nil {
+		return scsi.TaskAborted()
+	}
+	var dev *scsi.Sense
+	if !errors.As(err, &dev) {
+		dev = scsi.InternalTargetFailure().WithReason("%v", err)
+	}
+	seg := c.p.Segments[c.seg]
+	id := seg.Src
+	if ep.fwd == scsi.ForwardedFromDestination {
+		id = seg.Dst
+	}
+	s := scsi.NewSense(scsi.CopyAborted, scsi.ASCThirdPartyDeviceFailure).WithCommandSpecific(uint64(c.seg)).
+		WithReason("segment %d, %s: %v", c.seg, sideName(ep.fwd), dev)
+	if int(id) < len(c.p.CSCDs) {
+		s.SegmentPointer(false, c.p.CSCDs[id].Offset)
+	} else {
+		s.SegmentPointer(false, seg.Offset)
+	}
+	s.Forwarded = &scsi.ForwardedSense{Source: ep.fwd, Status: scsi.StatusCheckCondition, Sense: dev.Encode(c.req.DSense)}
+	return s
+}
+
+// getBuffer takes a copy buffer from the pool, waiting while all are in
+// use.
+func (m *Manager) getBuffer(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-m.buffers:
+		return ensureBuffer(b), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *Manager) putBuffer(b []byte) { m.buffers <- b }
+
+// ensureBuffer allocates a pool slot's buffer the first time it is used.
+func ensureBuffer(b []byte) []byte {
+	if b == nil {
+		b = make([]byte, bufferSize+bufferSlack)
+	}
+	return b
+}
