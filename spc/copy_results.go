@@ -175,7 +175,7 @@ func operatingParameters(cmd *scsi.Command) error {
 	binary.BigEndian.PutUint32(b[16:], rod.MaxSegmentLength)
 	binary.BigEndian.PutUint32(b[20:], rod.MaxInlineDataLength)
 	binary.BigEndian.PutUint16(b[34:], rod.MaxConcurrentCopies) // TOTAL CONCURRENT COPIES
-	b[36] = rod.MaxConcurrentCopies                              // MAXIMUM CONCURRENT COPIES
+	b[36] = rod.MaxConcurrentCopies                             // MAXIMUM CONCURRENT COPIES
 	b[43] = byte(len(codes))
 	copy(b[44:], codes)
 	cmd.SetDataIn(b, alloc)
