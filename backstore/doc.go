@@ -72,10 +72,10 @@
 // # Errors
 //
 // Every error returned by an I/O method (capabilities included) of File,
-// Block or Memory is an [*OpError] naming the operation, the store's path, the byte offset and the
-// length, and wrapping the cause, so callers can still reach a
-// [syscall.Errno] (for example syscall.EIO, a MEDIUM ERROR) with errors.Is
-// or errors.As. [Fault] returns the errors it injects exactly as given.
-// Callers validate ranges before calling; [ErrOutOfRange] is only a
-// backstop.
+// Block or Memory is an [*OpError] naming the operation, the store's path,
+// the byte offset and the length, and wrapping the cause, so callers can
+// still reach a [syscall.Errno] (for example syscall.EIO, a MEDIUM ERROR)
+// with errors.Is or errors.As. [Fault] returns the errors it injects
+// exactly as given. Callers validate ranges before calling;
+// [ErrOutOfRange] is only a backstop.
 package backstore
