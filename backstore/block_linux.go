@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,11 @@ type BlockOptions struct {
 // Block is a [Store] backed by a raw block device. The device is opened
 // with O_EXCL, so a mounted device, or one another process holds
 // exclusively, is refused; the claim also keeps a second server away.
+//
+// Block implements [ZeroWriter] with BLKZEROOUT, [Unmapper] with fallocate
+// on the device, and [AllocationReporter] (everything mapped). It cannot
+// clone or copy: copy_file_range and FICLONERANGE serve regular files
+// only.
 type Block struct {
 	osStore
 	physBlockSize int
@@ -38,6 +44,8 @@ type Block struct {
 	// blocks reads, patches and rewrites its edge blocks, so it takes rmw
 	// exclusively; all other writes take it shared.
 	rmw sync.RWMutex
+	// noZeroOut is set once the kernel reports BLKZEROOUT unsupported.
+	noZeroOut atomic.Bool
 }
 
 // OpenBlock opens the block device at path as a store. Its size and block
@@ -144,8 +152,14 @@ func (s *Block) WriteAt(p []byte, off int64, fua bool) error {
 	if err := s.checkWrite(op, off, int64(len(p))); err != nil || len(p) == 0 {
 		return err
 	}
+	return s.opError(op, off, int64(len(p)), s.write(p, off, fua))
+}
+
+// write writes all of p at off, a checked, non-empty range, and returns the
+// bare error.
+func (s *Block) write(p []byte, off int64, fua bool) error {
 	if !s.direct {
-		return s.opError(op, off, int64(len(p)), s.fd.writeFull(p, off, fua))
+		return s.fd.writeFull(p, off, fua)
 	}
 	a := int64(s.devBlockSize)
 	if off%a != 0 || (off+int64(len(p)))%a != 0 {
@@ -155,13 +169,10 @@ func (s *Block) WriteAt(p []byte, off int64, fua bool) error {
 		s.rmw.RLock()
 		defer s.rmw.RUnlock()
 	}
-	var err error
 	if s.aligned(p, off) {
-		err = s.fd.writeFull(p, off, fua)
-	} else {
-		err = s.bounceWrite(p, off, fua)
+		return s.fd.writeFull(p, off, fua)
 	}
-	return s.opError(op, off, int64(len(p)), err)
+	return s.bounceWrite(p, off, fua)
 }
 
 // PhysicalBlockSize implements [PhysicalBlockSizer]: the device's physical

@@ -151,7 +151,7 @@ func offloadSource[T interface {
 		return fail(fmt.Errorf("source range at offset %d: %w", srcOff, err))
 	}
 	if align > 0 && (dstOff%align != 0 || srcOff%align != 0 || n%align != 0) {
-		return fail(notSupported("offsets %d and %d and length %d are not all multiples of %d bytes", srcOff, dstOff, n, align))
+		return fail(notSupported("source offset %d, destination offset %d and length %d are not all multiples of %d bytes", srcOff, dstOff, n, align))
 	}
 	if n == 0 {
 		return none, nil

@@ -33,13 +33,49 @@
 // called is durable (SYNCHRONIZE CACHE). Nothing else is promised: data
 // written without FUA and not yet synchronised may or may not survive a crash.
 //
+// # Optional capabilities
+//
+// Beyond [Store], a store may offer ways to move, zero and deallocate data
+// without the caller's buffers, each an interface found by type assertion,
+// like [PhysicalBlockSizer]:
+//
+//   - [RangeCloner]: share another store's blocks (a reflink; File on XFS
+//     or Btrfs, with FICLONERANGE), aligned to CloneAlignment.
+//   - [RangeCopier]: copy from another store inside the kernel (File, with
+//     copy_file_range).
+//   - [ZeroWriter]: zero a range (File with fallocate, Block with
+//     BLKZEROOUT).
+//   - [Unmapper]: deallocate a range, which then reads as zeroes (File by
+//     punching a hole, Block with a WRITE ZEROES that may unmap).
+//   - [AllocationReporter]: tell allocated blocks from deallocated ones
+//     (File with SEEK_DATA and SEEK_HOLE; Block reports all mapped).
+//
+// [Memory] implements all of them as the reference model, copying between
+// Memory stores; [Fault] forwards all of them and can fail each
+// ([OpCopy], [OpClone], [OpZero], [OpUnmap], [OpAllocated]). The helper
+// functions [CloneRange], [CopyRange], [WriteZeroes], [Unmap] and
+// [Allocated] do the type assertion. [SameFilesystem] tells whether two
+// stores are files on one file system, where cloning and fast copies work.
+//
+// Having the method is not a promise: a request the store cannot serve
+// (two file systems, misaligned clone ranges, overlapping ranges of one
+// store, a medium that cannot deallocate) fails with an error matching
+// [ErrNotSupported] and changes nothing, and the caller falls back to
+// ReadAt and WriteAt. The capabilities follow the concurrency rules above,
+// each behaving like a write of its destination range and, for copies and
+// clones, a read of its source range; ranges are checked like WriteAt's,
+// and a zero length does nothing. Their durability is that of WriteAt:
+// with fua=true (or after the next Sync) the change is durable; an Unmap is
+// durable after the next Sync. Other errors from a copy may leave part of
+// the destination written.
+//
 // # Errors
 //
-// Every error returned by an I/O method of File, Block or Memory is an
-// [*OpError] naming the operation, the store's path, the byte offset and the
-// length, and wrapping the cause, so callers can still reach a
-// [syscall.Errno] (for example syscall.EIO, a MEDIUM ERROR) with errors.Is
-// or errors.As. [Fault] returns the errors it injects exactly as given.
-// Callers validate ranges before calling; [ErrOutOfRange] is only a
-// backstop.
+// Every error returned by an I/O method (capabilities included) of File,
+// Block or Memory is an [*OpError] naming the operation, the store's path,
+// the byte offset and the length, and wrapping the cause, so callers can
+// still reach a [syscall.Errno] (for example syscall.EIO, a MEDIUM ERROR)
+// with errors.Is or errors.As. [Fault] returns the errors it injects
+// exactly as given. Callers validate ranges before calling;
+// [ErrOutOfRange] is only a backstop.
 package backstore

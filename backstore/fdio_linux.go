@@ -128,7 +128,8 @@ func (d *fdio) control(fn func(fd int) error) error {
 	return ferr
 }
 
-// control2 runs fn on the descriptors of d and src; fn handles EINTR.
+// control2 runs fn on the descriptors of d and src, retrying on EINTR like
+// control.
 func (d *fdio) control2(src *fdio, fn func(fd, srcFD int) error) error {
 	if d.closed.Load() || src.closed.Load() {
 		return ErrClosed

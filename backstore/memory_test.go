@@ -343,5 +343,5 @@ func TestMemoryCopyFromOtherStores(t *testing.T) {
 	assert.EqualError(t, err, "backstore: copy memory at offset 0, length 512: source: file already closed")
 	err = m.CloneRange(0, src, 1, 512, true)
 	require.ErrorIs(t, err, ErrNotSupported)
-	assert.EqualError(t, err, "backstore: clone+fua memory at offset 0, length 512: not supported by the store: offsets 1 and 0 and length 512 are not all multiples of 512 bytes")
+	assert.EqualError(t, err, "backstore: clone+fua memory at offset 0, length 512: not supported by the store: source offset 1, destination offset 0 and length 512 are not all multiples of 512 bytes")
 }
