@@ -42,6 +42,11 @@
 //	                           # the first 16 bytes of SHA-256("odxtgt:" + name)
 //	                           # with RFC 9562 version 8 / variant bits, as lowercase
 //	                           # hex 8-4-4-4-12 - stable across restarts.
+//	                           # The designators derived from it must be unique
+//	                           # too: the NAA one keeps only the serial's first 25
+//	                           # hex digits (so "vol_x" and "vol_y", which have
+//	                           # none, clash), the T10 vendor ID one is
+//	                           # "<product>:<serial>" cut to 246 bytes.
 //	    product: "..."         # INQUIRY product identification, printable ASCII,
 //	                           # at most 16 characters. Default: name cut to 16.
 //	    readonly: false        # write protect the logical unit

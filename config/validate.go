@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,7 @@ func (v *validator) checkBackstores() {
 	names := map[string]string{}
 	files := map[string]string{}
 	serials := map[string]string{}
+	ids := designatorOwners{naa: map[[16]byte]int{}, t10: map[string]int{}}
 	for i := range v.cfg.Backstores {
 		b := &v.cfg.Backstores[i]
 		p := indexPath("backstores", i)
@@ -105,6 +107,7 @@ func (v *validator) checkBackstores() {
 		case b.Size > 0 && blockSizeOK && b.Size%int64(b.BlockSize) != 0:
 			v.add(p+".size", "%d bytes is not a multiple of block_size %d", b.Size, b.BlockSize)
 		}
+		serialOK := false
 		if msg := checkASCIIField(b.Serial, maxSerialLen); msg != "" {
 			v.add(p+".serial", "%s", msg)
 		} else if key := strings.ToLower(b.Serial); serials[key] != "" {
@@ -113,14 +116,76 @@ func (v *validator) checkBackstores() {
 			v.add(p+".serial", "serial %q already used by %s (each backstore needs its own)", b.Serial, serials[key])
 		} else {
 			serials[key] = p
+			serialOK = true
 		}
+		productOK := true
 		if msg := checkASCIIField(b.Product, maxProductLen); msg != "" {
 			v.add(p+".product", "%s", msg)
+			productOK = false
+		}
+		if serialOK {
+			v.checkDesignators(i, productOK, ids)
 		}
 		if b.Direct && b.Type != TypeBlock {
 			v.add(p+".direct", "only valid for type block")
 		}
 	}
+}
+
+// designatorOwners maps the logical unit designators derived so far to the
+// index of the backstore they belong to.
+type designatorOwners struct {
+	naa map[[16]byte]int
+	t10 map[string]int // by t10VendorPart
+}
+
+// checkDesignators refuses backstore i when the NAA or T10 vendor ID
+// designator derived from its serial (and product) is one an earlier
+// backstore already has: initiators identify a logical unit by these
+// designators (SPC-4, Device Identification VPD page), so two units sharing
+// one look like two paths to a single unit, and multipath software would
+// mix their data. Distinct serials do not suffice, since the NAA designator
+// keeps only the first 25 hex digits of the serial. productOK tells
+// whether the product identification is valid; if not, only the NAA
+// designator is checked.
+func (v *validator) checkDesignators(i int, productOK bool, ids designatorOwners) {
+	b := &v.cfg.Backstores[i]
+	path := indexPath("backstores", i) + ".serial"
+	reported := false
+	naa := naaDesignator(b.Serial)
+	if j, dup := ids.naa[naa]; dup {
+		o := &v.cfg.Backstores[j]
+		v.add(path, "NAA designator %s of backstore %q (%s) is also that of backstore %q at %s (%s): "+
+			"it keeps only the first 25 hex digits of the serial, so initiators would take the two for one logical unit",
+			naaString(naa), b.Name, describeSerial(b), o.Name, indexPath("backstores", j), describeSerial(o))
+		reported = true
+	} else {
+		ids.naa[naa] = i
+	}
+	if !productOK {
+		return
+	}
+	t10 := t10VendorPart(b.Product, b.Serial)
+	if j, dup := ids.t10[t10]; dup {
+		if !reported {
+			o := &v.cfg.Backstores[j]
+			v.add(path, "T10 vendor ID designator of backstore %q (product %q, %s) is also that of backstore %q at %s "+
+				"(product %q, %s): both end in %q (product, ':', serial, cut to %d bytes), so initiators would take the two for one logical unit",
+				b.Name, b.Product, describeSerial(b), o.Name, indexPath("backstores", j), o.Product, describeSerial(o),
+				t10, t10VendorPartMax)
+		}
+	} else {
+		ids.t10[t10] = i
+	}
+}
+
+// describeSerial names the serial of b for a message, saying when it is the
+// default derived from the name.
+func describeSerial(b *Backstore) string {
+	if b.Serial == DefaultSerial(b.Name) {
+		return fmt.Sprintf("default serial %q, derived from the name", b.Serial)
+	}
+	return fmt.Sprintf("serial %q", b.Serial)
 }
 
 // checkStorePath checks the path of a file or block backstore; seen maps

@@ -2,9 +2,12 @@
 #
 # need PACKAGE COMMAND... installs a Debian package with apt-get when one of
 # its commands is missing, and fails with what to install when it cannot.
-# build_odxtgt DIR builds the odxtgt binary (CGO_ENABLED=0) into DIR.
+# build_odxtgt DIR builds the odxtgt binary (CGO_ENABLED=0) into DIR; with
+# ODXTGT_RACE=1 it builds with the race detector instead (cgo, needs gcc).
 # start_odxtgt CONFIG LOG starts it on that configuration, waits until it
 # listens and sets ODXTGT_PID and ODXTGT_PORTS (the ports, in log order).
+# stop_odxtgt sends SIGTERM (SIGKILL after 10 s) and sets ODXTGT_STATUS to
+# the exit status (137 when it had to be killed).
 
 conformance_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$conformance_dir/.." && pwd)
@@ -28,7 +31,9 @@ need() {
 }
 
 build_odxtgt() {
-	(cd "$repo_root" && CGO_ENABLED=0 go build -o "$1/odxtgt" ./cmd/odxtgt) || die "go build ./cmd/odxtgt failed"
+	local cgo=0 race=()
+	if [ "${ODXTGT_RACE:-0}" = 1 ]; then cgo=1 race=(-race); fi
+	(cd "$repo_root" && CGO_ENABLED=$cgo go build "${race[@]}" -o "$1/odxtgt" ./cmd/odxtgt) || die "go build ${race[*]} ./cmd/odxtgt failed"
 }
 
 start_odxtgt() {
@@ -54,6 +59,7 @@ stop_odxtgt() {
 	local i
 	for i in $(seq 1 100); do kill -0 "$ODXTGT_PID" 2>/dev/null || break; sleep 0.1; done
 	kill -KILL "$ODXTGT_PID" 2>/dev/null || true
-	wait "$ODXTGT_PID" 2>/dev/null || true
+	ODXTGT_STATUS=0
+	wait "$ODXTGT_PID" 2>/dev/null || ODXTGT_STATUS=$?
 	ODXTGT_PID=
 }

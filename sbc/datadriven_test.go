@@ -43,11 +43,16 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of the te
 func TestDataDriven(t *testing.T) {
 	paths, err := filepath.Glob("testdata/*")
 	require.NoError(t, err)
+	scripts := 0
 	for _, path := range paths {
 		if st, err := os.Stat(path); err != nil || st.IsDir() {
 			continue
 		}
+		scripts++
 		t.Run(filepath.Base(path), func(t *testing.T) { runScript(t, path) })
+	}
+	if scripts == 0 {
+		t.Fatal("no scripts in testdata/: nothing was tested")
 	}
 }
 

@@ -2,6 +2,7 @@ package spc
 
 import (
 	"encoding/binary"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,9 +17,15 @@ import (
 // exceeds what the CDB allows. The seeds are the CDBs of the testdata
 // scripts.
 func FuzzCDB(f *testing.F) {
-	paths := []string{"inquiry", "vpd", "mode_sense", "mode_select", "report_luns", "request_sense", "misc", "maintenance_in"}
+	// Every script is a seed file; parseScript and unhex fail f on one
+	// that does not parse, and a file must give at least one CDB.
+	paths, err := filepath.Glob("testdata/*.txt")
+	if err != nil || len(paths) == 0 {
+		f.Fatalf("no seed scripts in testdata (%v)", err)
+	}
 	for _, p := range paths {
-		cases, _ := parseScript(f, "testdata/"+p+".txt")
+		cases, _ := parseScript(f, p)
+		seeds := 0
 		for _, c := range cases {
 			words := strings.Fields(c.directive)
 			if words[0] != "cdb" {
@@ -26,6 +33,10 @@ func FuzzCDB(f *testing.F) {
 			}
 			_, rest := args(words[1:])
 			f.Add(unhex(f, strings.Join(rest, " ")), unhex(f, strings.Join(c.input, " ")), false)
+			seeds++
+		}
+		if seeds == 0 {
+			f.Fatalf("%s: no cdb cases to seed FuzzCDB with", p)
 		}
 	}
 	f.Add([]byte{0x12, 0x01, 0x83, 0x00, 0xFF, 0x00}, []byte{}, true)

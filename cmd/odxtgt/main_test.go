@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,4 +60,44 @@ func TestImportLIO(t *testing.T) {
 	junk := filepath.Join(t.TempDir(), "junk.json")
 	require.NoError(t, os.WriteFile(junk, []byte("{not json"), 0o644))
 	assert.Equal(t, 1, run([]string{"import-lio", junk}, io.Discard, io.Discard))
+}
+
+// lioTwoWWNs is a saveconfig.json with two ramdisks whose wwns the tests
+// fill in.
+const lioTwoWWNs = `{"storage_objects": [
+  {"plugin": "ramdisk", "name": "r0", "size": 1048576, "wwn": "%s"},
+  {"plugin": "ramdisk", "name": "r1", "size": 1048576, "wwn": "%s"}],
+ "targets": [{"fabric": "iscsi", "wwn": "iqn.2003-01.org.linux-iscsi.h:sn.1",
+  "tpgs": [{"tag": 1, "enable": true, "attributes": {"authentication": 0, "generate_node_acls": 1},
+   "portals": [{"ip_address": "127.0.0.1", "port": 3260}],
+   "luns": [{"index": 0, "storage_object": "/backstores/ramdisk/r0"},
+            {"index": 1, "storage_object": "/backstores/ramdisk/r1"}]}]}]}`
+
+// Two LIO storage objects whose wwns give one NAA designator are not
+// imported, and import-lio output edited into such a pair fails check with
+// the line of the offending serial.
+func TestDesignatorCollisionRefused(t *testing.T) {
+	dir := t.TempDir()
+	lio := func(wwn0, wwn1 string) string {
+		p := filepath.Join(dir, wwn0+"."+wwn1+".json")
+		doc := strings.Replace(strings.Replace(lioTwoWWNs, "%s", wwn0, 1), "%s", wwn1, 1)
+		require.NoError(t, os.WriteFile(p, []byte(doc), 0o644))
+		return p
+	}
+
+	var out, errb bytes.Buffer
+	assert.Equal(t, 1, run([]string{"import-lio", lio("vol_x", "vol_y")}, &out, &errb))
+	assert.Empty(t, out.String())
+	assert.Contains(t, errb.String(), `backstores[1].serial: NAA designator naa.60014050000000000000000000000000 of backstore "r1" (serial "vol_y") is also that of backstore "r0"`)
+
+	out.Reset()
+	errb.Reset()
+	require.Equal(t, 0, run([]string{"import-lio", lio("vol_1", "vol_2")}, &out, &errb), errb.String())
+	require.Contains(t, out.String(), "serial: vol_2\n")
+	cfg := writeConfig(t, dir, strings.Replace(out.String(), "serial: vol_2\n", "serial: vol.1\n", 1))
+	line := 1 + strings.Count(out.String()[:strings.Index(out.String(), "serial: vol_2")], "\n")
+	errb.Reset()
+	assert.Equal(t, 1, run([]string{"check", "--config", cfg}, io.Discard, &errb))
+	assert.Contains(t, errb.String(), fmt.Sprintf("line %d: backstores[1].serial: NAA designator naa.60014051", line))
+	assert.Contains(t, errb.String(), `backstore "r1" (serial "vol.1") is also that of backstore "r0" at backstores[0] (serial "vol_1")`)
 }
