@@ -34,6 +34,16 @@ const (
 type Config struct {
 	Backstores []Backstore
 	Targets    []Target
+	Copy       Copy
+}
+
+// Copy configures the copy manager (EXTENDED COPY, ROD tokens).
+type Copy struct {
+	// CrossTarget lets a copy reach logical units of every target of the
+	// process, not only those the requesting I_T nexus has mapped. Off by
+	// default: with it, an initiator that knows a designator can read or
+	// write any backstore served here (the lesson of CVE-2020-28374).
+	CrossTarget bool
 }
 
 // Backstore is one storage object that targets map as LUNs.

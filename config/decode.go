@@ -271,7 +271,7 @@ func editDistance(a, b string) int {
 }
 
 func (d *decoder) config(root *yaml.Node) *Config {
-	f := d.mapping(root, "", "backstores", "targets")
+	f := d.mapping(root, "", "backstores", "targets", "copy")
 	if f.m == nil {
 		return nil
 	}
@@ -287,6 +287,12 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		cfg.Targets = make([]Target, len(items))
 		for i, n := range items {
 			cfg.Targets[i] = d.target(n, i)
+		}
+	}
+	if n := f.m["copy"]; n != nil {
+		d.pos.lines["copy"] = at(n)
+		if c := d.mapping(n, "copy", "cross_target"); c.m != nil {
+			c.boolean("cross_target", &cfg.Copy.CrossTarget)
 		}
 	}
 	return cfg

@@ -3,7 +3,8 @@
 // which logical unit through which portal), and imports the saveconfig.json
 // of a Linux LIO target made with targetcli-fb.
 //
-// The package imports nothing else from odxtgt; cmd/odxtgt turns a Config
+// From the rest of odxtgt the package uses only scsi's designator
+// derivation, to refuse serials two units would share; cmd/odxtgt turns a Config
 // into stores, logical units and portals. Parsing never touches the file
 // system: whether files and devices exist is checked when they are opened.
 //
@@ -93,6 +94,11 @@
 //	        luns: [...]
 //	        auth: {...}
 //	        acls: [...]
+//
+//	copy:                      # optional: the copy manager (EXTENDED COPY)
+//	  cross_target: false      # true lets a copy reach the LUNs of every target
+//	                           # served here; default: only the LUNs mapped to
+//	                           # the I_T nexus that sent the command
 //
 // # Migrating from LIO
 //

@@ -1,68 +1,16 @@
 package config
 
-// This test imports scsi, which config itself must not: there is no cycle
-// as long as scsi does not import config, and it is the one place that can
-// hold config's copy of the designator derivation equal to the original.
-
 import (
-	"bytes"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/odxtgt/odxtgt/scsi"
 )
 
-// designatorSeeds are serials and products whose designators must be the
-// same as scsi's: no hex digits, upper case, a NUL, exactly 25 and more
-// than 25 hex digits, and a cut T10 designator.
-var designatorSeeds = []struct{ product, serial string }{
-	{"d", "vol_x"},
-	{"FILEIO", "c9d3e6f0-1a2b-4c5d-8e9f-0123456789ab"},
-	{"disk0", DefaultSerial("disk0")},
-	{"RAMDISK-MCP", "ABCdef"},
-	{"p", "12\x0034"},
-	{"p", strings.Repeat("f", 25)},
-	{"p", strings.Repeat("0123456789", 4)},
-	{"abcdefghijklmnop", strings.Repeat("z", 240) + "1234567"},
-	{"x:1", "2"},
-	{"", ""},
-}
-
-// checkDesignatorsMatchSCSI fails t unless naaDesignator and
-// t10VendorPart agree with scsi for product and serial.
-func checkDesignatorsMatchSCSI(t *testing.T, product, serial string) {
-	t.Helper()
-	if got, want := naaDesignator(serial), scsi.NAADesignator(serial); got != want {
-		t.Fatalf("naaDesignator(%q) = %x, scsi.NAADesignator = %x", serial, got, want)
-	}
-	if checkASCIIField(product, maxProductLen) != "" || checkASCIIField(serial, maxSerialLen) != "" {
-		return // Validate refuses these before comparing T10 designators
-	}
-	// Any 8-byte vendor identification will do: config leaves it out.
-	full := scsi.T10VendorIDDesignator("LIO-ORG", product, serial)
-	if want := full[8 : len(full)-1]; !bytes.Equal([]byte(t10VendorPart(product, serial)), want) {
-		t.Fatalf("t10VendorPart(%q, %q) = %q, scsi gives %q", product, serial, t10VendorPart(product, serial), want)
-	}
-}
-
-func TestDesignatorsMatchSCSI(t *testing.T) {
-	for _, s := range designatorSeeds {
-		checkDesignatorsMatchSCSI(t, s.product, s.serial)
-	}
+func TestNAAString(t *testing.T) {
 	assert.Equal(t, "naa.60014050000000000000000000000000", naaString(naaDesignator("vol_x")))
 	assert.Equal(t, "naa.6001405c9d3e6f01a2b4c5d8e9f01234", naaString(naaDesignator("c9d3e6f0-1a2b-4c5d-8e9f-0123456789ab")))
-}
-
-// FuzzDesignatorsMatchSCSI checks config's derivation against scsi's on
-// arbitrary serials and products.
-func FuzzDesignatorsMatchSCSI(f *testing.F) {
-	for _, s := range designatorSeeds {
-		f.Add(s.product, s.serial)
-	}
-	f.Fuzz(checkDesignatorsMatchSCSI)
 }
 
 // twoBackstores is a configuration with backstores a and b whose serial

@@ -28,6 +28,11 @@ func (c *Config) Marshal() ([]byte, error) {
 		targets.Content = append(targets.Content, targetNode(&c.Targets[i]))
 	}
 	addPair(root, "targets", targets)
+	if c.Copy.CrossTarget {
+		copyMap := mappingNode()
+		addPair(copyMap, "cross_target", boolNode(true))
+		addPair(root, "copy", copyMap)
+	}
 
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)

@@ -395,3 +395,20 @@ func TestParseOddYAML(t *testing.T) {
 		})
 	}
 }
+
+func TestParseCopy(t *testing.T) {
+	src := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [\"127.0.0.1:3260\"]\ncopy:\n  cross_target: true\n"
+	cfg, err := Parse([]byte(src))
+	require.NoError(t, err)
+	assert.True(t, cfg.Copy.CrossTarget)
+	out, err := cfg.Marshal()
+	require.NoError(t, err)
+	again, err := Parse(out)
+	require.NoError(t, err)
+	assert.True(t, again.Copy.CrossTarget)
+
+	_, err = Parse([]byte(src + "  bogus: 1\n"))
+	assert.ErrorContains(t, err, "line 6")
+	_, err = Parse([]byte(strings.Replace(src, "true", "maybe", 1)))
+	assert.ErrorContains(t, err, "copy.cross_target")
+}

@@ -39,7 +39,12 @@ func (r *runtime) close() error {
 // build opens the backstores of cfg and wires logical units, targets and
 // portal groups. On error everything already opened is closed.
 func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
-	copies := rod.NewManager(rod.Config{Logger: log})
+	var all []*scsi.LU // every logical unit, once built
+	copyCfg := rod.Config{Logger: log}
+	if cfg.Copy.CrossTarget {
+		copyCfg.CrossTarget = func() []*scsi.LU { return all }
+	}
+	copies := rod.NewManager(copyCfg)
 	table, err := scsi.NewTable(spc.Commands(spc.Options{Copy: copies}), sbc.Commands())
 	if err != nil {
 		return nil, fmt.Errorf("command table: %w", err)
@@ -67,6 +72,7 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 			Logger:     log,
 			Events:     copies,
 		})
+		all = append(all, r.lus[b.Name])
 		log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
 			"size", store.Size(), "block_size", store.BlockSize(), "serial", b.Serial)
 	}
