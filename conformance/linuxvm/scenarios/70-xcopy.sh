@@ -35,7 +35,8 @@ blocks=$((BIG_MIB * 2048))
 
 # range_sum DEV LBA BLOCKS: SHA-256 of 512-byte blocks read with O_DIRECT.
 range_sum() {
-	dd if="$1" bs=512 skip="$2" count="$3" iflag=direct status=none | sha256sum | cut -d' ' -f1
+	dd if="$1" bs=1M skip=$(($2 * 512)) count=$(($3 * 512)) iflag=direct,skip_bytes,count_bytes status=none |
+		sha256sum | cut -d' ' -f1
 }
 
 check "fill LUN 0 with ${BIG_MIB} MiB of random data" \
