@@ -55,8 +55,13 @@ bench() {
 	local addr=127.0.0.1:$(head -n1 <<<"$ODXTGT_PORTS")
 	local x=() h=() c=()
 	for i in $(seq 1 $reps); do
+		# Each copy starts with no dirty pages, so none pays for the
+		# write-back of the one before.
+		sync
 		x+=("$("$work/xcopy" -addr "$addr" -target "$iqn" -bytes "$bytes" -mode xcopy)")
+		sync
 		h+=("$("$work/xcopy" -addr "$addr" -target "$iqn" -bytes "$bytes" -mode host)")
+		sync
 		rm -f "$dir/cp.img"
 		local t0 t1
 		t0=$(date +%s.%N)
@@ -78,7 +83,7 @@ bench() {
 	rm -f "$dir/src.img" "$dir/dst.img" "$dir/cp.img"
 }
 
-bench "$work" "$(stat -f -c %T "$work")"
+bench "$work" "$(findmnt -no FSTYPE -T "$work" | tr -c "a-z0-9\n" -)"
 
 if [ "$(id -u)" = 0 ] && command -v mkfs.xfs >/dev/null 2>&1; then
 	truncate -s $((mib * 4 + 512))M "$work/xfs.img"
