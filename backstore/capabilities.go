@@ -156,28 +156,40 @@ func offloadSource[T interface {
 	if n == 0 {
 		return none, nil
 	}
-	t, ok := unwrapFaults(src).(T)
+	t, ok := Unwrap(src).(T)
 	if !ok {
-		return fail(notSupported("cannot take data from a %T", unwrapFaults(src)))
+		return fail(notSupported("cannot take data from a %T", Unwrap(src)))
 	}
 	if t == dst && srcOff < dstOff+n && dstOff < srcOff+n {
 		return fail(notSupported("source range at offset %d overlaps the destination", srcOff))
 	}
-	for f, ok := src.(*Fault); ok; f, ok = f.s.(*Fault) {
-		if err := f.check(Op{Kind: OpRead, Off: srcOff, Len: int(n)}); err != nil {
-			return none, err
+	for w, ok := src.(Wrapper); ok; w, ok = w.Unwrap().(Wrapper) {
+		if f, isFault := w.(*Fault); isFault {
+			if err := f.check(Op{Kind: OpRead, Off: srcOff, Len: int(n)}); err != nil {
+				return none, err
+			}
 		}
 	}
 	return t, nil
 }
 
-// unwrapFaults returns the store inside any Faults wrapping s.
-func unwrapFaults(s Store) Store {
+// Wrapper is implemented by stores that wrap another store and pass its
+// data through unchanged: [Fault], and wrappers of other packages that
+// watch the writes (point-in-time protection). Fast paths look through
+// wrappers to the store that holds the data.
+type Wrapper interface {
+	Store
+	// Unwrap returns the wrapped store.
+	Unwrap() Store
+}
+
+// Unwrap returns the store inside every [Wrapper] around s.
+func Unwrap(s Store) Store {
 	for {
-		f, ok := s.(*Fault)
+		w, ok := s.(Wrapper)
 		if !ok {
 			return s
 		}
-		s = f.s
+		s = w.Unwrap()
 	}
 }

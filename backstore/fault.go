@@ -204,3 +204,6 @@ func (f *Fault) PhysicalBlockSize() int { return PhysicalBlockSize(f.s) }
 
 // Close implements [Store] by closing the wrapped store.
 func (f *Fault) Close() error { return f.s.Close() }
+
+// Unwrap returns the wrapped store (see [Wrapper]).
+func (f *Fault) Unwrap() Store { return f.s }

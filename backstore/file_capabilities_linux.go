@@ -146,14 +146,14 @@ func (s *File) Allocated(off int64) (mapped bool, end int64, err error) {
 }
 
 // SameFilesystem reports whether a and b are both [File] stores (or
-// [Fault]s wrapping them) on the same file system, as told by the device
+// [Wrapper]s around them) on the same file system, as told by the device
 // number (st_dev) of their files: the precondition for
 // [RangeCloner.CloneRange] and for copy_file_range to share extents.
 func SameFilesystem(a, b Store) bool {
-	fa, ok := unwrapFaults(a).(*File)
+	fa, ok := Unwrap(a).(*File)
 	if !ok {
 		return false
 	}
-	fb, ok := unwrapFaults(b).(*File)
+	fb, ok := Unwrap(b).(*File)
 	return ok && fa.dev == fb.dev
 }
