@@ -69,7 +69,7 @@ func goodParams(lid4 bool) map[string]*Params {
 			Segments: []Segment{b2bOffset(0, 1, 0xFFFFFFFF, 9, 511, 0xFFFF, 0xFFFF), {Type: SegmentBlockToBlockOffset, CAT: true, Src: CSCDThisLU, Dst: 1}}},
 		"07h": {LID4: lid4, Usage: UsageNone, CSCDs: []CSCD{one},
 			Segments: []Segment{{Type: SegmentVerifyCSCD, Src: 0, TUR: true}, {Type: SegmentVerifyCSCD, Src: CSCDThisLU}}},
-		"64 CSCDs": {LID4: lid4, ListID: id, CSCDs: many(MaxCSCDs), Segments: []Segment{b2b(63, 0, 1, 2, 3)}},
+		"64 CSCDs":     {LID4: lid4, ListID: id, CSCDs: many(MaxCSCDs), Segments: []Segment{b2b(63, 0, 1, 2, 3)}},
 		"256 segments": {LID4: lid4, ListID: id, CSCDs: []CSCD{one}, Segments: segs},
 		"no segments":  {LID4: lid4, ListID: id, CSCDs: []CSCD{one}},
 		"odd CSCDs": {LID4: lid4, ListID: id, CSCDs: []CSCD{
