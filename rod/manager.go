@@ -122,12 +122,22 @@ func (l *List) progressLocked() Progress {
 		ServiceAction: l.ServiceAction,
 		Background:    l.Background,
 		Done:          l.done,
-		Aborted:       l.aborted.Load() || (l.done && l.status == scsi.StatusTaskAborted),
+		Aborted:       l.abortedLocked(),
 		Status:        l.status,
 		Sense:         l.sense,
 		Segments:      l.segments.Load(),
 		Bytes:         l.bytes.Load(),
 	}
+}
+
+// abortedLocked reports whether the list was, or is being, aborted. Once
+// done, its status says: an abort that came as the last segment completed
+// leaves a list that ended GOOD, and that is what it reports.
+func (l *List) abortedLocked() bool {
+	if l.done {
+		return l.status == scsi.StatusTaskAborted
+	}
+	return l.aborted.Load()
 }
 
 // Begin registers a list that nexus n sent to logical unit lu. With
@@ -178,6 +188,11 @@ func (m *Manager) Finish(l *List, status scsi.Status, sense *scsi.Sense) {
 	}
 	l.done, l.status, l.sense, l.finished = true, status, sense, m.now()
 	m.running--
+	if m.lists[l.key] != l {
+		// Forgotten while it ran (a reset, the loss of its nexus), and
+		// its identifier possibly reused by a newer list since.
+		return
+	}
 	if l.Usage != UsageHold {
 		delete(m.lists, l.key)
 		return
@@ -236,13 +251,14 @@ func (m *Manager) Status(n *scsi.Nexus, lu *scsi.LU, id uint32, take bool) (Prog
 }
 
 // Abort asks the running list with identifier id from nexus n on lu to
-// stop (COPY OPERATION ABORT, SPC-4 6.2). It reports false when there is
-// no such list; a list already done is left as it is.
+// stop (COPY OPERATION ABORT, SPC-4 6.3). It reports false when there is
+// no such list being processed: a list already done is left as it is, so
+// its status keeps reporting how it ended.
 func (m *Manager) Abort(n *scsi.Nexus, lu *scsi.LU, id uint32) bool {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	l := m.lists[listKey{nexus: n.Key(), lu: lu, id: id}]
-	m.mu.Unlock()
-	if l == nil {
+	if l == nil || l.done {
 		return false
 	}
 	l.aborted.Store(true)
