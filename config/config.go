@@ -35,6 +35,31 @@ type Config struct {
 	Backstores []Backstore
 	Targets    []Target
 	Copy       Copy
+	Tokens     Tokens
+}
+
+// Token scopes (tokens.scope).
+const (
+	ScopeAny       = "any"
+	ScopeTarget    = "target"
+	ScopeInitiator = "initiator"
+)
+
+// Tokens configures ROD tokens (POPULATE TOKEN, WRITE USING TOKEN).
+type Tokens struct {
+	// Scope is who may use a token: ScopeAny (default), ScopeTarget or
+	// ScopeInitiator.
+	Scope string
+	// SnapshotDir holds the point-in-time snapshot files of block
+	// backstores; empty keeps their preserved data in memory. File
+	// backstores keep theirs beside the file, where clones work.
+	SnapshotDir string
+	// SnapshotSpace bounds the bytes all snapshots preserve (0: the
+	// default, 1 GiB).
+	SnapshotSpace int64
+	// DefaultTimeout and MaxTimeout are inactivity timeouts in seconds
+	// (0: the defaults, 60 and 600).
+	DefaultTimeout, MaxTimeout int64
 }
 
 // Copy configures the copy manager (EXTENDED COPY, ROD tokens).

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -271,7 +272,7 @@ func editDistance(a, b string) int {
 }
 
 func (d *decoder) config(root *yaml.Node) *Config {
-	f := d.mapping(root, "", "backstores", "targets", "copy")
+	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens")
 	if f.m == nil {
 		return nil
 	}
@@ -288,6 +289,9 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		for i, n := range items {
 			cfg.Targets[i] = d.target(n, i)
 		}
+	}
+	if n := f.m["tokens"]; n != nil {
+		cfg.Tokens = d.tokens(n)
 	}
 	if n := f.m["copy"]; n != nil {
 		d.pos.lines["copy"] = at(n)
@@ -521,4 +525,40 @@ func (d *decoder) auth(n *yaml.Node, path string) *Auth {
 	f.str("mutual_user", &a.MutualUser)
 	f.str("mutual_secret", &a.MutualSecret)
 	return a
+}
+
+func (d *decoder) tokens(n *yaml.Node) Tokens {
+	d.pos.lines["tokens"] = at(n)
+	t := Tokens{Scope: ScopeAny}
+	f := d.mapping(n, "tokens", "scope", "snapshot_dir", "snapshot_space", "default_timeout", "max_timeout")
+	if f.m == nil {
+		return t
+	}
+	if f.str("scope", &t.Scope) {
+		switch t.Scope {
+		case ScopeAny, ScopeTarget, ScopeInitiator:
+		default:
+			d.fail(f.m["scope"], "tokens.scope", "must be any, target or initiator, not %q", t.Scope)
+		}
+	}
+	if f.str("snapshot_dir", &t.SnapshotDir) && !filepath.IsAbs(t.SnapshotDir) {
+		d.fail(f.m["snapshot_dir"], "tokens.snapshot_dir", "must be an absolute path")
+	}
+	if v := f.m["snapshot_space"]; v != nil {
+		t.SnapshotSpace = d.size(v, "tokens.snapshot_space")
+	}
+	for key, dst := range map[string]*int64{"default_timeout": &t.DefaultTimeout, "max_timeout": &t.MaxTimeout} {
+		if v := f.m[key]; v != nil {
+			if secs, ok := d.integer(v, "tokens."+key); ok {
+				if secs < 1 || secs > 86400 {
+					d.fail(v, "tokens."+key, "must be 1 to 86400 seconds, not %d", secs)
+				}
+				*dst = secs
+			}
+		}
+	}
+	if t.DefaultTimeout != 0 && t.MaxTimeout != 0 && t.DefaultTimeout > t.MaxTimeout {
+		d.fail(f.m["default_timeout"], "tokens.default_timeout", "%d s exceeds max_timeout %d s", t.DefaultTimeout, t.MaxTimeout)
+	}
+	return t
 }

@@ -100,6 +100,20 @@
 //	                           # served here; default: only the LUNs mapped to
 //	                           # the I_T nexus that sent the command
 //
+//	tokens:                    # optional: ROD tokens (POPULATE TOKEN, WRITE USING TOKEN)
+//	  scope: any               # who may use a token: any (default; Windows passes
+//	                           # tokens between hosts), target, initiator
+//	  snapshot_dir: /var/lib/odxtgt/snapshots
+//	                           # absolute; point-in-time data of block backstores
+//	                           # (default: memory). File backstores keep theirs in
+//	                           # a .odxtgt-snapshots folder beside the file, where
+//	                           # clones work. Left-over files are removed at start.
+//	  snapshot_space: 1GiB     # the most all snapshots preserve (default 1 GiB);
+//	                           # past it the token losing data is revoked, never
+//	                           # the write
+//	  default_timeout: 60      # seconds of inactivity a token lives by default
+//	  max_timeout: 600         # the most POPULATE TOKEN may ask for, 1..86400
+//
 // # Migrating from LIO
 //
 // ImportLIO reads /etc/target/saveconfig.json and returns an equivalent

@@ -28,6 +28,25 @@ func (c *Config) Marshal() ([]byte, error) {
 		targets.Content = append(targets.Content, targetNode(&c.Targets[i]))
 	}
 	addPair(root, "targets", targets)
+	if t := c.Tokens; t != (Tokens{}) && t != (Tokens{Scope: ScopeAny}) {
+		tm := mappingNode()
+		if t.Scope != "" && t.Scope != ScopeAny {
+			addPair(tm, "scope", strNode(t.Scope))
+		}
+		if t.SnapshotDir != "" {
+			addPair(tm, "snapshot_dir", strNode(t.SnapshotDir))
+		}
+		if t.SnapshotSpace != 0 {
+			addPair(tm, "snapshot_space", strNode(FormatSize(t.SnapshotSpace)))
+		}
+		if t.DefaultTimeout != 0 {
+			addPair(tm, "default_timeout", intNode(t.DefaultTimeout))
+		}
+		if t.MaxTimeout != 0 {
+			addPair(tm, "max_timeout", intNode(t.MaxTimeout))
+		}
+		addPair(root, "tokens", tm)
+	}
 	if c.Copy.CrossTarget {
 		copyMap := mappingNode()
 		addPair(copyMap, "cross_target", boolNode(true))

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/odxtgt/odxtgt/backstore"
-	"github.com/odxtgt/odxtgt/sbc"
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
@@ -193,7 +192,7 @@ func newRig(tb testing.TB, cfg Config, specs ...diskSpec) *rig {
 		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}
 	r := &rig{t: tb, m: NewManager(cfg), logs: logs}
-	table, err := scsi.NewTable(sbc.Commands())
+	table, err := scsi.NewTable(hostCommands())
 	require.NoError(tb, err)
 	r.table = table
 	lus := map[uint64]*scsi.LU{}
@@ -407,4 +406,40 @@ func settleGoroutines(tb testing.TB, base int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// hostCommands is the command set the rig's host I/O uses: TEST UNIT
+// READY, and READ (10) and WRITE (10) that hold their blocks in the extent
+// lock as sbc's do. (rod cannot use sbc itself: sbc imports rod.)
+func hostCommands() scsi.CommandSet {
+	rw := func(write bool) scsi.Handler {
+		return func(cmd *scsi.Command) error {
+			lu := cmd.LU()
+			bs := uint64(lu.Store.BlockSize())
+			lba := uint64(binary.BigEndian.Uint32(cmd.CDB[2:]))
+			n := uint64(binary.BigEndian.Uint16(cmd.CDB[7:]))
+			if s := scsi.CheckRange(lba, n, lu.Blocks()); s != nil {
+				return s
+			}
+			if !write {
+				return lu.Store.ReadAt(cmd.AllocDataIn(int(n*bs)), int64(lba*bs))
+			}
+			p, err := cmd.TakeDataOut(int(n * bs))
+			if err != nil {
+				return err
+			}
+			unlock, err := lu.LockExtent(cmd.Context(), lba, n, scsi.ExtentExclusive)
+			if err != nil {
+				return scsi.TaskAborted()
+			}
+			defer unlock()
+			return lu.Store.WriteAt(p, int64(lba*bs), false)
+		}
+	}
+	ok := func(*scsi.Command) error { return nil }
+	return scsi.CommandSet{Commands: []scsi.CommandDesc{
+		{Name: "TEST UNIT READY", Opcode: 0x00, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: ok},
+		{Name: "READ (10)", Opcode: 0x28, Usage: []byte{0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0}, Handler: rw(false)},
+		{Name: "WRITE (10)", Opcode: 0x2A, Usage: []byte{0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0}, Flags: scsi.FlagWritesMedium, Handler: rw(true)},
+	}}
 }

@@ -26,6 +26,8 @@ type Config struct {
 	// BufferBytes bounds the memory all buffered copies share; zero means
 	// DefaultBufferBytes.
 	BufferBytes int
+	// Tokens configures ROD tokens (POPULATE TOKEN, WRITE USING TOKEN).
+	Tokens TokenConfig
 }
 
 // DefaultBufferBytes is the memory buffered copies share by default.
@@ -40,6 +42,8 @@ type Manager struct {
 	ttl     time.Duration
 	buffers chan []byte // pooled copy buffers, bounded in number
 	now     func() time.Time
+	tcfg    TokenConfig
+	tok     *tokens
 
 	mu      sync.Mutex // guards everything below and the done fields of List
 	lists   map[listKey]*List
@@ -74,6 +78,14 @@ func NewManager(cfg Config) *Manager {
 	for range n {
 		m.buffers <- nil // allocated on first use
 	}
+	tc := cfg.Tokens
+	tc.DefaultTimeout = cmp.Or(tc.DefaultTimeout, DefaultInactivityTimeout*time.Second)
+	tc.MaxTimeout = cmp.Or(tc.MaxTimeout, MaxInactivityTimeout*time.Second)
+	tc.MaxTokens = cmp.Or(tc.MaxTokens, DefaultMaxTokens)
+	tc.SnapshotSpace = cmp.Or(tc.SnapshotSpace, DefaultSnapshotSpace)
+	tc.WriteBudget = cmp.Or(tc.WriteBudget, DefaultWriteBudget)
+	m.tcfg = tc
+	m.tok = newTokens(tc.SnapshotSpace)
 	return m
 }
 
@@ -92,12 +104,24 @@ type List struct {
 
 	segments atomic.Uint32 // segments processed
 	bytes    atomic.Uint64 // bytes written to destinations
+	blocks   atomic.Uint64 // logical blocks represented (POPULATE TOKEN) or written (WRITE USING TOKEN)
 
 	// Guarded by Manager.mu.
 	done     bool
 	status   scsi.Status
 	sense    *scsi.Sense
 	finished time.Time
+	token    *Token // the token POPULATE TOKEN made
+	partial  bool   // the token represents fewer blocks than asked
+}
+
+// setToken records the token a POPULATE TOKEN list made, the blocks it
+// represents and whether they are fewer than asked.
+func (m *Manager) setToken(l *List, tok *Token, blocks uint64, partial bool) {
+	l.blocks.Store(blocks)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l.token, l.partial = tok, partial
 }
 
 // ListID returns the list identifier.
@@ -115,10 +139,17 @@ type Progress struct {
 	Sense    *scsi.Sense // why it failed, once Done
 	Segments uint32
 	Bytes    uint64
+	// Blocks counts logical blocks for the token commands: represented by
+	// POPULATE TOKEN's token, or written by WRITE USING TOKEN.
+	Blocks uint64
+	// Token is the token POPULATE TOKEN made; Partial says it represents
+	// fewer blocks than were asked for.
+	Token   *[TokenLength]byte
+	Partial bool
 }
 
 func (l *List) progressLocked() Progress {
-	return Progress{
+	p := Progress{
 		ServiceAction: l.ServiceAction,
 		Background:    l.Background,
 		Done:          l.done,
@@ -127,7 +158,14 @@ func (l *List) progressLocked() Progress {
 		Sense:         l.sense,
 		Segments:      l.segments.Load(),
 		Bytes:         l.bytes.Load(),
+		Blocks:        l.blocks.Load(),
+		Partial:       l.partial,
 	}
+	if l.token != nil {
+		raw := l.token.Raw()
+		p.Token = &raw
+	}
+	return p
 }
 
 // abortedLocked reports whether the list was, or is being, aborted. Once

@@ -1,6 +1,9 @@
 package sbc
 
-import "github.com/odxtgt/odxtgt/scsi"
+import (
+	"github.com/odxtgt/odxtgt/rod"
+	"github.com/odxtgt/odxtgt/scsi"
+)
 
 // Command timeouts in seconds, reported by REPORT SUPPORTED OPERATION CODES
 // (SPC-4 6.35.4): the nominal time a command takes and the time after which
@@ -16,11 +19,23 @@ const (
 	nominalFlush, recommendedFlush = 5, 120
 )
 
+// Options are what the handlers of this package need from the rest of
+// the target.
+type Options struct {
+	// Copy is the copy manager; without one, POPULATE TOKEN and WRITE
+	// USING TOKEN are not offered.
+	Copy *rod.Manager
+}
+
 // Commands returns the block commands and the block device VPD pages, to
 // be combined with the primary commands into a [scsi.Table]. Each call
 // returns new slices.
-func Commands() scsi.CommandSet {
-	return scsi.CommandSet{Commands: commandDescs(), VPDPages: vpdPages()}
+func Commands(opts Options) scsi.CommandSet {
+	set := scsi.CommandSet{Commands: commandDescs(), VPDPages: vpdPages()}
+	if opts.Copy != nil {
+		set.Commands = append(set.Commands, tokenCommands(opts.Copy)...)
+	}
+	return set
 }
 
 func commandDescs() []scsi.CommandDesc {

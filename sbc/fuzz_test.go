@@ -19,7 +19,7 @@ import (
 // changes exactly its range, to the data-out; anything else changes nothing.
 func FuzzCDB(f *testing.F) {
 	const blocks, bs = 64, 512
-	for _, d := range sbc.Commands().Commands {
+	for _, d := range sbc.Commands(sbc.Options{}).Commands {
 		cdb := make([]byte, d.CDBLength())
 		cdb[0] = d.Opcode
 		if d.HasServiceAction {

@@ -58,7 +58,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // next command runs.
 func newBench(tb testing.TB, store backstore.Store, cfg benchConfig) *bench {
 	tb.Helper()
-	table, err := scsi.NewTable(sbc.Commands())
+	table, err := scsi.NewTable(sbc.Commands(sbc.Options{}))
 	require.NoError(tb, err)
 	log := quietLogger()
 	lu := scsi.NewLU(scsi.LUConfig{

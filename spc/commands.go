@@ -31,7 +31,10 @@ func Commands(opts Options) scsi.CommandSet {
 	set := scsi.CommandSet{Commands: commandDescs(), VPDPages: vpdPages()}
 	if opts.Copy != nil {
 		set.Commands = append(set.Commands, copyCommands(opts.Copy)...)
-		set.VPDPages = append(set.VPDPages, scsi.VPDPage{Code: vpdThirdPartyCopy, Name: "Third-party Copy", Build: thirdPartyCopyPage})
+		set.Commands = append(set.Commands, tokenInfoCommands(opts.Copy)...)
+		m := opts.Copy
+		set.VPDPages = append(set.VPDPages, scsi.VPDPage{Code: vpdThirdPartyCopy, Name: "Third-party Copy",
+			Build: func(cmd *scsi.Command) ([]byte, error) { return thirdPartyCopyPage(m, cmd) }})
 	}
 	return set
 }

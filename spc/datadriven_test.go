@@ -172,7 +172,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 // newTable returns the spc command table plus testWrite and the block
 // device VPD pages of sbc, so the pages are those of a whole disk.
 func newTable(t testing.TB) *scsi.Table {
-	table, err := scsi.NewTable(Commands(Options{}), scsi.CommandSet{Commands: []scsi.CommandDesc{testWrite}, VPDPages: sbc.Commands().VPDPages})
+	table, err := scsi.NewTable(Commands(Options{}), scsi.CommandSet{Commands: []scsi.CommandDesc{testWrite}, VPDPages: sbc.Commands(sbc.Options{}).VPDPages})
 	require.NoError(t, err)
 	return table
 }

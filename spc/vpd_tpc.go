@@ -21,11 +21,14 @@ const (
 )
 
 // thirdPartyCopyPage builds page 8Fh from the command table and the copy
-// manager's limits. Its descriptors report the same limits as RECEIVE
-// COPY OPERATING PARAMETERS.
-func thirdPartyCopyPage(cmd *scsi.Command) ([]byte, error) {
+// manager's limits: the Block Device ROD Token Limits descriptor first,
+// as Windows requires, then the descriptors of EXTENDED COPY, which report
+// the same limits as RECEIVE COPY OPERATING PARAMETERS, then those of ROD
+// tokens.
+func thirdPartyCopyPage(m *rod.Manager, cmd *scsi.Command) ([]byte, error) {
 	lu := cmd.LU()
 	b := scsi.NewVPD(lu, vpdThirdPartyCopy, 0)
+	b = appendTPCDescriptor(b, tpcBlockDeviceRODLimits, blockDeviceRODLimits(m, lu))
 	b = appendTPCDescriptor(b, tpcSupportedCommands, supportedCopyCommands(lu.Table))
 
 	pd := make([]byte, 0x1C)
@@ -39,6 +42,8 @@ func thirdPartyCopyPage(cmd *scsi.Command) ([]byte, error) {
 	b = appendTPCDescriptor(b, tpcSupportedDescriptors, sd)
 
 	b = appendTPCDescriptor(b, tpcSupportedCSCDIDs, []byte{0x00, 0x02, 0xFF, 0xFF})
+	b = appendTPCDescriptor(b, tpcRODTokenFeatures, rodTokenFeatures(m))
+	b = appendTPCDescriptor(b, tpcSupportedRODTypes, supportedRODTypes())
 
 	gco := make([]byte, 0x20)
 	binary.BigEndian.PutUint32(gco[0:], rod.MaxConcurrentCopies) // TOTAL CONCURRENT COPIES

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"time"
 
 	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/config"
@@ -39,13 +41,14 @@ func (r *runtime) close() error {
 // build opens the backstores of cfg and wires logical units, targets and
 // portal groups. On error everything already opened is closed.
 func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
-	var all []*scsi.LU // every logical unit, once built
-	copyCfg := rod.Config{Logger: log}
+	var all []*scsi.LU                    // every logical unit, once built
+	snapshotDirs := map[*scsi.LU]string{} // where each LU's token snapshots go
+	copyCfg := rod.Config{Logger: log, Tokens: tokenConfig(cfg.Tokens, snapshotDirs)}
 	if cfg.Copy.CrossTarget {
 		copyCfg.CrossTarget = func() []*scsi.LU { return all }
 	}
 	copies := rod.NewManager(copyCfg)
-	table, err := scsi.NewTable(spc.Commands(spc.Options{Copy: copies}), sbc.Commands())
+	table, err := scsi.NewTable(spc.Commands(spc.Options{Copy: copies}), sbc.Commands(sbc.Options{Copy: copies}))
 	if err != nil {
 		return nil, fmt.Errorf("command table: %w", err)
 	}
@@ -57,6 +60,14 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 			return nil, fmt.Errorf("backstore %s: %w", b.Name, err)
 		}
 		r.stores = append(r.stores, store)
+		dir := snapshotDir(b, cfg.Tokens)
+		if dir != "" {
+			if n, err := rod.StaleSnapshots(dir); err != nil {
+				log.Warn("cannot remove old snapshot files", "dir", dir, "err", err)
+			} else if n > 0 {
+				log.Info("removed snapshot files of a previous run", "dir", dir, "files", n)
+			}
+		}
 		r.lus[b.Name] = scsi.NewLU(scsi.LUConfig{
 			Identity: scsi.Identity{
 				Name:     b.Name,
@@ -65,7 +76,9 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 				Revision: spc.DefaultRevision,
 				Serial:   b.Serial,
 			},
-			Store:      store,
+			// Every write passes the point-in-time protection of ROD
+			// tokens, whichever command makes it.
+			Store:      rod.Protect(store),
 			ReadOnly:   b.ReadOnly,
 			WriteCache: b.WriteCache,
 			Table:      table,
@@ -73,6 +86,7 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 			Events:     copies,
 		})
 		all = append(all, r.lus[b.Name])
+		snapshotDirs[r.lus[b.Name]] = dir
 		log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
 			"size", store.Size(), "block_size", store.BlockSize(), "serial", b.Serial)
 	}
@@ -129,4 +143,44 @@ func openStore(b config.Backstore) (backstore.Store, error) {
 		return backstore.NewMemory(b.Size, b.BlockSize), nil
 	}
 	return nil, fmt.Errorf("unknown type %q", b.Type)
+}
+
+// tokenConfig turns the YAML tokens section into the copy manager's
+// token configuration; dirs maps each logical unit to its snapshot
+// directory once built.
+func tokenConfig(t config.Tokens, dirs map[*scsi.LU]string) rod.TokenConfig {
+	tc := rod.TokenConfig{
+		SnapshotSpace:  t.SnapshotSpace,
+		DefaultTimeout: time.Duration(t.DefaultTimeout) * time.Second,
+		MaxTimeout:     time.Duration(t.MaxTimeout) * time.Second,
+		SnapshotDir:    func(lu *scsi.LU) string { return dirs[lu] },
+	}
+	if tc.SnapshotSpace == 0 {
+		tc.SnapshotSpace = defaultSnapshotSpace
+	}
+	switch t.Scope {
+	case config.ScopeTarget:
+		tc.Scope = rod.ScopeTarget
+	case config.ScopeInitiator:
+		tc.Scope = rod.ScopeInitiator
+	}
+	return tc
+}
+
+// defaultSnapshotSpace bounds what token snapshots preserve when the YAML
+// says nothing: block backstores may keep it in memory.
+const defaultSnapshotSpace = 1 << 30
+
+// snapshotDir is where the point-in-time snapshots of a backstore's tokens
+// live: beside a file backstore, on its file system, so a snapshot can be
+// a clone; tokens.snapshot_dir for block backstores; nowhere (memory) for
+// memory backstores or without snapshot_dir.
+func snapshotDir(b config.Backstore, t config.Tokens) string {
+	switch b.Type {
+	case config.TypeFile:
+		return filepath.Join(filepath.Dir(b.Path), ".odxtgt-snapshots")
+	case config.TypeBlock:
+		return t.SnapshotDir
+	}
+	return ""
 }

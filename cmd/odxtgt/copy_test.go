@@ -136,3 +136,99 @@ targets:
 		})
 	}
 }
+
+// rangeDesc is a block device range descriptor.
+func rangeDesc(lba uint64, blocks uint32) []byte {
+	d := make([]byte, 16)
+	binary.BigEndian.PutUint64(d, lba)
+	binary.BigEndian.PutUint32(d[8:], blocks)
+	return d
+}
+
+func tokenCmdCDB(sa byte, listID uint32, n int) []byte {
+	cdb := make([]byte, 16)
+	cdb[0], cdb[1] = 0x83, sa
+	binary.BigEndian.PutUint32(cdb[6:], listID)
+	binary.BigEndian.PutUint32(cdb[10:], uint32(n))
+	return cdb
+}
+
+func rrtiCDB(listID uint32) []byte {
+	cdb := make([]byte, 16)
+	cdb[0], cdb[1] = 0x84, 0x07
+	binary.BigEndian.PutUint32(cdb[2:], listID)
+	binary.BigEndian.PutUint32(cdb[10:], 4096)
+	return cdb
+}
+
+func rw10(op byte, lba uint32, blocks uint16) []byte {
+	cdb := make([]byte, 10)
+	cdb[0] = op
+	binary.BigEndian.PutUint32(cdb[2:], lba)
+	binary.BigEndian.PutUint16(cdb[7:], blocks)
+	return cdb
+}
+
+// TestServeODXPointInTime populates a token, overwrites the source from
+// another session, and writes the token from a third initiator: the
+// destination gets the data as it was when the token was made.
+func TestServeODXPointInTime(t *testing.T) {
+	dir := t.TempDir()
+	yaml := `
+backstores:
+  - {name: a, type: file, path: ` + filepath.Join(dir, "a.img") + `, size: 8MiB}
+  - {name: b, type: memory, size: 8MiB}
+targets:
+  - iqn: iqn.2025-01.io.odxtgt:odx
+    portals: ["127.0.0.1:0"]
+    luns: [{lun: 0, backstore: a}, {lun: 1, backstore: b}]
+`
+	st := startServe(t, &serveOptions{configPath: writeConfig(t, dir, yaml), logFormat: "text", logLevel: "info"})
+	s := dialAndClear(t, st.addr, "iqn.2025-01.io.odxtgt:odx", 0, 1)
+	old := bytes.Repeat([]byte("old data"), 64*512/8)
+	require.Equal(t, scsi.StatusGood, command(t, s, initiator.Request{CDB: rw10(0x2A, 1000, 64), DataOut: old}).Status)
+
+	pt := make([]byte, 16)
+	binary.BigEndian.PutUint16(pt[14:], 16)
+	pt = append(pt, rangeDesc(1000, 64)...)
+	binary.BigEndian.PutUint16(pt, uint16(len(pt)-2))
+	r := command(t, s, initiator.Request{CDB: tokenCmdCDB(0x10, 0x101, len(pt)), DataOut: pt})
+	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+	r = command(t, s, initiator.Request{CDB: rrtiCDB(0x101), ReadLen: 4096})
+	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+	info := r.DataIn
+	require.GreaterOrEqual(t, len(info), 32+4+514)
+	assert.Equal(t, byte(0x10), info[4], "RESPONSE TO SERVICE ACTION")
+	assert.Equal(t, byte(0x01), info[5], "COPY OPERATION STATUS")
+	assert.Equal(t, byte(0xF1), info[15], "TRANSFER COUNT UNITS")
+	assert.Equal(t, uint64(64), binary.BigEndian.Uint64(info[16:]))
+	off := 32 + int(info[13])
+	require.Equal(t, uint32(514), binary.BigEndian.Uint32(info[off:]))
+	token := info[off+6 : off+6+512]
+
+	// The source changes after the token was made.
+	other := dialAndClear(t, st.addr, "iqn.2025-01.io.odxtgt:odx", 0)
+	fresh := bytes.Repeat([]byte("NEW!"), 64*512/4)
+	require.Equal(t, scsi.StatusGood, command(t, other, initiator.Request{CDB: rw10(0x2A, 1000, 64), DataOut: fresh}).Status)
+
+	wut := make([]byte, 536)
+	copy(wut[16:], token)
+	binary.BigEndian.PutUint16(wut[534:], 16)
+	wut = append(wut, rangeDesc(200, 64)...)
+	binary.BigEndian.PutUint16(wut, uint16(len(wut)-2))
+	third, err := initiator.Dial(context.Background(), st.addr, initiator.Config{InitiatorName: "iqn.2025-01.io.odxtgt:another-host", TargetName: "iqn.2025-01.io.odxtgt:odx"})
+	require.NoError(t, err)
+	defer third.Close()
+	command(t, third, initiator.Request{LUN: 1, CDB: make([]byte, 6)})
+	r = command(t, third, initiator.Request{LUN: 1, CDB: tokenCmdCDB(0x11, 7, len(wut)), DataOut: wut})
+	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+	r = command(t, third, initiator.Request{LUN: 1, CDB: rw10(0x28, 200, 64), ReadLen: len(old)})
+	require.Equal(t, scsi.StatusGood, r.Status)
+	assert.Equal(t, old, r.DataIn, "WRITE USING TOKEN wrote the data as it was at POPULATE TOKEN")
+
+	// A token with one bit changed is refused as corrupt.
+	wut[16+200] ^= 1
+	r = command(t, third, initiator.Request{LUN: 1, CDB: tokenCmdCDB(0x11, 8, len(wut)), DataOut: wut})
+	require.Equal(t, scsi.StatusCheckCondition, r.Status)
+	assert.Equal(t, scsi.ASC(0x2305), r.Sense.Code)
+}

@@ -1,0 +1,226 @@
+package rod
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// TokenConfig configures the ROD tokens of a copy manager.
+type TokenConfig struct {
+	// DefaultTimeout and MaxTimeout are the inactivity timeout a token
+	// gets when POPULATE TOKEN asks for none, and the most it may ask for;
+	// zero means DefaultInactivityTimeout and MaxInactivityTimeout seconds.
+	DefaultTimeout, MaxTimeout time.Duration
+	// MaxTokens bounds the live tokens; zero means DefaultMaxTokens.
+	MaxTokens int
+	// SnapshotSpace bounds the bytes copy-on-write may preserve for all
+	// point-in-time tokens together; zero means DefaultSnapshotSpace.
+	SnapshotSpace int64
+	// SnapshotDir returns the directory for the snapshot files of a
+	// logical unit's tokens, which clones need on the file system of its
+	// backstore; "" keeps preserved data in memory.
+	SnapshotDir func(lu *scsi.LU) string
+	// Scope narrows who may use a token.
+	Scope Scope
+	// WriteBudget bounds the time one WRITE USING TOKEN works before it
+	// reports how far it got (Windows gives each 4 s); zero means
+	// DefaultWriteBudget.
+	WriteBudget time.Duration
+}
+
+// Token defaults.
+const (
+	DefaultMaxTokens     = 1024
+	DefaultSnapshotSpace = 4 << 30
+	DefaultWriteBudget   = 2 * time.Second
+	// snapshotSuffix names snapshot files, which StaleSnapshots removes.
+	snapshotSuffix = ".odxtgt-snapshot"
+)
+
+// Populate makes the token of a POPULATE TOKEN command (SBC-3 5.9) for
+// list l, sent by req.Nexus to req.LU: it checks the parameters, takes a
+// point-in-time snapshot of the ranges (unless access upon reference was
+// asked for) and records the token in l for RECEIVE ROD TOKEN
+// INFORMATION. A request for more than MaxTokenBytes represents the first
+// MaxTokenBytes, which RRTI reports.
+func (m *Manager) Populate(ctx context.Context, l *List, req Request, p *PopulateParams) *scsi.Sense {
+	lu := req.LU
+	if s := checkRanges(p.Ranges, lu.Blocks()); s != nil {
+		return s
+	}
+	timeout := m.tcfg.DefaultTimeout
+	if p.Timeout != 0 {
+		timeout = time.Duration(p.Timeout) * time.Second
+		if timeout > m.tcfg.MaxTimeout {
+			return scsi.InvalidFieldInParameterList(4, -1).WithReason("inactivity timeout %d s exceeds %v", p.Timeout, m.tcfg.MaxTimeout)
+		}
+	}
+	rodType := RODTypePointInTime
+	if p.RTV {
+		switch p.RODType {
+		case RODTypePointInTimeAny:
+		case RODTypeAccessUponReference, RODTypePointInTime, RODTypePointInTimeChange:
+			rodType = p.RODType
+		default:
+			return scsi.InvalidFieldInParameterList(8, -1).WithReason("ROD type %08xh", p.RODType)
+		}
+	}
+	prot, _ := lu.Store.(*Protected)
+	if rodType != RODTypeAccessUponReference && prot == nil {
+		return scsi.InvalidFieldInParameterList(8, -1).WithReason("logical unit %s takes no point-in-time tokens", lu.Identity.Name)
+	}
+	if m.tok.count() >= m.tcfg.MaxTokens {
+		return scsi.NewSense(scsi.IllegalRequest, ascInsufficientResources).WithReason("%d tokens live", m.tcfg.MaxTokens)
+	}
+	bs := uint64(lu.Store.BlockSize())
+	tok := &Token{rodType: rodType, lu: lu, timeout: timeout, creator: req.Nexus.Key(),
+		target: req.Nexus.TargetName, initiator: req.Nexus.InitiatorName}
+	var asked uint64
+	var accesses []scsi.Access
+	var byteRanges []byteRange
+	for _, r := range p.Ranges {
+		asked += uint64(r.Blocks)
+		n := min(uint64(r.Blocks), (MaxTokenBytes-uint64(tok.bytes))/bs)
+		if n == 0 {
+			continue
+		}
+		tok.ranges = append(tok.ranges, blockRange{r.LBA, n})
+		tok.bytes += int64(n * bs)
+		accesses = append(accesses, scsi.Access{LU: lu, LBA: r.LBA, Blocks: n})
+		byteRanges = append(byteRanges, byteRange{int64(r.LBA * bs), int64(n * bs)})
+	}
+	err := scsi.RunInternal(ctx, req.Nexus, accesses, func(context.Context) error {
+		if rodType == RODTypeAccessUponReference {
+			return nil
+		}
+		return m.snapshot(tok, prot, byteRanges)
+	})
+	if err != nil {
+		var s *scsi.Sense
+		if errors.As(err, &s) {
+			return s
+		}
+		return scsi.InternalTargetFailure().WithReason("point-in-time snapshot: %v", err)
+	}
+	m.tok.add(tok, m.now())
+	m.startReaper()
+	m.setToken(l, tok, uint64(tok.bytes)/bs, uint64(tok.bytes)/bs < asked)
+	m.log.Info("ROD token created", "token", tok.id, "lu", lu.Identity.Name, "rod_type", fmt.Sprintf("%08xh", rodType),
+		"bytes", tok.bytes, "ranges", len(tok.ranges), "snapshot_space_used", m.tok.space.Used())
+	return nil
+}
+
+// snapshot takes tok's point-in-time snapshot of ranges of prot's store.
+func (m *Manager) snapshot(tok *Token, prot *Protected, ranges []byteRange) error {
+	size, bs := prot.Size(), prot.BlockSize()
+	var sink backstore.Store
+	var path string
+	if dir := m.snapshotDir(tok.lu); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		var name [8]byte
+		_, _ = rand.Read(name[:])
+		path = filepath.Join(dir, hex.EncodeToString(name[:])+snapshotSuffix)
+		st, err := backstore.OpenFile(path, size, bs, backstore.FileOptions{})
+		if err != nil {
+			os.Remove(path)
+			return err
+		}
+		sink = st
+	} else {
+		sink = backstore.NewMemory(size, bs)
+	}
+	tok.snap = newSnapshot(prot, sink, path, ranges, tok.rodType == RODTypePointInTimeChange, m.tok.space, func() { m.revoked(tok) })
+	return nil
+}
+
+func (m *Manager) snapshotDir(lu *scsi.LU) string {
+	if m.tcfg.SnapshotDir == nil {
+		return ""
+	}
+	return m.tcfg.SnapshotDir(lu)
+}
+
+// revoked ends a token whose snapshot lost data (PIT-2).
+func (m *Manager) revoked(tok *Token) {
+	m.tok.end(tok, tokenRevoked)
+	m.log.Warn("ROD token revoked", "token", tok.id, "lu", tok.lu.Identity.Name,
+		"snapshot_space_used", m.tok.space.Used(), "snapshot_space", m.tok.space.limit)
+}
+
+// startReaper runs, while any token lives, a loop that ends the tokens
+// whose inactivity timeout has passed, so their snapshots stop costing
+// writes and space even when no command arrives.
+func (m *Manager) startReaper() {
+	m.tok.mu.Lock()
+	if m.tok.reaping {
+		m.tok.mu.Unlock()
+		return
+	}
+	m.tok.reaping = true
+	m.tok.mu.Unlock()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for range t.C {
+			if !m.tok.expire(m.now()) {
+				return
+			}
+		}
+	}()
+}
+
+// StaleSnapshots removes the snapshot files a previous run left in dir:
+// tokens do not outlive the process, so their data is of no use.
+func StaleSnapshots(dir string) (int, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*"+snapshotSuffix))
+	if err != nil {
+		return 0, err
+	}
+	for _, n := range names {
+		if err := os.Remove(n); err != nil {
+			return 0, err
+		}
+	}
+	return len(names), nil
+}
+
+// TokensOf returns the live tokens nexus n made through lu, in the order
+// they were made.
+func (m *Manager) TokensOf(n *scsi.Nexus, lu *scsi.LU) [][TokenLength]byte {
+	m.tok.mu.Lock()
+	defer m.tok.mu.Unlock()
+	var found []*Token
+	for _, t := range m.tok.live {
+		if t.creator == n.Key() && t.lu == lu {
+			found = append(found, t)
+		}
+	}
+	slices.SortFunc(found, func(a, b *Token) int { return cmp.Compare(a.id, b.id) })
+	out := make([][TokenLength]byte, len(found))
+	for i, t := range found {
+		out[i] = t.raw
+	}
+	return out
+}
+
+// SnapshotSpaceUsed returns the bytes point-in-time snapshots preserve.
+func (m *Manager) SnapshotSpaceUsed() int64 { return m.tok.space.Used() }
+
+// TokenTimeouts returns the default and the longest inactivity timeout of
+// a token.
+func (m *Manager) TokenTimeouts() (def, most time.Duration) {
+	return m.tcfg.DefaultTimeout, m.tcfg.MaxTimeout
+}

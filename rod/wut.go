@@ -1,0 +1,257 @@
+package rod
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// WriteUsingToken writes the data a ROD token represents to the ranges of
+// req.LU (SBC-3 5.38) for list l, starting BLOCK OFFSET INTO ROD logical
+// blocks into the token. The block device zero token (FFFF0001h) writes
+// zeroes. Each command works for at most the write budget: a command that
+// cannot finish in it stops at a block boundary with COPY ABORTED, COPY
+// TARGET DEVICE DATA UNDERRUN and INFORMATION = the blocks written, which
+// Windows takes as partial success; destination ranges that ask for more
+// than the token holds end the same way with ILLEGAL REQUEST. l counts the
+// blocks written, for RECEIVE ROD TOKEN INFORMATION.
+func (m *Manager) WriteUsingToken(ctx context.Context, l *List, req Request, p *WUTParams) *scsi.Sense {
+	dst := req.LU
+	if s := checkRanges(p.Ranges, dst.Blocks()); s != nil {
+		return s
+	}
+	tok, s := m.tok.verify(p.Token[:], m.now())
+	if s != nil {
+		return s
+	}
+	truncated := false
+	if tok != nil {
+		defer func() { m.tok.release(tok, p.DelTkn && !truncated, m.now()) }()
+		if !m.inScope(tok, req.Nexus) {
+			return scsi.NewSense(scsi.IllegalRequest, ascTokenRemoteUsage).WithReason("ROD token %d is out of this nexus's scope", tok.id)
+		}
+	}
+	w := &tokenWrite{m: m, ctx: ctx, l: l, req: req, tok: tok, bs: int64(dst.Store.BlockSize())}
+	w.pos = int64(p.OffsetIntoROD)
+	if tok != nil && (p.OffsetIntoROD > uint64(tok.bytes)/uint64(w.bs)) {
+		return w.underrun()
+	}
+	w.pos *= w.bs
+	deadline := time.Now().Add(m.tcfg.WriteBudget)
+	for _, r := range p.Ranges {
+		for done := uint64(0); done < uint64(r.Blocks); {
+			if ctx.Err() != nil {
+				return scsi.TaskAborted()
+			}
+			if w.written > 0 && time.Now().After(deadline) {
+				truncated = true
+				return scsi.NewSense(scsi.CopyAborted, scsi.ASCCopyTargetDeviceDataUnderrun).WithInformation(w.written).
+					WithReason("write budget of %v spent after %d blocks", m.tcfg.WriteBudget, w.written)
+			}
+			n, s := w.step(r.LBA+done, uint64(r.Blocks)-done)
+			if s != nil {
+				return s
+			}
+			done += n
+		}
+	}
+	return nil
+}
+
+// inScope reports whether nexus n may use tok.
+func (m *Manager) inScope(tok *Token, n *scsi.Nexus) bool {
+	switch m.tcfg.Scope {
+	case ScopeTarget:
+		return n.TargetName == tok.target
+	case ScopeInitiator:
+		return n.InitiatorName == tok.initiator
+	}
+	return true
+}
+
+// tokenWrite is one WRITE USING TOKEN on its way.
+type tokenWrite struct {
+	m       *Manager
+	ctx     context.Context
+	l       *List
+	req     Request
+	tok     *Token // nil for the zero token
+	bs      int64  // destination block size
+	pos     int64  // byte offset into the token's data
+	written uint64 // blocks written
+}
+
+// underrun is the error for destination ranges that ask for more than the
+// token holds (Windows: the host asked too much).
+func (w *tokenWrite) underrun() *scsi.Sense {
+	return scsi.NewSense(scsi.IllegalRequest, scsi.ASCCopyTargetDeviceDataUnderrun).WithInformation(w.written).
+		WithReason("the ROD token holds no more data after %d blocks", w.written)
+}
+
+// step writes up to n blocks at lba of the destination and returns how
+// many it wrote: one chunk, never crossing from one token range into the
+// next.
+func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
+	dst := w.req.LU
+	if w.tok == nil {
+		k := min(n, uint64(offloadChunk/w.bs))
+		err := scsi.RunInternal(w.ctx, w.req.Nexus, []scsi.Access{{LU: dst, LBA: lba, Blocks: k, Write: true}}, func(context.Context) error {
+			return zero(dst, int64(lba)*w.bs, int64(k)*w.bs, !dst.WriteCacheEnabled())
+		})
+		if err != nil {
+			return 0, w.fail(err)
+		}
+		w.done(k)
+		return k, nil
+	}
+	src, srcOff, avail := w.tok.locate(w.pos)
+	if avail < w.bs {
+		return 0, w.underrun()
+	}
+	same := backstore.Unwrap(dst.Store) == backstore.Unwrap(src.Store)
+	chunk := int64(offloadChunk)
+	if same {
+		chunk = bufferSize
+	}
+	k := uint64(min(int64(n)*w.bs, avail, chunk) / w.bs)
+	bytes := int64(k) * w.bs
+	sbs := int64(src.Store.BlockSize())
+	slba := uint64(srcOff / sbs)
+	sblocks := uint64((srcOff+bytes+sbs-1)/sbs) - slba
+	accesses := []scsi.Access{{LU: src, LBA: slba, Blocks: sblocks}, {LU: dst, LBA: lba, Blocks: k, Write: true}}
+	err := scsi.RunInternal(w.ctx, w.req.Nexus, accesses, func(context.Context) error {
+		if !same && w.offload(srcOff, int64(lba)*w.bs, bytes) {
+			return nil
+		}
+		return w.buffered(srcOff, int64(lba)*w.bs, bytes)
+	})
+	if err != nil {
+		return 0, w.fail(err)
+	}
+	w.pos += bytes
+	w.done(k)
+	return k, nil
+}
+
+func (w *tokenWrite) done(k uint64) {
+	w.written += k
+	w.l.blocks.Add(k)
+	w.l.bytes.Add(k * uint64(w.bs))
+}
+
+// read returns where the n bytes at off of the token's source are, each
+// piece as it is now.
+func (w *tokenWrite) pieces(off, n int64) ([]piece, error) {
+	if w.tok.snap == nil {
+		return []piece{{w.tok.lu.Store, off, n}}, nil
+	}
+	return w.tok.snap.pieces(off, n)
+}
+
+// offload copies with the backstores' fast paths, one piece at a time,
+// asking where the rest is after each: a write to the destination may
+// have moved source data into the snapshot. It reports false, having
+// possibly written some of the range, when a fast path could not do it.
+func (w *tokenWrite) offload(srcOff, dstOff, n int64) bool {
+	dst := w.req.LU.Store
+	fua := !w.req.LU.WriteCacheEnabled()
+	for done := int64(0); done < n; {
+		ps, err := w.pieces(srcOff+done, n-done)
+		if err != nil {
+			return false
+		}
+		p := ps[0]
+		err = backstore.CloneRange(dst, dstOff+done, p.store, p.off, p.n, fua)
+		if err != nil {
+			err = backstore.CopyRange(dst, dstOff+done, p.store, p.off, p.n, fua)
+		}
+		if err != nil {
+			return false
+		}
+		done += p.n
+	}
+	return true
+}
+
+// buffered reads the whole range of the token's data into a buffer, then
+// writes it.
+func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
+	buf, err := w.m.getBuffer(w.ctx)
+	if err != nil {
+		return scsi.TaskAborted()
+	}
+	defer w.m.putBuffer(buf)
+	for done := int64(0); done < n; {
+		k := min(n-done, bufferSize)
+		p := buf[:k]
+		ps, err := w.pieces(srcOff+done, k)
+		if err != nil {
+			return err
+		}
+		for _, x := range ps {
+			if err := x.store.ReadAt(p[x.off-srcOff-done:x.off-srcOff-done+x.n], x.off); err != nil {
+				return scsi.ReadError(err, uint64(x.off/int64(w.tok.lu.Store.BlockSize())))
+			}
+		}
+		lu := w.req.LU
+		if err := lu.Store.WriteAt(p, dstOff+done, !lu.WriteCacheEnabled()); err != nil {
+			return scsi.WriteError(err, uint64((dstOff+done)/w.bs))
+		}
+		done += k
+	}
+	return nil
+}
+
+// fail maps the error of an internal task: a revoked snapshot is the
+// token's revocation.
+func (w *tokenWrite) fail(err error) *scsi.Sense {
+	if w.ctx.Err() != nil {
+		return scsi.TaskAborted()
+	}
+	if errors.Is(err, errSnapshotRevoked) {
+		return scsi.NewSense(scsi.IllegalRequest, ascTokenRevoked).WithReason("%v", err)
+	}
+	var s *scsi.Sense
+	if errors.As(err, &s) {
+		return s
+	}
+	return scsi.InternalTargetFailure().WithReason("%v", err)
+}
+
+// zero makes n bytes at off of lu read as zeroes: the store's zeroing if
+// it has one, else zero-filled writes.
+func zero(lu *scsi.LU, off, n int64, fua bool) error {
+	err := backstore.WriteZeroes(lu.Store, off, n, fua)
+	if !errors.Is(err, backstore.ErrNotSupported) {
+		if err != nil {
+			return scsi.WriteError(err, uint64(off/int64(lu.Store.BlockSize())))
+		}
+		return nil
+	}
+	zeros := make([]byte, min(n, 1<<20))
+	for done := int64(0); done < n; {
+		k := min(n-done, int64(len(zeros)))
+		if err := lu.Store.WriteAt(zeros[:k], off+done, fua); err != nil {
+			return scsi.WriteError(err, uint64((off+done)/int64(lu.Store.BlockSize())))
+		}
+		done += k
+	}
+	return nil
+}
+
+// locate returns the logical unit, byte offset and bytes left in the
+// token range that holds byte pos of the token's data.
+func (t *Token) locate(pos int64) (*scsi.LU, int64, int64) {
+	bs := int64(t.lu.Store.BlockSize())
+	for _, r := range t.ranges {
+		n := int64(r.blocks) * bs
+		if pos < n {
+			return t.lu, int64(r.lba)*bs + pos, n - pos
+		}
+		pos -= n
+	}
+	return t.lu, 0, 0
+}

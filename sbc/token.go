@@ -1,0 +1,130 @@
+package sbc
+
+import (
+	"context"
+	"encoding/binary"
+
+	"github.com/odxtgt/odxtgt/rod"
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// POPULATE TOKEN and WRITE USING TOKEN (SBC-3 5.9, 5.38) are service
+// actions of the third-party copy OUT operation code.
+const (
+	opThirdPartyCopyOut = 0x83
+	saPopulateToken     = 0x10
+	saWriteUsingToken   = 0x11
+	// The parameter lists hold at most rod.MaxRangeDescriptors ranges.
+	maxPopulateList = 16 + rod.MaxRangeDescriptors*16
+	maxWUTList      = 536 + rod.MaxRangeDescriptors*16
+	// tokenRecommendedTimeout covers a WRITE USING TOKEN of up to the
+	// write budget, and the internal I/O it waits for.
+	tokenRecommendedTimeout = 30
+)
+
+func tokenCommands(m *rod.Manager) []scsi.CommandDesc {
+	desc := func(name string, sa byte, h scsi.Handler, flags scsi.CommandFlags) scsi.CommandDesc {
+		return scsi.CommandDesc{
+			Name: name, Opcode: opThirdPartyCopyOut, ServiceAction: uint16(sa), HasServiceAction: true,
+			Usage:     []byte{0xFF, sa, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, groupNumber, 0x00},
+			Direction: scsi.DirOut, Flags: flags, Handler: h,
+			NominalTimeout: nominalIO, RecommendedTimeout: tokenRecommendedTimeout,
+		}
+	}
+	return []scsi.CommandDesc{
+		desc("POPULATE TOKEN", saPopulateToken, populateToken(m), 0),
+		desc("WRITE USING TOKEN", saWriteUsingToken, writeUsingToken(m), scsi.FlagWritesMedium),
+	}
+}
+
+// tokenCDB returns the LIST IDENTIFIER and PARAMETER LIST LENGTH of
+// POPULATE TOKEN and WRITE USING TOKEN.
+func tokenCDB(cdb []byte) (id uint32, n uint32) {
+	return binary.BigEndian.Uint32(cdb[6:]), binary.BigEndian.Uint32(cdb[10:])
+}
+
+// runList runs one token command's work as list id of the command's I_T_L
+// nexus, held for RECEIVE ROD TOKEN INFORMATION; with immed it answers
+// GOOD at once and works in the background.
+func runList(m *rod.Manager, cmd *scsi.Command, id uint32, sa byte, immed bool, work func(context.Context, *rod.List, rod.Request) *scsi.Sense) error {
+	lu := cmd.LU()
+	parent := cmd.Context()
+	if immed {
+		parent = context.Background()
+	}
+	ctx, l, s := m.Begin(parent, cmd.Nexus, lu, id, rod.UsageHold, sa, immed)
+	if s != nil {
+		return s
+	}
+	req := rod.Request{Nexus: cmd.Nexus, LU: lu, DSense: lu.Mode().DSense}
+	finish := func() *scsi.Sense {
+		s := work(ctx, l, req)
+		status := scsi.StatusGood
+		if s != nil {
+			status = scsi.StatusCheckCondition
+			if ctx.Err() != nil && s.Key == scsi.AbortedCommand {
+				status = scsi.StatusTaskAborted
+			}
+		}
+		m.Finish(l, status, s)
+		return s
+	}
+	if immed {
+		go finish()
+		return nil
+	}
+	if s := finish(); s != nil {
+		return s
+	}
+	return nil
+}
+
+// populateToken is POPULATE TOKEN (SBC-3 5.9). A PARAMETER LIST LENGTH of
+// zero makes no token and is not an error.
+func populateToken(m *rod.Manager) scsi.Handler {
+	return func(cmd *scsi.Command) error {
+		id, n := tokenCDB(cmd.CDB)
+		if n == 0 {
+			return nil
+		}
+		if n > maxPopulateList {
+			return scsi.ParameterListLengthError().WithReason("parameter list of %d bytes, at most %d", n, maxPopulateList)
+		}
+		data, err := cmd.TakeDataOut(int(n))
+		if err != nil {
+			return err
+		}
+		p, s := rod.ParsePopulate(data)
+		if s != nil {
+			return s
+		}
+		return runList(m, cmd, id, saPopulateToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
+			return m.Populate(ctx, l, req, p)
+		})
+	}
+}
+
+// writeUsingToken is WRITE USING TOKEN (SBC-3 5.38). A PARAMETER LIST
+// LENGTH of zero writes nothing and is not an error.
+func writeUsingToken(m *rod.Manager) scsi.Handler {
+	return func(cmd *scsi.Command) error {
+		id, n := tokenCDB(cmd.CDB)
+		if n == 0 {
+			return nil
+		}
+		if n > maxWUTList {
+			return scsi.ParameterListLengthError().WithReason("parameter list of %d bytes, at most %d", n, maxWUTList)
+		}
+		data, err := cmd.TakeDataOut(int(n))
+		if err != nil {
+			return err
+		}
+		p, s := rod.ParseWriteUsingToken(data)
+		if s != nil {
+			return s
+		}
+		return runList(m, cmd, id, saWriteUsingToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
+			return m.WriteUsingToken(ctx, l, req, p)
+		})
+	}
+}
