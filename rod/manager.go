@@ -44,6 +44,7 @@ type Manager struct {
 	now     func() time.Time
 	tcfg    TokenConfig
 	tok     *tokens
+	active  sync.WaitGroup // lists begun and not finished
 
 	mu      sync.Mutex // guards everything below and the done fields of List
 	lists   map[listKey]*List
@@ -200,6 +201,7 @@ func (m *Manager) Begin(parent context.Context, n *scsi.Nexus, lu *scsi.LU, id u
 			WithReason("%d copies running", m.running)
 	}
 	m.running++
+	m.active.Add(1)
 	if usage == UsageNone {
 		m.anon++
 		l.key.anon = m.anon
@@ -226,6 +228,7 @@ func (m *Manager) Finish(l *List, status scsi.Status, sense *scsi.Sense) {
 	}
 	l.done, l.status, l.sense, l.finished = true, status, sense, m.now()
 	m.running--
+	m.active.Done()
 	if m.lists[l.key] != l {
 		// Forgotten while it ran (a reset, the loss of its nexus), and
 		// its identifier possibly reused by a newer list since.
@@ -347,4 +350,13 @@ func (m *Manager) Running() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.running
+}
+
+// Close aborts every copy still running, waits for them to end and ends
+// every token, removing the snapshot files: the process is stopping and
+// its backstores are about to be closed.
+func (m *Manager) Close() {
+	m.cancelMatching(func(listKey) bool { return true }, false)
+	m.active.Wait()
+	m.tok.endMatching(func(*Token) bool { return true }, tokenCancelled)
 }

@@ -318,3 +318,21 @@ func TestTokensExpireWithoutCommands(t *testing.T) {
 	assert.False(t, r.m.tok.reaping, "the reaper stops with the last token")
 	r.m.tok.mu.Unlock()
 }
+
+// TestManagerClose aborts a background copy, waits for it and ends the
+// tokens, freeing their snapshots.
+func TestManagerClose(t *testing.T) {
+	r := newODXRig(t, TokenConfig{}, 1024)
+	_, s := r.populate(0, &PopulateParams{Ranges: ranges(0, 64)})
+	require.Nil(t, s)
+	ctx, l, s := r.m.Begin(context.Background(), r.nexus, r.lus[0], 99, UsageHold, 0x01, true)
+	require.Nil(t, s)
+	go func() {
+		<-ctx.Done()
+		r.m.Finish(l, scsi.StatusTaskAborted, nil)
+	}()
+	r.m.Close()
+	assert.Zero(t, r.m.Running())
+	assert.Zero(t, r.m.tok.count())
+	assert.Empty(t, *r.lus[0].Store.(*Protected).snaps.Load())
+}

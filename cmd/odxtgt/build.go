@@ -22,10 +22,15 @@ type runtime struct {
 	stores []backstore.Store
 	lus    map[string]*scsi.LU
 	server iscsi.Config
+	copies *rod.Manager
 }
 
-// close flushes and closes every backstore, returning the first error.
+// close stops the copies still running, drops the ROD tokens, then
+// flushes and closes every backstore, returning the first error.
 func (r *runtime) close() error {
+	if r.copies != nil {
+		r.copies.Close()
+	}
 	var errs []error
 	for _, s := range r.stores {
 		if err := s.Sync(); err != nil {
@@ -52,7 +57,7 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("command table: %w", err)
 	}
-	r := &runtime{lus: map[string]*scsi.LU{}}
+	r := &runtime{lus: map[string]*scsi.LU{}, copies: copies}
 	for _, b := range cfg.Backstores {
 		store, err := openStore(b)
 		if err != nil {
