@@ -325,7 +325,14 @@ func (c *conn) startData(t *task, p *PDU) {
 		t.out = getBuffer(int(t.edtl))
 		t.cmd.DataOut = t.out.b
 	}
+	// FirstBurstLength bounds the unsolicited data, immediate data
+	// included (RFC 7143 13.14), and no data-out goes beyond EDTL (RFC 7143
+	// 11.3.4, 11.7.6). More immediate data than that is not stored: the
+	// command ends with UNEXPECTED UNSOLICITED DATA (RFC 7143 11.4.7.2),
+	// and every offset below is clipped to firstBurst, so no sequence
+	// reaches past the buffer.
 	firstBurst := min(c.p.FirstBurstLength, t.edtl)
+	taken := min(imm, firstBurst)
 	if imm > 0 {
 		switch {
 		case !c.p.ImmediateData || imm > firstBurst:
@@ -335,13 +342,13 @@ func (c *conn) startData(t *task, p *PDU) {
 			copy(t.out.b, p.Data)
 		}
 	}
-	t.nextR2T = imm
+	t.nextR2T = taken
 	// With InitialR2T=No and F=0, unsolicited Data-Out follows up to
 	// FirstBurstLength (RFC 7143 13.10, 13.14).
 	if !c.p.InitialR2T && !p.Final() {
 		t.unsolOpen = true
-		t.unsol = dataSeq{start: imm, end: max(imm, firstBurst), next: imm}
-		t.nextR2T = max(imm, firstBurst)
+		t.unsol = dataSeq{start: taken, end: firstBurst, next: taken}
+		t.nextR2T = firstBurst
 	}
 	c.issueR2Ts(t)
 }
@@ -386,10 +393,22 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 			c.maybeRun(t)
 			return nil
 		}
+		if t.refused {
+			// The command fails whatever its data: the rest of the
+			// unsolicited sequence is drained, unchecked and unstored,
+			// until its F bit.
+			if p.Final() {
+				t.unsolOpen = false
+			}
+			c.maybeRun(t)
+			return nil
+		}
 		if inOrder, err = t.unsol.take(t.itt, dataSN, off, n); err != nil {
 			return err
 		}
-		t.copyIn(off, p.Data, crcError || !inOrder)
+		if err := t.copyIn(off, p.Data, crcError || !inOrder); err != nil {
+			return err
+		}
 		if p.Final() {
 			t.unsolOpen = false
 			if t.unsol.next < t.unsol.end {
@@ -406,7 +425,9 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 		if inOrder, err = seq.take(t.itt, dataSN, off, n); err != nil {
 			return err
 		}
-		t.copyIn(off, p.Data, crcError || !inOrder)
+		if err := t.copyIn(off, p.Data, crcError || !inOrder); err != nil {
+			return err
+		}
 		if p.Final() {
 			if seq.next != seq.end {
 				return rejectAndDrop(RejectProtocolError, "ITT %#x: F bit at offset %d, the R2T asked for %d-%d",
@@ -434,12 +455,19 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 }
 
 // copyIn stores data-out at its buffer offset unless the data is known to
-// be bad; the caller has checked the range against the sequence, which
-// lies within EDTL.
-func (t *task) copyIn(off uint32, data []byte, bad bool) {
-	if t.out != nil && !bad {
-		copy(t.out.b[off:], data)
+// be bad. The caller has checked the range against the sequence, which
+// lies within EDTL; the buffer is checked again all the same, so no
+// sequence bookkeeping error can index past it.
+func (t *task) copyIn(off uint32, data []byte, bad bool) error {
+	if t.out == nil || bad {
+		return nil
 	}
+	if uint64(off)+uint64(len(data)) > uint64(len(t.out.b)) {
+		return rejectAndDrop(RejectProtocolError, "ITT %#x: Data-Out offset %d length %d beyond the %d-byte buffer",
+			t.itt, off, len(data), len(t.out.b))
+	}
+	copy(t.out.b[off:], data)
+	return nil
 }
 
 // maybeRun submits the command once its CmdSN turn has come and its data
