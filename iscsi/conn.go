@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -104,10 +105,10 @@ func newConn(s *Server, nc net.Conn, p *portal) *conn {
 // run serves the connection from login to close.
 func (c *conn) run() {
 	defer close(c.finished)
-	if err := c.login(); err != nil {
+	if err := c.guardedLogin(); err != nil {
 		c.nc.Close()
 		if c.sess != nil {
-			c.srv.endSession(c.sess)
+			c.srv.finishSession(c.sess)
 		}
 		if !errors.Is(err, io.EOF) {
 			c.log.Info("login failed", "portal", c.portal.addr, "err", err)
@@ -157,20 +158,18 @@ func (c *conn) serve() {
 	go c.readLoop()
 	go c.writeLoop()
 	for {
+		var event func()
 		select {
 		case <-c.timer.C:
-			c.mu.Lock()
-			c.nopTimer()
+			event = c.nopTimer
 		case err := <-c.stopCh:
-			c.mu.Lock()
-			c.end(err, false)
+			event = func() { c.end(err, false) }
 		case <-c.drainCh:
-			c.mu.Lock()
-			c.startDrain()
+			event = c.startDrain
 		case <-c.endWake:
-			c.mu.Lock()
 		}
-		c.flushOut(false)
+		c.mu.Lock()
+		c.control(event)
 		ending := c.ending != nil
 		c.mu.Unlock()
 		if ending {
@@ -178,6 +177,17 @@ func (c *conn) serve() {
 		}
 	}
 	c.teardown()
+}
+
+// control runs one event of the control loop, if any, and hands what it
+// staged to the send queue; c.mu is held.
+func (c *conn) control(event func()) {
+	defer c.recoverLocked("control loop")
+	c.at(hookControl)
+	if event != nil {
+		event()
+	}
+	c.flushOut(false)
 }
 
 // end makes the connection close; with flush the PDUs queued so far (a
@@ -208,6 +218,66 @@ func (c *conn) fail(p *PDU, err error) {
 	}
 }
 
+// A panic on one of a connection's goroutines (reader, writer, control
+// loop, task management, a command's completion) must not take the
+// process down: it is recovered, logged with its stack, and ends that
+// connection only, through the usual teardown, which aborts its tasks,
+// returns its buffers and budget and ends its session.
+
+// panicked logs a recovered panic and returns the error the connection
+// ends with.
+func (c *conn) panicked(where string, r any) error {
+	c.log.Error("panic, dropping the connection", "in", where, "panic", r, "stack", string(debug.Stack()))
+	return dropConn("panic in %s: %v", where, r)
+}
+
+// recoverLocked, deferred by code that runs with c.mu held, turns a panic
+// into the end of the connection; c.mu is still held afterwards.
+func (c *conn) recoverLocked(where string) {
+	if r := recover(); r != nil {
+		c.end(c.panicked(where, r), false)
+	}
+}
+
+// recoverUnlocked is recoverLocked for code that runs without c.mu.
+func (c *conn) recoverUnlocked(where string) {
+	if r := recover(); r != nil {
+		err := c.panicked(where, r)
+		c.mu.Lock()
+		c.end(err, false)
+		c.mu.Unlock()
+	}
+}
+
+// guardedLogin runs the login phase; a panic fails the login.
+func (c *conn) guardedLogin() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.panicked("login", r)
+		}
+	}()
+	return c.login()
+}
+
+// hookPoint names a place where Server.hook is called, so tests can
+// inject panics where they must stay within one connection.
+type hookPoint uint8
+
+const (
+	hookReader     hookPoint = iota // each PDU the reader processes, c.mu held
+	hookWriter                      // each batch the writer role writes
+	hookControl                     // each control loop event, c.mu held
+	hookTMF                         // each task management function's work
+	hookCompletion                  // each command completion, c.mu held
+)
+
+// at calls the server's test hook, if any.
+func (c *conn) at(point hookPoint) {
+	if h := c.srv.hook; h != nil {
+		h(c, point)
+	}
+}
+
 // startDrain begins a graceful shutdown: the connection closes as soon as
 // no command is in progress.
 func (c *conn) startDrain() {
@@ -224,8 +294,16 @@ func (c *conn) checkDrained() {
 // teardown closes the connection and ends the session (ERL 0: a session
 // does not outlive its only connection): tasks in progress are aborted,
 // buffers returned, goroutines waited for. Once ending is set nothing new
-// starts and no response is staged.
+// starts and no response is staged. Should teardown itself panic, the
+// connection is closed and the session ended all the same.
 func (c *conn) teardown() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.panicked("teardown", r)
+			c.nc.Close()
+			c.srv.finishSession(c.sess)
+		}
+	}()
 	c.mu.Lock()
 	c.flushOut(false)
 	flush := c.flushOnEnd
@@ -259,12 +337,7 @@ func (c *conn) teardown() {
 	}
 	clear(c.held)
 	c.mu.Unlock()
-	if c.sess.nexus != nil {
-		// ERL 0: the session, and so the I_T nexus, ends with its only
-		// connection (SAM-5 6.3.4).
-		c.sess.nexus.End()
-	}
-	c.srv.endSession(c.sess)
+	c.srv.finishSession(c.sess)
 	switch {
 	case errors.Is(c.ending, errLogout):
 		c.log.Info("logout")

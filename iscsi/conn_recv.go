@@ -12,13 +12,10 @@ func (c *conn) readLoop() {
 	defer c.workers.Done()
 	var p PDU
 	for {
-		err := c.fr.ReadPDUInto(&p)
+		err := c.readPDU(&p)
 		c.mu.Lock()
 		if c.ending == nil {
-			c.rxCount++
-			c.handleRx(&p, err)
-			c.checkDrained()
-			c.flushOut(false)
+			c.receive(&p, err)
 		}
 		done := c.ending != nil
 		c.mu.Unlock()
@@ -26,6 +23,27 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+// readPDU reads the next PDU; a panic in the codec is an error that ends
+// the connection.
+func (c *conn) readPDU(p *PDU) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.panicked("reader", r)
+		}
+	}()
+	return c.fr.ReadPDUInto(p)
+}
+
+// receive processes a PDU, or the error reading it, with c.mu held.
+func (c *conn) receive(p *PDU, err error) {
+	defer c.recoverLocked("reader")
+	c.rxCount++
+	c.at(hookReader)
+	c.handleRx(p, err)
+	c.checkDrained()
+	c.flushOut(false)
 }
 
 // inStep reports whether the stream is still usable after a read error.

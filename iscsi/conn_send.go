@@ -113,13 +113,31 @@ func (c *conn) writeLoop() {
 // After a write error the connection is stopped and the remaining PDUs
 // only return their buffers.
 func (c *conn) writeQueued() {
+	for !c.writeBatches() {
+	}
+}
+
+// writeBatches is writeQueued's loop. It returns true once the writer
+// role is given up; after a panic, recovered here, it returns false and
+// the connection is stopped: the caller goes on, dropping what is queued,
+// so the role is still given up and teardown is not kept waiting.
+func (c *conn) writeBatches() (done bool) {
 	q := &c.sq
+	defer func() {
+		if r := recover(); r != nil {
+			q.err = c.panicked("writer", r)
+			q.batch = pduBatch{}
+			c.nc.Close()
+			c.stop(q.err)
+		}
+	}()
 	for {
 		batch := q.take()
 		if batch == nil {
-			return
+			return true
 		}
 		if q.err == nil {
+			c.at(hookWriter)
 			for i := range batch {
 				c.fr.appendPDU(&q.batch, &batch[i].bhs, batch[i].data)
 			}

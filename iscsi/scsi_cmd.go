@@ -138,18 +138,10 @@ func (t *task) completed(*scsi.Command) {
 	c := t.c
 	c.mu.Lock()
 	c.submitted--
-	c.retire(t)
-	if !t.cmd.Aborted && !t.claimed && c.ending == nil {
-		c.queueResult(t)
-	}
-	c.recycle(t)
-	if c.ending == nil {
-		c.checkTMFs()
-		c.checkDrained()
-	} else if c.reaping && c.submitted == 0 {
+	write := c.finishTask(t)
+	if c.reaping && c.submitted == 0 {
 		close(c.lastDone)
 	}
-	write := c.flushOut(true)
 	busy := c.submitted > 0
 	c.mu.Unlock()
 	if write {
@@ -160,6 +152,25 @@ func (t *task) completed(*scsi.Command) {
 		}
 		c.writeQueued()
 	}
+}
+
+// finishTask stages a completed command's response and recycles it; c.mu
+// is held. A panic ends the connection, whose teardown and session end
+// return what the task held. It reports whether the caller takes the
+// writer role.
+func (c *conn) finishTask(t *task) (write bool) {
+	defer c.recoverLocked("command completion")
+	c.at(hookCompletion)
+	c.retire(t)
+	if !t.cmd.Aborted && !t.claimed && c.ending == nil {
+		c.queueResult(t)
+	}
+	c.recycle(t)
+	if c.ending == nil {
+		c.checkTMFs()
+		c.checkDrained()
+	}
+	return c.flushOut(true)
 }
 
 // setFailure records why the command will be refused once its data is in.
@@ -487,9 +498,11 @@ func (c *conn) maybeRun(t *task) {
 		c.recycle(t)
 		return
 	}
+	// Counted once Submit returns: the completion cannot run before c.mu
+	// is released, and a Submit that panics leaves nothing to wait for.
+	scsi.Submit(&t.cmd, t.done)
 	t.submitted = true
 	c.submitted++
-	scsi.Submit(&t.cmd, t.done)
 }
 
 // dSense reports whether the addressed logical unit wants descriptor

@@ -25,6 +25,8 @@ type Server struct {
 	nopTimeout   time.Duration
 	loginTimeout time.Duration
 	dataOut      *budget // data-out bytes buffered by all connections
+	// hook, set only by tests, is called at the points hookPoint names.
+	hook func(*conn, hookPoint)
 
 	mu           sync.Mutex
 	listening    bool

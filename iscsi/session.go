@@ -3,6 +3,7 @@ package iscsi
 import (
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -25,6 +26,7 @@ type session struct {
 	view   map[uint64]*scsi.LU
 	conn   *conn
 	log    *slog.Logger
+	finish sync.Once // finishSession
 }
 
 // startSession creates the session a login is about to complete, first
@@ -110,8 +112,20 @@ func (s *Server) allocTSIH() (uint16, bool) {
 	return 0, false
 }
 
-// endSession forgets a session whose connection has ended.
-func (s *Server) endSession(sess *session) {
+// finishSession ends a session whose connection has ended, once however
+// many paths reach it: its I_T nexus ends (ERL 0, the session does not
+// outlive its only connection, SAM-5 6.3.4) and the server forgets it.
+func (s *Server) finishSession(sess *session) {
+	sess.finish.Do(func() {
+		if sess.nexus != nil {
+			sess.nexus.End()
+		}
+		s.forgetSession(sess)
+	})
+}
+
+// forgetSession removes an ended session from the server's tables.
+func (s *Server) forgetSession(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byTSIH[sess.tsih] == sess {

@@ -175,20 +175,42 @@ func (c *conn) abortScope(tm *tmfRequest, match func(*task) bool, work func()) {
 	tm.running = true
 	c.tmfs = append(c.tmfs, tm)
 	c.workers.Add(1)
-	go func() {
-		defer c.workers.Done()
-		work()
-		c.mu.Lock()
-		tm.running = false
-		if c.ending == nil {
-			c.checkTMFs()
-		}
-		write := c.flushOut(true)
-		c.mu.Unlock()
-		if write {
-			c.writeQueued()
-		}
-	}()
+	go c.runTMF(tm, work)
+}
+
+// runTMF runs a task management function's work and then answers the
+// functions that are ready; a panic ends the connection.
+func (c *conn) runTMF(tm *tmfRequest, work func()) {
+	defer c.workers.Done()
+	if !c.tmfWork(work) {
+		return
+	}
+	c.mu.Lock()
+	write := c.tmfDone(tm)
+	c.mu.Unlock()
+	if write {
+		c.writeQueued()
+	}
+}
+
+// tmfWork runs the abort work without c.mu; it reports false after a
+// panic.
+func (c *conn) tmfWork(work func()) (ok bool) {
+	defer c.recoverUnlocked("task management")
+	c.at(hookTMF)
+	work()
+	return true
+}
+
+// tmfDone records that tm's work has returned and answers what is ready;
+// c.mu is held. It reports whether the caller takes the writer role.
+func (c *conn) tmfDone(tm *tmfRequest) (write bool) {
+	defer c.recoverLocked("task management")
+	tm.running = false
+	if c.ending == nil {
+		c.checkTMFs()
+	}
+	return c.flushOut(true)
 }
 
 // checkTMFs answers the functions whose work is done and whose affected
