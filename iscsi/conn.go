@@ -18,6 +18,20 @@ import (
 // 4.2.2.1).
 const cmdWindow = 128
 
+// maxHeldBytes bounds the data of the Text Requests and NOP-Out pings a
+// connection keeps while they wait for their CmdSN; beyond it they are
+// rejected with reason 0Ah, out of resources (RFC 7143 11.17.1).
+const maxHeldBytes = 1 << 20
+
+// maxTMFs bounds the task management functions and logouts in progress
+// on a connection; more are rejected (RFC 7143 11.17.1: 06h for
+// immediate ones, 0Ah otherwise).
+const maxTMFs = 16
+
+// closeFlushTimeout bounds how long a closing connection tries to send
+// what it queued last (a Reject, a Logout Response).
+const closeFlushTimeout = 5 * time.Second
+
 // maxImmediateTasks bounds the immediate SCSI commands in progress; more
 // are answered with Reject reason 06h (RFC 7143 11.17.1).
 const maxImmediateTasks = 16
@@ -52,6 +66,7 @@ type conn struct {
 	maxCmdSN    uint32
 	tasks       map[uint32]*task       // by ITT
 	held        map[uint32]heldRequest // non-immediate PDUs ahead of ExpCmdSN
+	heldBytes   int                    // data segments copied into held
 	outstanding int                    // non-immediate tasks against the window
 	immediate   int                    // immediate tasks in progress
 	submitted   int                    // tasks in scsi.Submit not yet completed
@@ -83,7 +98,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn, p *portal) *conn {
 	bw := bufio.NewWriterSize(nc, 64<<10)
-	return &conn{
+	c := &conn{
 		srv:      s,
 		nc:       nc,
 		bw:       bw,
@@ -98,8 +113,10 @@ func newConn(s *Server, nc net.Conn, p *portal) *conn {
 		drainCh:  make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		finished: make(chan struct{}),
-		sq:       sendQueue{wake: make(chan struct{}, 1), idle: make(chan struct{})},
 	}
+	c.sq = sendQueue{limit: s.sendQueueLimit, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+	c.sq.room.L = &c.sq.mu
+	return c
 }
 
 // run serves the connection from login to close.
@@ -308,13 +325,14 @@ func (c *conn) teardown() {
 	c.flushOut(false)
 	flush := c.flushOnEnd
 	c.mu.Unlock()
+	var flushBy time.Time
 	if flush {
 		// Bounded: a peer that stops reading cannot hold the close.
-		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		flushBy = time.Now().Add(min(closeFlushTimeout, c.srv.sendTimeout))
 	} else {
 		c.nc.Close()
 	}
-	c.sq.close()
+	c.sq.close(c.nc, flushBy)
 	<-c.sq.idle
 	c.nc.Close()
 	close(c.quit)
@@ -336,6 +354,7 @@ func (c *conn) teardown() {
 		c.releaseTask(t)
 	}
 	clear(c.held)
+	c.heldBytes = 0
 	c.mu.Unlock()
 	c.srv.finishSession(c.sess)
 	switch {

@@ -12,6 +12,9 @@ func (c *conn) readLoop() {
 	defer c.workers.Done()
 	var p PDU
 	for {
+		// Backpressure: an initiator that does not read its answers is
+		// not read either.
+		c.sq.waitRoom()
 		err := c.readPDU(&p)
 		c.mu.Lock()
 		if c.ending == nil {
@@ -191,6 +194,7 @@ func (c *conn) deliverHeld() {
 			h.t.delivered = true
 			c.maybeRun(h.t)
 		case heldCopy:
+			c.heldBytes -= len(h.data)
 			p := &PDU{BHS: h.bhs, Data: h.data}
 			if err := c.deliver(p); err != nil {
 				c.fail(p, err)
@@ -247,6 +251,11 @@ func (c *conn) processOrdered(p *PDU) error {
 		c.log.Debug("request outside the CmdSN window dropped", "opcode", p.Opcode().String(), "cmdsn", sn,
 			"exp_cmdsn", c.expCmdSN, "max_cmdsn", c.maxCmdSN)
 	case admitHold:
+		if c.heldBytes+len(p.Data) > maxHeldBytes {
+			c.consumeCmdSN(p)
+			return reject(RejectLongOp, "%d bytes of requests already wait for their CmdSN", c.heldBytes)
+		}
+		c.heldBytes += len(p.Data)
 		c.held[sn] = heldRequest{kind: heldCopy, bhs: p.BHS, data: slices.Clone(p.Data)}
 	case admitNow:
 		// ExpCmdSN counts the request as received before its answer goes

@@ -25,7 +25,11 @@
 // completion into the response and writes it when the socket is free
 // (together with whatever else is queued, in one vectored write), a
 // writer goroutine sends what the reader and the control loop (timers,
-// stop, drain) queue. odxtgt negotiates MaxConnections=1 and
+// stop, drain) queue. The send queue is bounded: once SendQueueLimit bytes
+// wait for the socket the reader stops reading from that initiator, and a
+// write that makes no progress for SendTimeout drops the connection. A
+// panic on any of these goroutines is recovered and ends its connection
+// only. odxtgt negotiates MaxConnections=1 and
 // ErrorRecoveryLevel=0, so a session lives and dies with its one
 // connection; a new login with the same initiator name and ISID reinstates
 // the session, aborting the old one's tasks first.

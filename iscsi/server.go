@@ -24,7 +24,11 @@ type Server struct {
 	nopInterval  time.Duration
 	nopTimeout   time.Duration
 	loginTimeout time.Duration
-	dataOut      *budget // data-out bytes buffered by all connections
+	sendTimeout  time.Duration
+	// sendQueueLimit is the bytes queued for a connection's socket past
+	// which its reader waits.
+	sendQueueLimit int
+	dataOut        *budget // data-out bytes buffered by all connections
 	// hook, set only by tests, is called at the points hookPoint names.
 	hook func(*conn, hookPoint)
 
@@ -54,18 +58,20 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:          cfg,
-		log:          cfg.Logger,
-		targets:      map[string]*Target{},
-		targetLUs:    map[*Target][]*scsi.LU{},
-		nopInterval:  orDefault(cfg.NOPInInterval, DefaultNOPInInterval),
-		nopTimeout:   orDefault(cfg.NOPInTimeout, DefaultNOPInTimeout),
-		loginTimeout: orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
-		dataOut:      &budget{limit: cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget)},
-		sessions:     map[string]*session{},
-		byTSIH:       map[uint16]*session{},
-		conns:        map[*conn]struct{}{},
-		closed:       make(chan struct{}),
+		cfg:            cfg,
+		log:            cfg.Logger,
+		targets:        map[string]*Target{},
+		targetLUs:      map[*Target][]*scsi.LU{},
+		nopInterval:    orDefault(cfg.NOPInInterval, DefaultNOPInInterval),
+		nopTimeout:     orDefault(cfg.NOPInTimeout, DefaultNOPInTimeout),
+		loginTimeout:   orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
+		sendTimeout:    orDefault(cfg.SendTimeout, DefaultSendTimeout),
+		sendQueueLimit: cmp.Or(cfg.SendQueueLimit, DefaultSendQueueLimit),
+		dataOut:        &budget{limit: cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget)},
+		sessions:       map[string]*session{},
+		byTSIH:         map[uint16]*session{},
+		conns:          map[*conn]struct{}{},
+		closed:         make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()

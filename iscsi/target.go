@@ -73,6 +73,15 @@ type Config struct {
 	// LoginTimeout bounds the whole login phase of a connection; 0 means
 	// 15 s.
 	LoginTimeout time.Duration
+	// SendTimeout is how long a socket write in full feature phase may
+	// make no progress, the initiator not reading, before the connection
+	// is dropped; 0 means 30 s.
+	SendTimeout time.Duration
+	// SendQueueLimit is how many bytes of PDUs (headers and data
+	// segments) may wait for a connection's socket before the target
+	// stops reading from that initiator until they drain; 0 means
+	// DefaultSendQueueLimit. Negative values are invalid.
+	SendQueueLimit int
 	// DataOutBudget bounds the data-out bytes buffered for commands across
 	// all connections; 0 means DefaultDataOutBudget. A write that would
 	// exceed it ends with TASK SET FULL, which initiators retry.
@@ -84,7 +93,11 @@ const (
 	DefaultNOPInInterval = 30 * time.Second
 	DefaultNOPInTimeout  = 30 * time.Second
 	DefaultLoginTimeout  = 15 * time.Second
+	DefaultSendTimeout   = 30 * time.Second
 )
+
+// DefaultSendQueueLimit is the default Config.SendQueueLimit.
+const DefaultSendQueueLimit = 1 << 20
 
 // DefaultDataOutBudget is the default Config.DataOutBudget: room for 64
 // writes of the largest transfer at once.
@@ -128,6 +141,9 @@ func (cfg *Config) validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if cfg.Absent == nil {
 		bad("config: Absent logical unit is required")
+	}
+	if cfg.SendQueueLimit < 0 {
+		bad("config: SendQueueLimit %d is negative", cfg.SendQueueLimit)
 	}
 	names := map[string]bool{}
 	for ti, t := range cfg.Targets {

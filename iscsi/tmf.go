@@ -60,6 +60,9 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 		return reject(RejectCmdNotSupported, "task management in a discovery session")
 	}
 	fn := p.Flags() & 0x7F
+	if err := c.tmfRoom(p); err != nil {
+		return err
+	}
 	tm := &tmfRequest{itt: p.ITT()}
 	nexus := c.sess.nexus
 	lun, err := scsi.DecodeLUN(p.LUN())
@@ -132,6 +135,19 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 	}
 	c.queueTMFResponse(tm)
 	return nil
+}
+
+// tmfRoom refuses a task management function or logout while maxTMFs
+// are in progress.
+func (c *conn) tmfRoom(p *PDU) error {
+	if len(c.tmfs) < maxTMFs {
+		return nil
+	}
+	reason := RejectLongOp
+	if p.Immediate() {
+		reason = RejectImmediateCmd
+	}
+	return reject(reason, "%d task management functions in progress", len(c.tmfs))
 }
 
 // abortMissing answers ABORT TASK for a tag with no task (RFC 7143
