@@ -98,7 +98,7 @@ func TestSendQueueBoundedWhenInitiatorDoesNotRead(t *testing.T) {
 				time.Sleep(10 * time.Second)
 				assert.Less(t, <-sent, tc.count)
 				synctest.Wait()
-				assert.Len(t, tt.srv.conns, 1)
+				assert.Equal(t, 1, tt.connCount())
 				assert.Equal(t, scsi.StatusGood, other.wantResult(other.command(tur, cmdOpts{})).status)
 			})
 		})
@@ -203,4 +203,11 @@ func TestTMFStormBounded(t *testing.T) {
 		}
 		assert.Equal(t, scsi.StatusGood, tt.wantResult(tt.command(tur, cmdOpts{})).status)
 	})
+}
+
+// connCount returns how many connections the server runs.
+func (tt *tester) connCount() int {
+	tt.srv.mu.Lock()
+	defer tt.srv.mu.Unlock()
+	return len(tt.srv.conns)
 }

@@ -171,6 +171,8 @@ func (c *conn) serve() {
 	c.fr.MaxRecvDataSegmentLength = targetMaxRecvDataSegmentLength
 	c.timer = time.NewTimer(c.srv.nopInterval)
 	defer c.timer.Stop()
+	dataTick := time.NewTicker(c.srv.dataOutTimeout)
+	defer dataTick.Stop()
 	c.workers.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
@@ -183,6 +185,8 @@ func (c *conn) serve() {
 			event = func() { c.end(err, false) }
 		case <-c.drainCh:
 			event = c.startDrain
+		case <-dataTick.C:
+			event = c.checkDataOut
 		case <-c.endWake:
 		}
 		c.mu.Lock()

@@ -191,8 +191,7 @@ func (c *conn) deliverHeld() {
 		c.expCmdSN++
 		switch h.kind {
 		case heldTask:
-			h.t.delivered = true
-			c.maybeRun(h.t)
+			c.deliverTask(h.t)
 		case heldCopy:
 			c.heldBytes -= len(h.data)
 			p := &PDU{BHS: h.bhs, Data: h.data}

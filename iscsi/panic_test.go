@@ -49,15 +49,15 @@ func TestPanicDropsOnlyThatConnection(t *testing.T) {
 				itt := a.command(write10(0, 4), cmdOpts{write: true, edtl: 4 * testBlock})
 				a.wantR2T(itt)
 				synctest.Wait()
-				require.Equal(t, int64(4*testBlock), a.srv.dataOut.used)
+				require.Equal(t, int64(4*testBlock), a.budgetUsed())
 
 				armed.Store(true)
 				tc.trigger(a)
 				a.wantClosed()
 				synctest.Wait()
 				assert.False(t, armed.Load(), "the hook fired")
-				assert.Zero(t, a.srv.dataOut.used, "the budget is back")
-				assert.Len(t, a.srv.conns, 1, "the connection is torn down, its slow command aborted")
+				assert.Zero(t, a.budgetUsed(), "the budget is back")
+				assert.Equal(t, 1, a.connCount(), "the connection is torn down, its slow command aborted")
 
 				if tc.point == hookControl {
 					// The other connection's NOP timer fired too.

@@ -91,6 +91,9 @@ type task struct {
 	unsolOpen bool
 	unsol     dataSeq
 
+	// stalled: no Data-Out since the last data-out timeout tick.
+	stalled bool
+
 	nextR2T uint32 // first byte not yet asked for
 	r2ts    []r2t
 	sn      uint32 // next R2TSN / DataSN; they share one space (RFC 7143 11.7.5)
@@ -100,7 +103,8 @@ type task struct {
 	refused    bool
 	failStatus scsi.Status
 	failure    *scsi.Sense
-	// reserved is what the command holds of the server's data-out budget.
+	// reserved is what the command holds of the data-out budget: the
+	// length of out.
 	reserved int64
 
 	alloc func(int) []byte
@@ -179,10 +183,12 @@ func (t *task) setFailure(s *scsi.Sense) {
 }
 
 // refuse records that the transport ends the command itself with status
-// and, for CHECK CONDITION, sense; the first refusal wins.
+// and, for CHECK CONDITION, sense; the first refusal wins. The data-out
+// buffer goes at once: what still arrives is drained.
 func (t *task) refuse(status scsi.Status, s *scsi.Sense) {
 	if !t.refused {
 		t.refused, t.failStatus, t.failure = true, status, s
+		t.c.dropData(t)
 	}
 }
 
@@ -325,16 +331,6 @@ func (c *conn) startData(t *task, p *PDU) {
 		// Refused without buffering; unsolicited data is still drained.
 		t.setFailure(scsi.NewSense(scsi.IllegalRequest, scsi.ASCInvalidFieldInCommandIU).
 			WithReason("expected data transfer length %d exceeds %d", t.edtl, scsi.MaxTransferBytes))
-	} else if t.edtl > 0 && !c.srv.dataOut.reserve(int64(t.edtl)) {
-		// Out of buffer room: TASK SET FULL (SAM-5 5.3.1) asks the
-		// initiator to retry once other commands have finished;
-		// unsolicited data is drained as for any refused command.
-		t.refuse(scsi.StatusTaskSetFull, nil)
-		c.log.Debug("data-out budget exhausted", "itt", t.itt, "edtl", t.edtl)
-	} else if t.edtl > 0 {
-		t.reserved = int64(t.edtl)
-		t.out = getBuffer(int(t.edtl))
-		t.cmd.DataOut = t.out.b
 	}
 	// FirstBurstLength bounds the unsolicited data, immediate data
 	// included (RFC 7143 13.14), and no data-out goes beyond EDTL (RFC 7143
@@ -344,14 +340,9 @@ func (c *conn) startData(t *task, p *PDU) {
 	// reaches past the buffer.
 	firstBurst := min(c.p.FirstBurstLength, t.edtl)
 	taken := min(imm, firstBurst)
-	if imm > 0 {
-		switch {
-		case !c.p.ImmediateData || imm > firstBurst:
-			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
-				WithReason("%d bytes of immediate data, %d allowed", imm, firstBurst))
-		case t.out != nil:
-			copy(t.out.b, p.Data)
-		}
+	if imm > 0 && (!c.p.ImmediateData || imm > firstBurst) {
+		t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
+			WithReason("%d bytes of immediate data, %d allowed", imm, firstBurst))
 	}
 	t.nextR2T = taken
 	// With InitialR2T=No and F=0, unsolicited Data-Out follows up to
@@ -361,13 +352,67 @@ func (c *conn) startData(t *task, p *PDU) {
 		t.unsol = dataSeq{start: taken, end: firstBurst, next: taken}
 		t.nextR2T = firstBurst
 	}
+	c.growData(t)
+	if t.out != nil {
+		copy(t.out.b, p.Data[:taken])
+	}
 	c.issueR2Ts(t)
+}
+
+// growData gives a write command the buffer, and the budget reservation,
+// its data-out needs so far: while it waits for its CmdSN only what the
+// initiator may send unsolicited (at most FirstBurstLength, RFC 7143
+// 13.14), all of EDTL once its turn has come and the rest is solicited.
+// A reservation that does not fit refuses the command with TASK SET FULL
+// (SAM-5 5.3.1), which initiators retry once other commands have ended;
+// its unsolicited data is drained as for any refused command.
+func (c *conn) growData(t *task) {
+	if !t.write || t.refused {
+		return
+	}
+	want := t.nextR2T // the unsolicited part
+	if t.delivered {
+		want = t.edtl
+	}
+	if int64(want) <= t.reserved {
+		return
+	}
+	if !c.srv.dataOut.reserve(c.sess.share, int64(want)-t.reserved) {
+		c.log.Debug("data-out budget exhausted", "itt", t.itt, "edtl", t.edtl, "want", want)
+		t.refuse(scsi.StatusTaskSetFull, nil)
+		return
+	}
+	b := getBuffer(int(want))
+	if t.out != nil {
+		copy(b.b, t.out.b)
+		t.out.release()
+	}
+	t.out, t.reserved = b, int64(want)
+	t.cmd.DataOut = b.b
+}
+
+// dropData returns a task's data-out buffer and budget reservation.
+func (c *conn) dropData(t *task) {
+	t.out.release()
+	t.out = nil
+	t.cmd.DataOut = nil
+	c.srv.dataOut.release(c.sess.share, t.reserved)
+	t.reserved = 0
+}
+
+// deliverTask starts a held command whose CmdSN turn has come: its data
+// is solicited now, then it runs once that is in.
+func (c *conn) deliverTask(t *task) {
+	t.delivered = true
+	c.growData(t)
+	c.issueR2Ts(t)
+	c.maybeRun(t)
 }
 
 // issueR2Ts solicits the data still missing, up to MaxOutstandingR2T
 // bursts of at most MaxBurstLength at a time (RFC 7143 13.17).
 func (c *conn) issueR2Ts(t *task) {
-	for !t.refused && len(t.r2ts) < int(c.p.MaxOutstandingR2T) && t.nextR2T < t.edtl {
+	for t.delivered && !t.refused && len(t.r2ts) < int(c.p.MaxOutstandingR2T) && t.nextR2T < t.edtl {
 		n := min(t.edtl-t.nextR2T, c.p.MaxBurstLength)
 		c.nextTTT++
 		if c.nextTTT == ReservedTag {
@@ -391,6 +436,7 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 		c.log.Debug("Data-Out for no task in progress discarded", "itt", p.ITT())
 		return nil
 	}
+	t.stalled = false
 	n := uint32(p.DataSegmentLength())
 	ttt := p.Uint32(OffTTT)
 	dataSN := p.Uint32(OffDataSN)
@@ -465,6 +511,37 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 	return nil
 }
 
+// awaitingData reports whether the command waits for Data-Out the
+// initiator has been allowed or asked to send.
+func (t *task) awaitingData() bool {
+	return !t.submitted && (t.unsolOpen || len(t.r2ts) > 0)
+}
+
+// checkDataOut runs every DataOutTimeout: a command that has waited for
+// Data-Out through a whole period without receiving any ends, so data an
+// initiator announces (EDTL, F=0) and withholds cannot hold the budget.
+// At ErrorRecoveryLevel 0 the data cannot be asked for again; the command
+// ends with CHECK CONDITION, ABORTED COMMAND and the iSCSI condition
+// "incorrect amount of data" (RFC 7143 11.4.7.2), and the connection goes
+// on.
+func (c *conn) checkDataOut() {
+	for _, t := range c.tasks {
+		switch {
+		case !t.awaitingData():
+			t.stalled = false
+		case !t.stalled:
+			t.stalled = true
+		default:
+			c.log.Warn("no Data-Out for a write", "itt", t.itt, "edtl", t.edtl, "timeout", c.srv.dataOutTimeout)
+			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascNotEnoughUnsolicitedData).
+				WithReason("no Data-Out for %v", c.srv.dataOutTimeout))
+			t.unsolOpen = false
+			t.r2ts = t.r2ts[:0]
+			c.maybeRun(t)
+		}
+	}
+}
+
 // copyIn stores data-out at its buffer offset unless the data is known to
 // be bad. The caller has checked the range against the sequence, which
 // lies within EDTL; the buffer is checked again all the same, so no
@@ -531,11 +608,9 @@ func (c *conn) retire(t *task) {
 
 // recycle returns a retired task's buffers and keeps it for reuse.
 func (c *conn) recycle(t *task) {
-	t.out.release()
+	c.dropData(t)
 	t.in.release()
-	t.out, t.in = nil, nil
-	c.srv.dataOut.release(t.reserved)
-	t.reserved = 0
+	t.in = nil
 	t.cmd = scsi.Command{}
 	t.failure, t.refused = nil, false
 	t.gen++

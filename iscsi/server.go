@@ -25,6 +25,8 @@ type Server struct {
 	nopTimeout   time.Duration
 	loginTimeout time.Duration
 	sendTimeout  time.Duration
+	// dataOutTimeout is how long a command may wait for Data-Out.
+	dataOutTimeout time.Duration
 	// sendQueueLimit is the bytes queued for a connection's socket past
 	// which its reader waits.
 	sendQueueLimit int
@@ -67,7 +69,10 @@ func NewServer(cfg Config) (*Server, error) {
 		loginTimeout:   orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
 		sendTimeout:    orDefault(cfg.SendTimeout, DefaultSendTimeout),
 		sendQueueLimit: cmp.Or(cfg.SendQueueLimit, DefaultSendQueueLimit),
-		dataOut:        &budget{limit: cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget)},
+		dataOut: newBudget(cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget),
+			cmp.Or(cfg.SessionDataOutBudget, DefaultSessionDataOutBudget),
+			cmp.Or(cfg.InitiatorDataOutBudget, DefaultInitiatorDataOutBudget)),
+		dataOutTimeout: orDefault(cfg.DataOutTimeout, DefaultDataOutTimeout),
 		sessions:       map[string]*session{},
 		byTSIH:         map[uint16]*session{},
 		conns:          map[*conn]struct{}{},

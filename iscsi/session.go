@@ -26,6 +26,7 @@ type session struct {
 	view   map[uint64]*scsi.LU
 	conn   *conn
 	log    *slog.Logger
+	share  *share    // of the data-out budget; nil for discovery sessions
 	finish sync.Once // finishSession
 }
 
@@ -90,6 +91,9 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 		attrs = append(attrs, "target", ls.target.Name, "tpgt", ls.tpg.Tag)
 	}
 	sess.log = s.log.With(attrs...)
+	if !ls.discovery {
+		sess.share = s.dataOut.join(ls.initiatorName)
+	}
 	c.sess = sess
 	c.p = ls.p
 	c.cid = ls.req.cid
@@ -119,6 +123,9 @@ func (s *Server) finishSession(sess *session) {
 	sess.finish.Do(func() {
 		if sess.nexus != nil {
 			sess.nexus.End()
+		}
+		if sess.share != nil {
+			s.dataOut.leave(sess.share)
 		}
 		s.forgetSession(sess)
 	})

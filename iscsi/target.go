@@ -84,24 +84,48 @@ type Config struct {
 	SendQueueLimit int
 	// DataOutBudget bounds the data-out bytes buffered for commands across
 	// all connections; 0 means DefaultDataOutBudget. A write that would
-	// exceed it ends with TASK SET FULL, which initiators retry.
+	// exceed it, or its session's or initiator's share, ends with TASK SET
+	// FULL, which initiators retry. A write reserves its EDTL once its
+	// CmdSN turn has come; before that only its unsolicited data.
 	DataOutBudget int64
+	// SessionDataOutBudget caps what one session may hold of
+	// DataOutBudget; 0 means DefaultSessionDataOutBudget. A session's
+	// share is DataOutBudget divided among the sessions logged in, at
+	// least scsi.MaxTransferBytes, at most this cap. Set, it must be at
+	// least scsi.MaxTransferBytes.
+	SessionDataOutBudget int64
+	// InitiatorDataOutBudget caps what the sessions of one initiator
+	// name may hold together, shared the same way among the initiator
+	// names logged in; 0 means DefaultInitiatorDataOutBudget. Set, it
+	// must be at least scsi.MaxTransferBytes.
+	InitiatorDataOutBudget int64
+	// DataOutTimeout ends a write whose announced data stops arriving:
+	// after DataOutTimeout (at most twice that) without a Data-Out for
+	// it, the command ends with CHECK CONDITION, ABORTED COMMAND,
+	// INCORRECT AMOUNT OF DATA (0C0Dh) and its reservation is released;
+	// 0 means 30 s.
+	DataOutTimeout time.Duration
 }
 
 // Defaults for the Config durations.
 const (
-	DefaultNOPInInterval = 30 * time.Second
-	DefaultNOPInTimeout  = 30 * time.Second
-	DefaultLoginTimeout  = 15 * time.Second
-	DefaultSendTimeout   = 30 * time.Second
+	DefaultNOPInInterval  = 30 * time.Second
+	DefaultNOPInTimeout   = 30 * time.Second
+	DefaultLoginTimeout   = 15 * time.Second
+	DefaultSendTimeout    = 30 * time.Second
+	DefaultDataOutTimeout = 30 * time.Second
 )
 
 // DefaultSendQueueLimit is the default Config.SendQueueLimit.
 const DefaultSendQueueLimit = 1 << 20
 
-// DefaultDataOutBudget is the default Config.DataOutBudget: room for 64
-// writes of the largest transfer at once.
-const DefaultDataOutBudget = 64 * scsi.MaxTransferBytes
+// Defaults of the data-out budgets: room for 64 writes of the largest
+// transfer at once, 16 of them for one session, 32 for one initiator.
+const (
+	DefaultDataOutBudget          = 64 * scsi.MaxTransferBytes
+	DefaultSessionDataOutBudget   = 16 * scsi.MaxTransferBytes
+	DefaultInitiatorDataOutBudget = 32 * scsi.MaxTransferBytes
+)
 
 // maxNameLength is the longest iSCSI name (RFC 7143 4.2.7.1: 223 bytes).
 const maxNameLength = 223
@@ -144,6 +168,17 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.SendQueueLimit < 0 {
 		bad("config: SendQueueLimit %d is negative", cfg.SendQueueLimit)
+	}
+	if cfg.DataOutBudget < 0 {
+		bad("config: DataOutBudget %d is negative", cfg.DataOutBudget)
+	}
+	for _, b := range []struct {
+		name string
+		v    int64
+	}{{"SessionDataOutBudget", cfg.SessionDataOutBudget}, {"InitiatorDataOutBudget", cfg.InitiatorDataOutBudget}} {
+		if b.v != 0 && b.v < scsi.MaxTransferBytes {
+			bad("config: %s %d is below the largest transfer, %d", b.name, b.v, scsi.MaxTransferBytes)
+		}
 	}
 	names := map[string]bool{}
 	for ti, t := range cfg.Targets {
