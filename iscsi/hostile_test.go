@@ -1,11 +1,11 @@
 package iscsi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -80,12 +80,21 @@ func (h *hostile) initiatorName() string {
 
 // checkAlive logs in a new, well-behaved session and runs a write and a
 // read on it.
-func (h *hostile) checkAlive() {
+func (h *hostile) checkAlive() { h.checkAliveFrom(nil) }
+
+// checkAliveFrom is checkAlive from the local address ip (nil for any).
+func (h *hostile) checkAliveFrom(ip net.IP) {
 	t := h.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := initiator.Dial(ctx, h.addr, initiator.Config{InitiatorName: h.initiatorName(), TargetName: hostileTarget})
+	d := net.Dialer{}
+	if ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	nc, err := d.DialContext(ctx, "tcp", h.addr)
+	require.NoError(t, err)
+	s, err := initiator.Login(ctx, nc, initiator.Config{InitiatorName: h.initiatorName(), TargetName: hostileTarget})
 	require.NoError(t, err, "a new session logs in")
 	defer s.Close()
 	// The first command of a new nexus may report the power-on unit
@@ -160,8 +169,14 @@ func (h *hostile) dialRaw() *rawConn {
 // to full feature phase, with the given operational keys.
 func (h *hostile) rawLogin(ops ...string) *rawConn {
 	h.t.Helper()
+	return h.rawLoginAs(h.initiatorName(), ops...)
+}
+
+// rawLoginAs is rawLogin with the given initiator name.
+func (h *hostile) rawLoginAs(name string, ops ...string) *rawConn {
+	h.t.Helper()
 	c := h.dialRaw()
-	keys := iscsi.TextKeys{{Key: "InitiatorName", Value: h.initiatorName()}, {Key: "TargetName", Value: hostileTarget},
+	keys := iscsi.TextKeys{{Key: "InitiatorName", Value: name}, {Key: "TargetName", Value: hostileTarget},
 		{Key: "SessionType", Value: "Normal"}, {Key: "MaxRecvDataSegmentLength", Value: "262144"}}
 	for i := 0; i+1 < len(ops); i += 2 {
 		keys.Set(ops[i], ops[i+1])
@@ -173,6 +188,11 @@ func (h *hostile) rawLogin(ops ...string) *rawConn {
 	require.Zero(h.t, resp.Uint16(offLoginStatus), "login status")
 	require.NotZero(h.t, resp.Flags()&loginTransit)
 	c.statSN = resp.Uint32(iscsi.OffStatSN) + 1
+	got, err := iscsi.ParseText(resp.Data)
+	require.NoError(h.t, err)
+	hd, _ := got.Get("HeaderDigest")
+	dd, _ := got.Get("DataDigest")
+	c.fr.HeaderDigest, c.fr.DataDigest = hd == "CRC32C", dd == "CRC32C"
 	c.fr.MaxRecvDataSegmentLength = iscsi.MaxDataSegmentLength
 	return c
 }
@@ -273,10 +293,77 @@ func (c *rawConn) wantStatus(itt uint32) (scsi.Status, *scsi.Sense) {
 	}
 }
 
-// discard reads and drops whatever the server sends until the connection
-// closes.
-func (c *rawConn) discard() {
-	go io.Copy(io.Discard, c.nc)
+// pump reads the server's PDUs on a goroutine of its own from now on;
+// the channel closes when the connection does.
+func (c *rawConn) pump() <-chan *iscsi.PDU {
+	ch := make(chan *iscsi.PDU, 64)
+	go func() {
+		defer close(ch)
+		c.nc.SetReadDeadline(time.Time{})
+		for {
+			p, err := c.fr.ReadPDU()
+			var dd *iscsi.DataDigestError
+			var tl *iscsi.DataSegmentTooLongError
+			if err != nil && !errors.As(err, &dd) && !errors.As(err, &tl) {
+				return
+			}
+			p.Data = append([]byte(nil), p.Data...)
+			ch <- p
+		}
+	}()
+	return ch
+}
+
+// waitFor reads from a pump until a PDU matches, reporting false if the
+// connection closes first.
+func waitFor(t *testing.T, ch <-chan *iscsi.PDU, match func(*iscsi.PDU) bool) bool {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case p, ok := <-ch:
+			if !ok {
+				return false
+			}
+			if match(p) {
+				return true
+			}
+		case <-timeout:
+			require.FailNow(t, "no answer from the server")
+		}
+	}
+}
+
+// ping builds an immediate NOP-Out ping.
+func (c *rawConn) ping(data []byte) *iscsi.PDU {
+	p := &iscsi.PDU{Data: data}
+	p.SetOpcode(iscsi.OpNOPOut)
+	p.SetImmediate(true)
+	p.SetFinal(true)
+	p.SetITT(c.nextITT())
+	p.PutUint32(iscsi.OffTTT, iscsi.ReservedTag)
+	p.PutUint32(iscsi.OffCmdSN, c.cmdSN)
+	return p
+}
+
+// roundTrip pings the server through a pump and reports whether the
+// answer came before the connection closed.
+func (c *rawConn) roundTrip(ch <-chan *iscsi.PDU) bool {
+	c.t.Helper()
+	p := c.ping(nil)
+	if c.send(p) != nil {
+		return false
+	}
+	itt := p.ITT()
+	return waitFor(c.t, ch, func(q *iscsi.PDU) bool { return q.Opcode() == iscsi.OpNOPIn && q.ITT() == itt })
+}
+
+// hostileConfig gives the attacks short deadlines, so the suite runs
+// fast.
+func hostileConfig(c *iscsi.Config) {
+	c.LoginTimeout = 500 * time.Millisecond
+	c.SendTimeout = 500 * time.Millisecond
+	c.DataOutTimeout = 300 * time.Millisecond
 }
 
 // TestImmediateDataBeyondEDTLThenDataOutAtEndTCP is the crash of
@@ -293,5 +380,232 @@ func TestImmediateDataBeyondEDTLThenDataOutAtEndTCP(t *testing.T) {
 	assert.Equal(t, scsi.AbortedCommand, sense.Key)
 	assert.Equal(t, scsi.ASC(0x0C0C), sense.Code)
 	c.nc.Close()
+	h.settle()
+}
+
+// TestHostileIdleConnections: a flood of TCP connections that never log
+// in does not keep another source from logging in, over the per-source
+// cap the extra connections are closed at once, and LoginTimeout closes
+// the rest.
+func TestHostileIdleConnections(t *testing.T) {
+	h := newHostile(t, func(c *iscsi.Config) { c.LoginTimeout = 3 * time.Second })
+	probe, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).Dial("tcp", h.addr)
+	if err != nil {
+		t.Skipf("cannot connect from 127.0.0.2 (%v): the per-source cap cannot be told apart", err)
+	}
+	probe.Close()
+	closed := make(chan struct{}, 200)
+	for range 200 {
+		nc, err := net.Dial("tcp", h.addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { nc.Close() })
+		go func() {
+			nc.Read(make([]byte, 1)) // returns when the server closes it
+			closed <- struct{}{}
+		}()
+	}
+	for range 200 - iscsi.DefaultMaxConnectionsPerIP {
+		<-closed
+	}
+	h.checkAliveFrom(net.IPv4(127, 0, 0, 2))
+	for range iscsi.DefaultMaxConnectionsPerIP {
+		<-closed // LoginTimeout
+	}
+	h.settle()
+}
+
+// TestHostileConnectionCap: past MaxConnections, new connections are
+// closed at once, whatever their source.
+func TestHostileConnectionCap(t *testing.T) {
+	h := newHostile(t, hostileConfig, func(c *iscsi.Config) { c.MaxConnections = 20; c.MaxConnectionsPerIP = 1000 })
+	closed := make(chan struct{}, 50)
+	for range 50 {
+		nc, err := net.Dial("tcp", h.addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { nc.Close() })
+		go func() {
+			nc.Read(make([]byte, 1))
+			closed <- struct{}{}
+		}()
+	}
+	for range 50 {
+		<-closed // 30 at once, 20 after LoginTimeout
+	}
+	h.settle()
+}
+
+// TestHostileSlowLogin: LoginTimeout counts from accept, for a peer that
+// sends nothing and for one that trickles a Login Request a byte at a
+// time.
+func TestHostileSlowLogin(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	silent := h.dialRaw()
+	trickle := h.dialRaw()
+	p := trickle.loginPDU(iscsi.TextKeys{{Key: "InitiatorName", Value: h.initiatorName()}, {Key: "TargetName", Value: hostileTarget}})
+	var buf bytes.Buffer
+	require.NoError(t, iscsi.NewFramer(&buf, &buf).WritePDU(p))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, b := range buf.Bytes() {
+			if _, err := trickle.nc.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	silent.wantClosed()
+	trickle.wantClosed()
+	<-done
+	h.settle()
+}
+
+// TestHostileLoginFlood: many logins that vanish without logging out, and
+// many left halfway through negotiation.
+func TestHostileLoginFlood(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	for range 200 {
+		c := h.rawLogin()
+		c.nc.Close()
+	}
+	for range 50 {
+		c := h.dialRaw()
+		p := c.loginPDU(iscsi.TextKeys{{Key: "InitiatorName", Value: h.initiatorName()}, {Key: "TargetName", Value: hostileTarget}})
+		p.BHS[1] = 0 // security stage, no transit: the login stays open
+		require.NoError(t, c.fr.WritePDU(p))
+	}
+	h.settle()
+}
+
+// TestHostileLoginRequests: login PDUs with oversized, malformed or absurd
+// text. Each ends with a Login Response refusing it, a closed connection,
+// or, where the RFC says to answer a bad value with Reject and go on, a
+// login that succeeds with sane values.
+func TestHostileLoginRequests(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	keys := func(extra ...string) iscsi.TextKeys {
+		k := iscsi.TextKeys{{Key: "InitiatorName", Value: h.initiatorName()}, {Key: "TargetName", Value: hostileTarget}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			k.Set(extra[i], extra[i+1])
+		}
+		return k
+	}
+	many := keys()
+	for i := range 2000 {
+		many.Add(fmt.Sprintf("X-odxtgt-%d", i), "1")
+	}
+	const (
+		refused = iota
+		closes
+		succeeds
+	)
+	for _, tc := range []struct {
+		name string
+		pdus func(c *rawConn) []*iscsi.PDU
+		want int
+	}{
+		{"a value of 255 bytes", func(c *rawConn) []*iscsi.PDU {
+			return []*iscsi.PDU{c.loginPDU(keys("X-big", string(bytes.Repeat([]byte("a"), 255))))}
+		}, succeeds},
+		{"10 KiB of keys", func(c *rawConn) []*iscsi.PDU {
+			p := c.loginPDU(keys())
+			p.Data = append(p.Data, bytes.Repeat([]byte("X-a=b\x00"), 2000)...)
+			return []*iscsi.PDU{p}
+		}, refused},
+		{"DataSegmentLength 16 MiB with no data", func(c *rawConn) []*iscsi.PDU {
+			p := c.loginPDU(nil)
+			p.BHS[5], p.BHS[6], p.BHS[7] = 0xFF, 0xFF, 0xFF
+			c.fr.AllowIllegalWrites = true
+			return []*iscsi.PDU{p}
+		}, closes},
+		{"text not NUL-terminated", func(c *rawConn) []*iscsi.PDU {
+			p := c.loginPDU(nil)
+			p.Data = []byte("InitiatorName=iqn.x")
+			return []*iscsi.PDU{p}
+		}, refused},
+		{"binary junk", func(c *rawConn) []*iscsi.PDU {
+			p := c.loginPDU(nil)
+			p.Data = []byte{0xFF, 0xFE, '=', 0, 0x80, '=', 0x80, 0}
+			return []*iscsi.PDU{p}
+		}, refused},
+		{"continuation beyond the text limit", func(c *rawConn) []*iscsi.PDU {
+			var ps []*iscsi.PDU
+			for range 12 {
+				p := c.loginPDU(nil)
+				p.BHS[1] = 0x40 | 1<<2 // C, operational stage
+				p.Data = bytes.Repeat([]byte("X-a=b\x00"), 1300)
+				ps = append(ps, p)
+			}
+			return ps
+		}, refused},
+		{"2000 unknown keys in continuations", func(c *rawConn) []*iscsi.PDU {
+			data := many.Encode()
+			var ps []*iscsi.PDU
+			for len(data) > 0 {
+				n := min(len(data), 8192)
+				p := c.loginPDU(nil)
+				p.BHS[1] = 0x40 | 1<<2
+				p.Data, data = data[:n], data[n:]
+				ps = append(ps, p)
+			}
+			ps[len(ps)-1].BHS[1] = 1 << 2 // the last one completes the text
+			return ps
+		}, refused},
+		{"MaxRecvDataSegmentLength 0", func(c *rawConn) []*iscsi.PDU {
+			return []*iscsi.PDU{c.loginPDU(keys("MaxRecvDataSegmentLength", "0"))}
+		}, refused},
+		{"absurd numbers", func(c *rawConn) []*iscsi.PDU {
+			return []*iscsi.PDU{c.loginPDU(keys("MaxBurstLength", "99999999999999999999999", "FirstBurstLength", "0x",
+				"MaxOutstandingR2T", "0", "ErrorRecoveryLevel", "7", "DefaultTime2Wait", "-1", "MaxConnections", "65536",
+				"HeaderDigest", "Bogus", "DataDigest", ",,,", "iSCSIProtocolLevel", "4294967296", "IFMarkInt", "1~99999999999"))}
+		}, succeeds},
+		{"huge MaxRecvDataSegmentLength", func(c *rawConn) []*iscsi.PDU {
+			return []*iscsi.PDU{c.loginPDU(keys("MaxRecvDataSegmentLength", "16777215"))}
+		}, succeeds},
+		{"version 255", func(c *rawConn) []*iscsi.PDU {
+			p := c.loginPDU(keys())
+			p.BHS[2], p.BHS[3] = 255, 255
+			return []*iscsi.PDU{p}
+		}, refused},
+		{"unknown target", func(c *rawConn) []*iscsi.PDU {
+			return []*iscsi.PDU{c.loginPDU(keys("TargetName", "iqn.2024-01.org.odxtgt:nobody"))}
+		}, refused},
+		{"a SCSI command instead of a login", func(c *rawConn) []*iscsi.PDU {
+			return []*iscsi.PDU{c.command(rw10(0x28, 0, 1), 0xC0, 512, nil)}
+		}, closes},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := h.dialRaw()
+			c.t = t
+			for _, p := range tc.pdus(c) {
+				if c.fr.WritePDU(p) != nil {
+					break
+				}
+			}
+			got := closes
+			require.NoError(t, c.nc.SetReadDeadline(time.Now().Add(20*time.Second)))
+			for {
+				p, err := c.fr.ReadPDU()
+				if err != nil {
+					require.False(t, errors.Is(err, os.ErrDeadlineExceeded), "the server answers or closes")
+					break
+				}
+				if p.Opcode() != iscsi.OpLoginResp {
+					continue
+				}
+				if status := p.Uint16(offLoginStatus); status != 0 {
+					got = refused
+					break
+				}
+				if p.Flags()&loginTransit != 0 {
+					got = succeeds
+					break
+				}
+			}
+			assert.Equal(t, tc.want, got)
+			c.nc.Close()
+			h.checkAlive()
+		})
+	}
 	h.settle()
 }

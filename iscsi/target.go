@@ -70,9 +70,17 @@ type Config struct {
 	// NOPInTimeout is how long the target waits for the answer before it
 	// drops the connection; 0 means 30 s.
 	NOPInTimeout time.Duration
-	// LoginTimeout bounds the whole login phase of a connection; 0 means
-	// 15 s.
+	// LoginTimeout bounds the whole login phase of a connection, from
+	// accept to full feature phase, however the initiator sends (nothing,
+	// or a byte at a time); 0 means 15 s.
 	LoginTimeout time.Duration
+	// MaxConnections caps the connections served at once, logging in or
+	// logged in, over all portals; 0 means DefaultMaxConnections. More are
+	// closed as soon as they are accepted.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the connections served at once from one
+	// source address; 0 means DefaultMaxConnectionsPerIP.
+	MaxConnectionsPerIP int
 	// SendTimeout is how long a socket write in full feature phase may
 	// make no progress, the initiator not reading, before the connection
 	// is dropped; 0 means 30 s.
@@ -118,6 +126,14 @@ const (
 
 // DefaultSendQueueLimit is the default Config.SendQueueLimit.
 const DefaultSendQueueLimit = 1 << 20
+
+// Defaults of the connection caps: a connection logging in costs about
+// 130 KiB of buffers, so the default total stays within a small machine's
+// means.
+const (
+	DefaultMaxConnections      = 1024
+	DefaultMaxConnectionsPerIP = 64
+)
 
 // Defaults of the data-out budgets: room for 64 writes of the largest
 // transfer at once, 16 of them for one session, 32 for one initiator.
@@ -168,6 +184,9 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.SendQueueLimit < 0 {
 		bad("config: SendQueueLimit %d is negative", cfg.SendQueueLimit)
+	}
+	if cfg.MaxConnections < 0 || cfg.MaxConnectionsPerIP < 0 {
+		bad("config: MaxConnections %d and MaxConnectionsPerIP %d may not be negative", cfg.MaxConnections, cfg.MaxConnectionsPerIP)
 	}
 	if cfg.DataOutBudget < 0 {
 		bad("config: DataOutBudget %d is negative", cfg.DataOutBudget)
