@@ -359,9 +359,10 @@ func (c *rawConn) roundTrip(ch <-chan *iscsi.PDU) bool {
 }
 
 // hostileConfig gives the attacks short deadlines, so the suite runs
-// fast.
+// fast; LoginTimeout leaves room for the well-behaved logins of a loaded
+// machine.
 func hostileConfig(c *iscsi.Config) {
-	c.LoginTimeout = 500 * time.Millisecond
+	c.LoginTimeout = time.Second
 	c.SendTimeout = 500 * time.Millisecond
 	c.DataOutTimeout = 300 * time.Millisecond
 }
@@ -603,6 +604,480 @@ func TestHostileLoginRequests(t *testing.T) {
 				}
 			}
 			assert.Equal(t, tc.want, got)
+			c.nc.Close()
+			h.checkAlive()
+		})
+	}
+	h.settle()
+}
+
+// TestHostileFloodsWithoutReading: floods of requests from initiators that
+// read no answers. The target stops reading them, so its heap stays
+// bounded, and drops them after SendTimeout without write progress.
+func TestHostileFloodsWithoutReading(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	ping := make([]byte, 64<<10)
+	for _, tc := range []struct {
+		name  string
+		count int
+		pdu   func(c *rawConn, i int) *iscsi.PDU
+	}{
+		{"NOP-Out with 64 KiB of ping data", 6000, func(c *rawConn, i int) *iscsi.PDU { return c.ping(ping) }},
+		{"SNACK", 100000, func(c *rawConn, i int) *iscsi.PDU {
+			p := &iscsi.PDU{}
+			p.SetOpcode(iscsi.OpSNACKReq)
+			p.SetFinal(true)
+			p.SetITT(uint32(i))
+			return p
+		}},
+		{"NOP-Out rejected", 100000, func(c *rawConn, i int) *iscsi.PDU {
+			p := c.ping(nil)
+			p.SetImmediate(false)
+			p.SetITT(iscsi.ReservedTag)
+			return p
+		}},
+		{"unsupported opcode", 100000, func(c *rawConn, i int) *iscsi.PDU {
+			p := &iscsi.PDU{}
+			p.SetOpcode(0x1C)
+			p.SetITT(uint32(i))
+			return p
+		}},
+		{"Text Request", 100000, func(c *rawConn, i int) *iscsi.PDU {
+			p := &iscsi.PDU{Data: iscsi.TextKeys{{Key: "X-odxtgt-flood", Value: "1"}}.Encode()}
+			p.SetOpcode(iscsi.OpTextReq)
+			p.SetImmediate(true)
+			p.SetFinal(true)
+			p.SetITT(c.nextITT())
+			p.PutUint32(iscsi.OffTTT, iscsi.ReservedTag)
+			return p
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := h.rawLogin()
+			runtime.GC()
+			var before, now runtime.MemStats
+			runtime.ReadMemStats(&before)
+			done := make(chan int)
+			go func() {
+				n := 0
+				for ; n < tc.count; n++ {
+					if c.send(tc.pdu(c, n)) != nil {
+						break
+					}
+				}
+				done <- n
+			}()
+			peak := before.HeapInuse
+			var sent int
+		wait:
+			for {
+				select {
+				case sent = <-done:
+					break wait
+				case <-time.After(5 * time.Millisecond):
+					runtime.ReadMemStats(&now)
+					peak = max(peak, now.HeapInuse)
+				}
+			}
+			t.Logf("%d of %d sent; heap in use grew by at most %d KiB", sent, tc.count, (peak-before.HeapInuse)>>10)
+			assert.Less(t, peak-before.HeapInuse, uint64(64<<20), "heap growth")
+			c.nc.Close()
+			h.checkAlive()
+		})
+	}
+	h.settle()
+}
+
+// TestHostileDigestErrors: wrong data digests are rejected PDU by PDU and
+// the session goes on; a wrong header digest closes the connection.
+func TestHostileDigestErrors(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	c := h.rawLogin("HeaderDigest", "CRC32C", "DataDigest", "CRC32C", "InitialR2T", "No")
+	require.True(t, c.fr.DataDigest)
+	in := c.pump()
+	corrupt := func(p *iscsi.PDU, at func(n int) int) {
+		var buf bytes.Buffer
+		f := iscsi.NewFramer(&buf, &buf)
+		f.HeaderDigest, f.DataDigest = true, true
+		p.PutUint32(iscsi.OffExpStatSN, c.statSN)
+		require.NoError(t, f.WritePDU(p))
+		b := buf.Bytes()
+		b[at(len(b))] ^= 0xFF
+		_, err := c.nc.Write(b)
+		require.NoError(t, err)
+	}
+	last := func(n int) int { return n - 1 }
+	isReject := func(reason byte) func(*iscsi.PDU) bool {
+		return func(p *iscsi.PDU) bool { return p.Opcode() == iscsi.OpReject && p.BHS[2] == reason }
+	}
+	// A ping and a write with immediate data: each rejected, dropped.
+	corrupt(c.ping([]byte("ping data")), last)
+	require.True(t, waitFor(t, in, isReject(0x02)))
+	w := c.command(rw10(0x2A, 0, 1), 0xA0, 512, make([]byte, 512))
+	c.cmdSN-- // a command dropped for its digest takes no CmdSN
+	corrupt(w, last)
+	require.True(t, waitFor(t, in, isReject(0x02)))
+	// A write whose unsolicited Data-Out is corrupt ends with PROTOCOL
+	// SERVICE CRC ERROR.
+	w = c.command(rw10(0x2A, 0, 2), 0x20, 1024, make([]byte, 512))
+	require.NoError(t, c.send(w))
+	corrupt(dataOut(w.ITT(), iscsi.ReservedTag, 0, 512, make([]byte, 512), true), last)
+	require.True(t, waitFor(t, in, isReject(0x02)))
+	require.True(t, waitFor(t, in, func(p *iscsi.PDU) bool {
+		return p.Opcode() == iscsi.OpSCSIResponse && p.ITT() == w.ITT() && p.BHS[3] == byte(scsi.StatusCheckCondition)
+	}))
+	require.True(t, c.roundTrip(in))
+	// A corrupt header digest: the stream cannot be trusted any more.
+	corrupt(c.ping(nil), func(int) int { return iscsi.BHSLength })
+	require.False(t, waitFor(t, in, func(*iscsi.PDU) bool { return false }), "the connection closes")
+	h.settle()
+}
+
+// TestHostileTextContinuation: a Text Request continued with the C bit
+// beyond the text limit is rejected, again and again, and the session
+// goes on.
+func TestHostileTextContinuation(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	c := h.rawLogin()
+	in := c.pump()
+	chunk := bytes.Repeat([]byte("X-a=b\x00"), 1300)
+	rejects := 0
+	for range 5 {
+		itt, ttt := c.nextITT(), uint32(iscsi.ReservedTag)
+		for range 20 {
+			p := &iscsi.PDU{Data: chunk}
+			p.SetOpcode(iscsi.OpTextReq)
+			p.SetImmediate(true)
+			p.BHS[1] = 0x40 // C
+			p.SetITT(itt)
+			p.PutUint32(iscsi.OffTTT, ttt)
+			p.PutUint32(iscsi.OffCmdSN, c.cmdSN)
+			require.NoError(t, c.send(p))
+			var resp *iscsi.PDU
+			require.True(t, waitFor(t, in, func(q *iscsi.PDU) bool {
+				resp = q
+				return q.Opcode() == iscsi.OpTextResp || q.Opcode() == iscsi.OpReject
+			}))
+			if resp.Opcode() == iscsi.OpReject {
+				rejects++
+				break
+			}
+			ttt = resp.Uint32(iscsi.OffTTT)
+		}
+	}
+	assert.Equal(t, 5, rejects)
+	require.True(t, c.roundTrip(in))
+	c.nc.Close()
+	h.settle()
+}
+
+// TestHostileTMFStorm: thousands of task management functions, with
+// commands running, while the answers are read.
+func TestHostileTMFStorm(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	c := h.rawLogin("ImmediateData", "Yes", "InitialR2T", "No")
+	in := c.pump()
+	go func() {
+		for range in {
+		}
+	}()
+	functions := []byte{1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 0x7F}
+	for i := range 5000 {
+		if i%10 == 0 {
+			require.NoError(t, c.send(c.command(rw10(0x2A, i%64, 1), 0xA0, 512, make([]byte, 512))))
+		}
+		p := &iscsi.PDU{}
+		p.SetOpcode(iscsi.OpTaskMgmtReq)
+		p.SetImmediate(i%2 == 0)
+		p.BHS[1] = 0x80 | functions[i%len(functions)]
+		p.SetITT(c.nextITT())
+		p.PutUint32(20, uint32(i)) // Referenced Task Tag
+		p.PutUint32(iscsi.OffCmdSN, c.cmdSN)
+		if !p.Immediate() {
+			c.cmdSN++
+		}
+		require.NoError(t, c.send(p))
+	}
+	c.nc.Close()
+	h.settle()
+}
+
+// TestHostileSequenceNumbers: a reused ITT is rejected, CmdSNs outside
+// the window are dropped silently, and the session goes on.
+func TestHostileSequenceNumbers(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	c := h.rawLogin("ImmediateData", "No", "InitialR2T", "Yes")
+	in := c.pump()
+	w := c.command(rw10(0x2A, 0, 8), 0xA0, 4096, nil) // waits for its R2T's data
+	require.NoError(t, c.send(w))
+	again := c.command(rw10(0x28, 0, 1), 0xC0, 512, nil)
+	again.SetITT(w.ITT())
+	require.NoError(t, c.send(again))
+	require.True(t, waitFor(t, in, func(p *iscsi.PDU) bool { return p.Opcode() == iscsi.OpReject && p.BHS[2] == 0x07 }))
+	for _, off := range []uint32{1 << 30, 1 << 31, 0xFFFFFFFF, 129, 1000} {
+		p := c.command(rw10(0x28, 0, 1), 0xC0, 512, nil)
+		c.cmdSN--
+		p.PutUint32(iscsi.OffCmdSN, c.cmdSN+off)
+		require.NoError(t, c.send(p))
+	}
+	// A non-immediate ping in the window is answered in order.
+	p := c.ping(nil)
+	p.SetImmediate(false)
+	p.PutUint32(iscsi.OffCmdSN, c.cmdSN)
+	c.cmdSN++
+	require.NoError(t, c.send(p))
+	itt := p.ITT()
+	require.True(t, waitFor(t, in, func(q *iscsi.PDU) bool { return q.Opcode() == iscsi.OpNOPIn && q.ITT() == itt }))
+	c.nc.Close()
+	h.settle()
+}
+
+// TestHostileUnansweredR2Ts: many writes with R2Ts outstanding that the
+// initiator never answers end by DataOutTimeout, or are refused for the
+// budget, and the budget comes back.
+func TestHostileUnansweredR2Ts(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	c := h.rawLogin("ImmediateData", "No", "InitialR2T", "Yes", "MaxOutstandingR2T", "16", "MaxBurstLength", "65536")
+	in := c.pump()
+	const writes = 128
+	for i := range writes {
+		require.NoError(t, c.send(c.command(rw10(0x2A, i, 2048), 0xA0, 1<<20, nil)))
+	}
+	statuses := map[scsi.Status]int{}
+	for range writes {
+		require.True(t, waitFor(t, in, func(p *iscsi.PDU) bool {
+			if p.Opcode() == iscsi.OpSCSIResponse {
+				statuses[scsi.Status(p.BHS[3])]++
+				return true
+			}
+			return false
+		}))
+	}
+	t.Log(statuses)
+	assert.Equal(t, writes, statuses[scsi.StatusCheckCondition]+statuses[scsi.StatusTaskSetFull])
+	require.True(t, c.roundTrip(in))
+	c.nc.Close()
+	h.settle()
+}
+
+// TestHostileDataOutHog: a session announces 64 writes of 8 MiB and sends
+// no data; another session's 512-byte write succeeds all the same.
+func TestHostileDataOutHog(t *testing.T) {
+	h := newHostile(t) // default budgets and DataOutTimeout
+	c := h.rawLogin("ImmediateData", "No", "InitialR2T", "Yes", "MaxOutstandingR2T", "1")
+	in := c.pump()
+	for i := range 64 {
+		require.NoError(t, c.send(c.command(rw10(0x2A, i, 16384), 0xA0, scsi.MaxTransferBytes, nil)))
+	}
+	var r2ts, full int
+	for range 64 {
+		require.True(t, waitFor(t, in, func(p *iscsi.PDU) bool {
+			switch {
+			case p.Opcode() == iscsi.OpR2T:
+				r2ts++
+			case p.Opcode() == iscsi.OpSCSIResponse && p.BHS[3] == byte(scsi.StatusTaskSetFull):
+				full++
+			default:
+				return false
+			}
+			return true
+		}))
+	}
+	t.Logf("%d writes hold their 8 MiB, %d refused with TASK SET FULL", r2ts, full)
+	assert.Equal(t, int(iscsi.DefaultSessionDataOutBudget/scsi.MaxTransferBytes), r2ts)
+	h.checkAlive()
+	c.nc.Close()
+	h.settle()
+}
+
+// TestHostileReinstatement: a new login with the initiator name and ISID
+// of a live session closes it, aborting its tasks, and the new session's
+// first command reports I_T NEXUS LOSS OCCURRED.
+func TestHostileReinstatement(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	name := h.initiatorName()
+	old := h.rawLoginAs(name, "ImmediateData", "No", "InitialR2T", "Yes")
+	oldIn := old.pump()
+	w := old.command(rw10(0x2A, 0, 8), 0xA0, 4096, nil)
+	require.NoError(t, old.send(w))
+	require.True(t, waitFor(t, oldIn, func(p *iscsi.PDU) bool { return p.Opcode() == iscsi.OpR2T }))
+	require.True(t, old.roundTrip(oldIn)) // the nexus has been seen
+	r := old.command(rw10(0x28, 0, 1), 0xC0, 512, nil)
+	require.NoError(t, old.send(r))
+	require.True(t, waitFor(t, oldIn, func(p *iscsi.PDU) bool {
+		return p.ITT() == r.ITT() && p.Flags()&0x01 != 0 || p.Opcode() == iscsi.OpSCSIResponse
+	}))
+
+	c := h.rawLoginAs(name)
+	require.False(t, waitFor(t, oldIn, func(*iscsi.PDU) bool { return false }), "the old connection closes")
+	p := c.command(rw10(0x28, 0, 1), 0xC0, 512, nil)
+	require.NoError(t, c.send(p))
+	status, sense := c.wantStatus(p.ITT())
+	require.Equal(t, scsi.StatusCheckCondition, status)
+	require.NotNil(t, sense)
+	assert.Equal(t, scsi.ASCITNexusLossOccurred, sense.Code)
+	c.nc.Close()
+	h.settle()
+}
+
+// TestHostileClosesMidPDU: connections that end in the middle of a PDU,
+// during login and in full feature phase.
+func TestHostileClosesMidPDU(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	encode := func(p *iscsi.PDU) []byte {
+		var buf bytes.Buffer
+		require.NoError(t, iscsi.NewFramer(&buf, &buf).WritePDU(p))
+		return buf.Bytes()
+	}
+	for _, tc := range []struct {
+		name  string
+		login bool
+		bytes func(c *rawConn) []byte
+	}{
+		{"half a BHS during login", false, func(c *rawConn) []byte { return encode(c.loginPDU(nil))[:20] }},
+		{"login text cut short", false, func(c *rawConn) []byte {
+			return encode(c.loginPDU(iscsi.TextKeys{{Key: "InitiatorName", Value: h.initiatorName()}}))[:60]
+		}},
+		{"half a BHS", true, func(c *rawConn) []byte { return encode(c.ping(nil))[:30] }},
+		{"immediate data cut short", true, func(c *rawConn) []byte {
+			return encode(c.command(rw10(0x2A, 0, 8), 0xA0, 4096, make([]byte, 4096)))[:1000]
+		}},
+		{"Data-Out cut short", true, func(c *rawConn) []byte {
+			w := c.command(rw10(0x2A, 0, 8), 0x20, 4096, make([]byte, 512))
+			return append(encode(w), encode(dataOut(w.ITT(), iscsi.ReservedTag, 0, 512, make([]byte, 2048), false))[:700]...)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c *rawConn
+			if tc.login {
+				c = h.rawLogin("ImmediateData", "Yes", "InitialR2T", "No")
+			} else {
+				c = h.dialRaw()
+			}
+			_, err := c.nc.Write(tc.bytes(c))
+			require.NoError(t, err)
+			c.nc.Close()
+		})
+	}
+	h.settle()
+}
+
+// TestHostileMalformedPDUs: Data-Out and other PDUs of every bad shape, each
+// on a session of its own. Whatever the target answers, or if it closes
+// the connection, it stays up for others.
+func TestHostileMalformedPDUs(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	write := func(c *rawConn, edtl uint32, imm int, final bool) *iscsi.PDU {
+		flags := byte(0x20)
+		if final {
+			flags |= 0x80
+		}
+		p := c.command(rw10(0x2A, 0, int(edtl/512)), flags, edtl, make([]byte, imm))
+		require.NoError(t, c.send(p))
+		return p
+	}
+	unsol := func(c *rawConn, itt, dataSN, off uint32, n int, final bool) {
+		require.NoError(t, c.send(dataOut(itt, iscsi.ReservedTag, dataSN, off, make([]byte, n), final)))
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(c *rawConn)
+	}{
+		{"Data-Out for an unknown ITT", func(c *rawConn) { unsol(c, 0xDEAD, 0, 0, 512, true) }},
+		{"Data-Out with an unknown TTT", func(c *rawConn) {
+			w := write(c, 4096, 0, true)
+			require.NoError(t, c.send(dataOut(w.ITT(), 0x1234, 0, 0, make([]byte, 512), true)))
+		}},
+		{"Data-Out for a read", func(c *rawConn) {
+			p := c.command(rw10(0x28, 0, 1), 0xC0, 512, nil)
+			require.NoError(t, c.send(p))
+			unsol(c, p.ITT(), 0, 0, 512, true)
+		}},
+		{"Data-Out for an immediate command", func(c *rawConn) {
+			p := c.command(rw10(0x2A, 0, 2), 0x20, 1024, make([]byte, 512))
+			p.SetImmediate(true)
+			c.cmdSN--
+			require.NoError(t, c.send(p))
+			unsol(c, p.ITT(), 0, 512, 512, true)
+		}},
+		{"EDTL 0 with immediate data", func(c *rawConn) { write(c, 0, 512, true) }},
+		{"EDTL 0, F=0, then Data-Out", func(c *rawConn) {
+			w := write(c, 0, 0, false)
+			unsol(c, w.ITT(), 0, 0, 512, true)
+		}},
+		{"immediate data beyond EDTL, then Data-Out beyond", func(c *rawConn) {
+			w := write(c, 512, 2048, false)
+			unsol(c, w.ITT(), 0, 2048, 512, true)
+		}},
+		{"zero-length Data-Out at the end", func(c *rawConn) {
+			w := write(c, 1024, 0, false)
+			unsol(c, w.ITT(), 0, 1024, 0, true)
+		}},
+		{"offset 2^31", func(c *rawConn) {
+			w := write(c, 1024, 0, false)
+			unsol(c, w.ITT(), 0, 1<<31, 512, true)
+		}},
+		{"offset ffffffff", func(c *rawConn) {
+			w := write(c, 1024, 0, false)
+			unsol(c, w.ITT(), 0, 0xFFFFFFFF, 512, true)
+		}},
+		{"offset wrapping past 2^32", func(c *rawConn) {
+			w := write(c, 1024, 0, false)
+			unsol(c, w.ITT(), 0, 0xFFFFFE00, 1024, true)
+		}},
+		{"DataSN gaps", func(c *rawConn) {
+			w := write(c, 2048, 0, false)
+			unsol(c, w.ITT(), 5, 0, 512, false)
+			unsol(c, w.ITT(), 0x80000000, 512, 512, false)
+			unsol(c, w.ITT(), 2, 1024, 1024, true)
+		}},
+		{"Data-Out after F", func(c *rawConn) {
+			w := write(c, 2048, 512, false)
+			unsol(c, w.ITT(), 0, 512, 512, true)
+			unsol(c, w.ITT(), 1, 1024, 512, true)
+		}},
+		{"DataSegmentLength beyond MaxRecvDataSegmentLength", func(c *rawConn) {
+			require.NoError(t, c.send(c.ping(make([]byte, 1<<20))))
+		}},
+		{"Data-Out beyond MaxRecvDataSegmentLength", func(c *rawConn) {
+			w := write(c, 4<<20, 0, false)
+			unsol(c, w.ITT(), 0, 0, 1<<20, true)
+		}},
+		{"TotalAHSLength with garbage", func(c *rawConn) {
+			p := c.command(rw10(0x28, 0, 1), 0xC0, 512, nil)
+			p.AHS = bytes.Repeat([]byte{0xFF}, 1020)
+			require.NoError(t, c.send(p))
+		}},
+		{"Login Request in full feature phase", func(c *rawConn) { require.NoError(t, c.send(c.loginPDU(nil))) }},
+		{"Logout with an unknown reason", func(c *rawConn) {
+			p := &iscsi.PDU{}
+			p.SetOpcode(iscsi.OpLogoutReq)
+			p.SetImmediate(true)
+			p.BHS[1] = 0x80 | 0x55
+			p.SetITT(c.nextITT())
+			require.NoError(t, c.send(p))
+		}},
+		{"two logouts", func(c *rawConn) {
+			for range 2 {
+				p := &iscsi.PDU{}
+				p.SetOpcode(iscsi.OpLogoutReq)
+				p.SetImmediate(true)
+				p.BHS[1] = 0x80
+				p.SetITT(c.nextITT())
+				require.NoError(t, c.send(p))
+			}
+		}},
+		{"write of 2^32-1 bytes", func(c *rawConn) {
+			w := write(c, 0xFFFFFFFF, 0, false)
+			unsol(c, w.ITT(), 0, 0, 65536, true)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := h.rawLogin("ImmediateData", "Yes", "InitialR2T", "No", "FirstBurstLength", "65536")
+			c.t = t
+			in := c.pump()
+			tc.run(c)
+			c.roundTrip(in) // answered, or the connection closed
 			c.nc.Close()
 			h.checkAlive()
 		})
