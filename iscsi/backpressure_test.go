@@ -211,3 +211,21 @@ func (tt *tester) connCount() int {
 	defer tt.srv.mu.Unlock()
 	return len(tt.srv.conns)
 }
+
+// TestDataInLimit: once the commands running on a connection may produce
+// DataInLimit bytes of data-in, the target reads no more requests from it
+// until one of them ends.
+func TestDataInLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tt := newTester(t, func(c *Config) { c.DataInLimit = 2 * scsi.MaxTransferBytes })
+		tt.loginDefault()
+		tt.command(slowCDB, cmdOpts{read: true, edtl: scsi.MaxTransferBytes})
+		tt.command(slowCDB, cmdOpts{read: true, edtl: 1 << 31}) // counts as the largest transfer
+		pinged := make(chan uint32)
+		go func() { pinged <- tt.ping(true, nil) }()
+		tt.wantIdle()
+		tt.gate <- struct{}{}
+		assert.Equal(t, byte(scsi.StatusGood), tt.want(OpSCSIResponse).BHS[3])
+		assert.Equal(t, <-pinged, tt.want(OpNOPIn).ITT(), "read again once a command ended")
+	})
+}

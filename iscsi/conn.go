@@ -114,7 +114,7 @@ func newConn(s *Server, nc net.Conn, p *portal) *conn {
 		quit:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
-	c.sq = sendQueue{limit: s.sendQueueLimit, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+	c.sq = sendQueue{limit: s.sendQueueLimit, readLimit: s.dataInLimit, wake: make(chan struct{}, 1), idle: make(chan struct{})}
 	c.sq.room.L = &c.sq.mu
 	return c
 }

@@ -33,21 +33,25 @@ func (o *outPDU) put32(off int, v uint32) { binary.BigEndian.PutUint32(o.bhs[off
 // a PDU the reader waits until fewer than limit bytes are queued (see
 // waitRoom), so an initiator that sends requests but reads no answers
 // stops being read, as http2's reader waits for its serve loop. Responses
-// of commands already running are queued regardless; the command window
-// bounds those. A socket write that makes no progress for the send
-// timeout fails, and the connection with it.
+// of commands already running are queued regardless; what those may
+// produce is bounded by readLimit: the reader also waits while the
+// running commands may still produce that much data-in. A socket write
+// that makes no progress for the send timeout fails, and the connection
+// with it.
 type sendQueue struct {
-	mu      sync.Mutex
-	room    sync.Cond // signalled when queued bytes drop below limit, or on close
-	q       []outPDU
-	pending int // bytes in q (headers and data segments)
-	taken   int // bytes of the batch being written
-	limit   int
-	writing bool // a goroutine holds the writer role
-	closed  bool
-	flushBy time.Time     // set by teardown: no write may last beyond it
-	wake    chan struct{} // passes the writer role to the writer goroutine
-	idle    chan struct{} // closed once the queue is closed and written out
+	mu        sync.Mutex
+	room      sync.Cond // signalled when queued bytes drop below limit, or on close
+	q         []outPDU
+	pending   int // bytes in q (headers and data segments)
+	taken     int // bytes of the batch being written
+	limit     int
+	reads     int64 // data-in the running commands may still produce
+	readLimit int64
+	writing   bool // a goroutine holds the writer role
+	closed    bool
+	flushBy   time.Time     // set by teardown: no write may last beyond it
+	wake      chan struct{} // passes the writer role to the writer goroutine
+	idle      chan struct{} // closed once the queue is closed and written out
 
 	// Used only by the writer role's holder.
 	spare []outPDU // the next backing array of q
@@ -110,12 +114,27 @@ func (q *sendQueue) take() []outPDU {
 	return batch
 }
 
-// waitRoom waits until fewer than limit bytes are queued or the queue is
-// closed.
+// waitRoom waits until fewer than limit bytes are queued and the running
+// commands may produce less than readLimit bytes of data-in, or the queue
+// is closed.
 func (q *sendQueue) waitRoom() {
 	q.mu.Lock()
-	for q.pending+q.taken >= q.limit && !q.closed {
+	for (q.pending+q.taken >= q.limit || q.reads >= q.readLimit) && !q.closed {
 		q.room.Wait()
+	}
+	q.mu.Unlock()
+}
+
+// addReads counts data-in that a command submitted (n > 0) may produce,
+// or that a completed one no longer will (n < 0).
+func (q *sendQueue) addReads(n int64) {
+	if n == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.reads += n
+	if n < 0 && q.reads < q.readLimit {
+		q.room.Broadcast()
 	}
 	q.mu.Unlock()
 }

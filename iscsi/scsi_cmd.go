@@ -106,6 +106,9 @@ type task struct {
 	// reserved is what the command holds of the data-out budget: the
 	// length of out.
 	reserved int64
+	// dataIn is what the running command counts against the connection's
+	// DataInLimit.
+	dataIn int64
 
 	alloc func(int) []byte
 	done  func(*scsi.Command)
@@ -142,6 +145,8 @@ func (t *task) completed(*scsi.Command) {
 	c := t.c
 	c.mu.Lock()
 	c.submitted--
+	c.sq.addReads(-t.dataIn)
+	t.dataIn = 0
 	write := c.finishTask(t)
 	if c.reaping && c.submitted == 0 {
 		close(c.lastDone)
@@ -580,6 +585,8 @@ func (c *conn) maybeRun(t *task) {
 	scsi.Submit(&t.cmd, t.done)
 	t.submitted = true
 	c.submitted++
+	t.dataIn = int64(min(t.readLen, scsi.MaxTransferBytes))
+	c.sq.addReads(t.dataIn)
 }
 
 // dSense reports whether the addressed logical unit wants descriptor

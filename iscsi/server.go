@@ -30,6 +30,7 @@ type Server struct {
 	// sendQueueLimit is the bytes queued for a connection's socket past
 	// which its reader waits.
 	sendQueueLimit int
+	dataInLimit    int64 // data-in the running commands of a connection may produce
 	// maxConns and maxConnsPerHost cap the connections served at once.
 	maxConns, maxConnsPerHost int
 	refuseLog                 throttledLog
@@ -73,6 +74,7 @@ func NewServer(cfg Config) (*Server, error) {
 		loginTimeout:   orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
 		sendTimeout:    orDefault(cfg.SendTimeout, DefaultSendTimeout),
 		sendQueueLimit: cmp.Or(cfg.SendQueueLimit, DefaultSendQueueLimit),
+		dataInLimit:    cmp.Or(cfg.DataInLimit, DefaultDataInLimit),
 		dataOut: newBudget(cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget),
 			cmp.Or(cfg.SessionDataOutBudget, DefaultSessionDataOutBudget),
 			cmp.Or(cfg.InitiatorDataOutBudget, DefaultInitiatorDataOutBudget)),

@@ -90,6 +90,12 @@ type Config struct {
 	// stops reading from that initiator until they drain; 0 means
 	// DefaultSendQueueLimit. Negative values are invalid.
 	SendQueueLimit int
+	// DataInLimit bounds the data-in the commands running on one
+	// connection may produce, a read counting min(EDTL,
+	// scsi.MaxTransferBytes) from its start to its end: past it the
+	// target reads no more requests from that initiator until some
+	// finish; 0 means DefaultDataInLimit. Negative values are invalid.
+	DataInLimit int64
 	// DataOutBudget bounds the data-out bytes buffered for commands across
 	// all connections; 0 means DefaultDataOutBudget. A write that would
 	// exceed it, or its session's or initiator's share, ends with TASK SET
@@ -109,8 +115,9 @@ type Config struct {
 	InitiatorDataOutBudget int64
 	// DataOutTimeout ends a write whose announced data stops arriving:
 	// after DataOutTimeout (at most twice that) without a Data-Out for
-	// it, the command ends with CHECK CONDITION, ABORTED COMMAND,
-	// INCORRECT AMOUNT OF DATA (0C0Dh) and its reservation is released;
+	// it, the command ends with CHECK CONDITION, ABORTED COMMAND, ASC/ASCQ
+	// 0Ch/0Dh (the iSCSI condition "incorrect amount of data", RFC 7143
+	// 11.4.7.2) and its reservation is released; the connection goes on.
 	// 0 means 30 s.
 	DataOutTimeout time.Duration
 }
@@ -124,8 +131,12 @@ const (
 	DefaultDataOutTimeout = 30 * time.Second
 )
 
-// DefaultSendQueueLimit is the default Config.SendQueueLimit.
-const DefaultSendQueueLimit = 1 << 20
+// Defaults of the per-connection send limits: SendQueueLimit, and
+// DataInLimit, room for 8 reads of the largest transfer at once.
+const (
+	DefaultSendQueueLimit = 1 << 20
+	DefaultDataInLimit    = 8 * scsi.MaxTransferBytes
+)
 
 // Defaults of the connection caps: a connection logging in costs about
 // 130 KiB of buffers, so the default total stays within a small machine's
@@ -182,8 +193,8 @@ func (cfg *Config) validate() error {
 	if cfg.Absent == nil {
 		bad("config: Absent logical unit is required")
 	}
-	if cfg.SendQueueLimit < 0 {
-		bad("config: SendQueueLimit %d is negative", cfg.SendQueueLimit)
+	if cfg.SendQueueLimit < 0 || cfg.DataInLimit < 0 {
+		bad("config: SendQueueLimit %d and DataInLimit %d may not be negative", cfg.SendQueueLimit, cfg.DataInLimit)
 	}
 	if cfg.MaxConnections < 0 || cfg.MaxConnectionsPerIP < 0 {
 		bad("config: MaxConnections %d and MaxConnectionsPerIP %d may not be negative", cfg.MaxConnections, cfg.MaxConnectionsPerIP)
