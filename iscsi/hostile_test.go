@@ -1084,3 +1084,41 @@ func TestHostileMalformedPDUs(t *testing.T) {
 	}
 	h.settle()
 }
+
+// TestHostileDiscoverySession: a discovery session may only ask for
+// targets; SCSI commands, task management and operational keys are
+// refused, and odd SendTargets values answered, without harm.
+func TestHostileDiscoverySession(t *testing.T) {
+	h := newHostile(t, hostileConfig)
+	c := h.dialRaw()
+	p := c.loginPDU(iscsi.TextKeys{{Key: "InitiatorName", Value: h.initiatorName()}, {Key: "SessionType", Value: "Discovery"}})
+	require.NoError(t, c.fr.WritePDU(p))
+	resp := c.recv()
+	require.Zero(t, resp.Uint16(offLoginStatus), "login status")
+	c.statSN = resp.Uint32(iscsi.OffStatSN) + 1
+	in := c.pump()
+	isReject := func(p *iscsi.PDU) bool { return p.Opcode() == iscsi.OpReject }
+	require.NoError(t, c.send(c.command(rw10(0x28, 0, 1), 0xC0, 512, nil)))
+	require.True(t, waitFor(t, in, isReject))
+	tmf := &iscsi.PDU{}
+	tmf.SetOpcode(iscsi.OpTaskMgmtReq)
+	tmf.SetImmediate(true)
+	tmf.BHS[1] = 0x80 | 5 // LOGICAL UNIT RESET
+	tmf.SetITT(c.nextITT())
+	require.NoError(t, c.send(tmf))
+	require.True(t, waitFor(t, in, isReject))
+	for _, v := range []string{"All", "", "iqn.2024-01.org.odxtgt:nobody", string(bytes.Repeat([]byte("x"), 255)), hostileTarget} {
+		text := &iscsi.PDU{Data: iscsi.TextKeys{{Key: "SendTargets", Value: v}, {Key: "MaxBurstLength", Value: "1"}}.Encode()}
+		text.SetOpcode(iscsi.OpTextReq)
+		text.SetImmediate(true)
+		text.SetFinal(true)
+		text.SetITT(c.nextITT())
+		text.PutUint32(iscsi.OffTTT, iscsi.ReservedTag)
+		require.NoError(t, c.send(text))
+		itt := text.ITT()
+		require.True(t, waitFor(t, in, func(p *iscsi.PDU) bool { return p.ITT() == itt || isReject(p) }))
+	}
+	require.True(t, c.roundTrip(in))
+	c.nc.Close()
+	h.settle()
+}
