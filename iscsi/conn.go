@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,6 +17,20 @@ import (
 // session: MaxCmdSN - ExpCmdSN + 1 when nothing is outstanding (RFC 7143
 // 4.2.2.1).
 const cmdWindow = 128
+
+// maxHeldBytes bounds the data of the Text Requests and NOP-Out pings a
+// connection keeps while they wait for their CmdSN; beyond it they are
+// rejected with reason 0Ah, out of resources (RFC 7143 11.17.1).
+const maxHeldBytes = 1 << 20
+
+// maxTMFs bounds the task management functions and logouts in progress
+// on a connection; more are rejected (RFC 7143 11.17.1: 06h for
+// immediate ones, 0Ah otherwise).
+const maxTMFs = 16
+
+// closeFlushTimeout bounds how long a closing connection tries to send
+// what it queued last (a Reject, a Logout Response).
+const closeFlushTimeout = 5 * time.Second
 
 // maxImmediateTasks bounds the immediate SCSI commands in progress; more
 // are answered with Reject reason 06h (RFC 7143 11.17.1).
@@ -51,6 +66,7 @@ type conn struct {
 	maxCmdSN    uint32
 	tasks       map[uint32]*task       // by ITT
 	held        map[uint32]heldRequest // non-immediate PDUs ahead of ExpCmdSN
+	heldBytes   int                    // data segments copied into held
 	outstanding int                    // non-immediate tasks against the window
 	immediate   int                    // immediate tasks in progress
 	submitted   int                    // tasks in scsi.Submit not yet completed
@@ -82,7 +98,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn, p *portal) *conn {
 	bw := bufio.NewWriterSize(nc, 64<<10)
-	return &conn{
+	c := &conn{
 		srv:      s,
 		nc:       nc,
 		bw:       bw,
@@ -97,17 +113,19 @@ func newConn(s *Server, nc net.Conn, p *portal) *conn {
 		drainCh:  make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		finished: make(chan struct{}),
-		sq:       sendQueue{wake: make(chan struct{}, 1), idle: make(chan struct{})},
 	}
+	c.sq = sendQueue{limit: s.sendQueueLimit, readLimit: s.dataInLimit, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+	c.sq.room.L = &c.sq.mu
+	return c
 }
 
 // run serves the connection from login to close.
 func (c *conn) run() {
 	defer close(c.finished)
-	if err := c.login(); err != nil {
+	if err := c.guardedLogin(); err != nil {
 		c.nc.Close()
 		if c.sess != nil {
-			c.srv.endSession(c.sess)
+			c.srv.finishSession(c.sess)
 		}
 		if !errors.Is(err, io.EOF) {
 			c.log.Info("login failed", "portal", c.portal.addr, "err", err)
@@ -153,24 +171,26 @@ func (c *conn) serve() {
 	c.fr.MaxRecvDataSegmentLength = targetMaxRecvDataSegmentLength
 	c.timer = time.NewTimer(c.srv.nopInterval)
 	defer c.timer.Stop()
+	dataTick := time.NewTicker(c.srv.dataOutTimeout)
+	defer dataTick.Stop()
 	c.workers.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
 	for {
+		var event func()
 		select {
 		case <-c.timer.C:
-			c.mu.Lock()
-			c.nopTimer()
+			event = c.nopTimer
 		case err := <-c.stopCh:
-			c.mu.Lock()
-			c.end(err, false)
+			event = func() { c.end(err, false) }
 		case <-c.drainCh:
-			c.mu.Lock()
-			c.startDrain()
+			event = c.startDrain
+		case <-dataTick.C:
+			event = c.checkDataOut
 		case <-c.endWake:
-			c.mu.Lock()
 		}
-		c.flushOut(false)
+		c.mu.Lock()
+		c.control(event)
 		ending := c.ending != nil
 		c.mu.Unlock()
 		if ending {
@@ -178,6 +198,17 @@ func (c *conn) serve() {
 		}
 	}
 	c.teardown()
+}
+
+// control runs one event of the control loop, if any, and hands what it
+// staged to the send queue; c.mu is held.
+func (c *conn) control(event func()) {
+	defer c.recoverLocked("control loop")
+	c.at(hookControl)
+	if event != nil {
+		event()
+	}
+	c.flushOut(false)
 }
 
 // end makes the connection close; with flush the PDUs queued so far (a
@@ -208,6 +239,66 @@ func (c *conn) fail(p *PDU, err error) {
 	}
 }
 
+// A panic on one of a connection's goroutines (reader, writer, control
+// loop, task management, a command's completion) must not take the
+// process down: it is recovered, logged with its stack, and ends that
+// connection only, through the usual teardown, which aborts its tasks,
+// returns its buffers and budget and ends its session.
+
+// panicked logs a recovered panic and returns the error the connection
+// ends with.
+func (c *conn) panicked(where string, r any) error {
+	c.log.Error("panic, dropping the connection", "in", where, "panic", r, "stack", string(debug.Stack()))
+	return dropConn("panic in %s: %v", where, r)
+}
+
+// recoverLocked, deferred by code that runs with c.mu held, turns a panic
+// into the end of the connection; c.mu is still held afterwards.
+func (c *conn) recoverLocked(where string) {
+	if r := recover(); r != nil {
+		c.end(c.panicked(where, r), false)
+	}
+}
+
+// recoverUnlocked is recoverLocked for code that runs without c.mu.
+func (c *conn) recoverUnlocked(where string) {
+	if r := recover(); r != nil {
+		err := c.panicked(where, r)
+		c.mu.Lock()
+		c.end(err, false)
+		c.mu.Unlock()
+	}
+}
+
+// guardedLogin runs the login phase; a panic fails the login.
+func (c *conn) guardedLogin() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.panicked("login", r)
+		}
+	}()
+	return c.login()
+}
+
+// hookPoint names a place where Server.hook is called, so tests can
+// inject panics where they must stay within one connection.
+type hookPoint uint8
+
+const (
+	hookReader     hookPoint = iota // each PDU the reader processes, c.mu held
+	hookWriter                      // each batch the writer role writes
+	hookControl                     // each control loop event, c.mu held
+	hookTMF                         // each task management function's work
+	hookCompletion                  // each command completion, c.mu held
+)
+
+// at calls the server's test hook, if any.
+func (c *conn) at(point hookPoint) {
+	if h := c.srv.hook; h != nil {
+		h(c, point)
+	}
+}
+
 // startDrain begins a graceful shutdown: the connection closes as soon as
 // no command is in progress.
 func (c *conn) startDrain() {
@@ -224,19 +315,28 @@ func (c *conn) checkDrained() {
 // teardown closes the connection and ends the session (ERL 0: a session
 // does not outlive its only connection): tasks in progress are aborted,
 // buffers returned, goroutines waited for. Once ending is set nothing new
-// starts and no response is staged.
+// starts and no response is staged. Should teardown itself panic, the
+// connection is closed and the session ended all the same.
 func (c *conn) teardown() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.panicked("teardown", r)
+			c.nc.Close()
+			c.srv.finishSession(c.sess)
+		}
+	}()
 	c.mu.Lock()
 	c.flushOut(false)
 	flush := c.flushOnEnd
 	c.mu.Unlock()
+	var flushBy time.Time
 	if flush {
 		// Bounded: a peer that stops reading cannot hold the close.
-		c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		flushBy = time.Now().Add(min(closeFlushTimeout, c.srv.sendTimeout))
 	} else {
 		c.nc.Close()
 	}
-	c.sq.close()
+	c.sq.close(c.nc, flushBy)
 	<-c.sq.idle
 	c.nc.Close()
 	close(c.quit)
@@ -258,13 +358,9 @@ func (c *conn) teardown() {
 		c.releaseTask(t)
 	}
 	clear(c.held)
+	c.heldBytes = 0
 	c.mu.Unlock()
-	if c.sess.nexus != nil {
-		// ERL 0: the session, and so the I_T nexus, ends with its only
-		// connection (SAM-5 6.3.4).
-		c.sess.nexus.End()
-	}
-	c.srv.endSession(c.sess)
+	c.srv.finishSession(c.sess)
 	switch {
 	case errors.Is(c.ending, errLogout):
 		c.log.Info("logout")

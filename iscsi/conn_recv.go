@@ -12,13 +12,13 @@ func (c *conn) readLoop() {
 	defer c.workers.Done()
 	var p PDU
 	for {
-		err := c.fr.ReadPDUInto(&p)
+		// Backpressure: an initiator that does not read its answers is
+		// not read either.
+		c.sq.waitRoom()
+		err := c.readPDU(&p)
 		c.mu.Lock()
 		if c.ending == nil {
-			c.rxCount++
-			c.handleRx(&p, err)
-			c.checkDrained()
-			c.flushOut(false)
+			c.receive(&p, err)
 		}
 		done := c.ending != nil
 		c.mu.Unlock()
@@ -26,6 +26,27 @@ func (c *conn) readLoop() {
 			return
 		}
 	}
+}
+
+// readPDU reads the next PDU; a panic in the codec is an error that ends
+// the connection.
+func (c *conn) readPDU(p *PDU) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = c.panicked("reader", r)
+		}
+	}()
+	return c.fr.ReadPDUInto(p)
+}
+
+// receive processes a PDU, or the error reading it, with c.mu held.
+func (c *conn) receive(p *PDU, err error) {
+	defer c.recoverLocked("reader")
+	c.rxCount++
+	c.at(hookReader)
+	c.handleRx(p, err)
+	c.checkDrained()
+	c.flushOut(false)
 }
 
 // inStep reports whether the stream is still usable after a read error.
@@ -170,9 +191,9 @@ func (c *conn) deliverHeld() {
 		c.expCmdSN++
 		switch h.kind {
 		case heldTask:
-			h.t.delivered = true
-			c.maybeRun(h.t)
+			c.deliverTask(h.t)
 		case heldCopy:
+			c.heldBytes -= len(h.data)
 			p := &PDU{BHS: h.bhs, Data: h.data}
 			if err := c.deliver(p); err != nil {
 				c.fail(p, err)
@@ -229,6 +250,11 @@ func (c *conn) processOrdered(p *PDU) error {
 		c.log.Debug("request outside the CmdSN window dropped", "opcode", p.Opcode().String(), "cmdsn", sn,
 			"exp_cmdsn", c.expCmdSN, "max_cmdsn", c.maxCmdSN)
 	case admitHold:
+		if c.heldBytes+len(p.Data) > maxHeldBytes {
+			c.consumeCmdSN(p)
+			return reject(RejectLongOp, "%d bytes of requests already wait for their CmdSN", c.heldBytes)
+		}
+		c.heldBytes += len(p.Data)
 		c.held[sn] = heldRequest{kind: heldCopy, bhs: p.BHS, data: slices.Clone(p.Data)}
 	case admitNow:
 		// ExpCmdSN counts the request as received before its answer goes

@@ -2,7 +2,11 @@ package iscsi
 
 import (
 	"encoding/binary"
+	"errors"
+	"net"
+	"os"
 	"sync"
+	"time"
 
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -24,19 +28,39 @@ func (o *outPDU) put32(off int, v uint32) { binary.BigEndian.PutUint32(o.bhs[off
 // control loop, which must never block on the socket, pass the role to the
 // writer goroutine. Replies to concurrent commands so share system calls
 // without a hand-off per command.
+//
+// The queue is bounded where the peer controls its growth: before reading
+// a PDU the reader waits until fewer than limit bytes are queued (see
+// waitRoom), so an initiator that sends requests but reads no answers
+// stops being read, as http2's reader waits for its serve loop. Responses
+// of commands already running are queued regardless; what those may
+// produce is bounded by readLimit: the reader also waits while the
+// running commands may still produce that much data-in. A socket write
+// that makes no progress for the send timeout fails, and the connection
+// with it.
 type sendQueue struct {
-	mu      sync.Mutex
-	q       []outPDU
-	writing bool // a goroutine holds the writer role
-	closed  bool
-	wake    chan struct{} // passes the writer role to the writer goroutine
-	idle    chan struct{} // closed once the queue is closed and written out
+	mu        sync.Mutex
+	room      sync.Cond // signalled when queued bytes drop below limit, or on close
+	q         []outPDU
+	pending   int // bytes in q (headers and data segments)
+	taken     int // bytes of the batch being written
+	limit     int
+	reads     int64 // data-in the running commands may still produce
+	readLimit int64
+	writing   bool // a goroutine holds the writer role
+	closed    bool
+	flushBy   time.Time     // set by teardown: no write may last beyond it
+	wake      chan struct{} // passes the writer role to the writer goroutine
+	idle      chan struct{} // closed once the queue is closed and written out
 
 	// Used only by the writer role's holder.
 	spare []outPDU // the next backing array of q
 	err   error    // the first write error; later PDUs are dropped
 	batch pduBatch
 }
+
+// cost is what a queued PDU counts against the limit.
+func (o *outPDU) cost() int { return BHSLength + len(o.data) }
 
 // push queues PDUs. When nobody is writing, the caller takes the writer
 // role: with inline it returns true and must call writeQueued; otherwise
@@ -51,6 +75,9 @@ func (q *sendQueue) push(items []outPDU, inline bool) bool {
 		return false
 	}
 	q.q = append(q.q, items...)
+	for i := range items {
+		q.pending += items[i].cost()
+	}
 	if q.writing {
 		q.mu.Unlock()
 		return false
@@ -66,11 +93,15 @@ func (q *sendQueue) push(items []outPDU, inline bool) bool {
 	return false
 }
 
-// take returns the queued PDUs; when there are none the writer role is
-// given up and take returns nil.
+// take returns the queued PDUs, the previous batch having been written;
+// when there are none the writer role is given up and take returns nil.
 func (q *sendQueue) take() []outPDU {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.taken, q.pending = q.pending, 0
+	if q.taken < q.limit {
+		q.room.Broadcast()
+	}
 	if len(q.q) == 0 {
 		q.writing = false
 		if q.closed {
@@ -83,15 +114,66 @@ func (q *sendQueue) take() []outPDU {
 	return batch
 }
 
+// waitRoom waits until fewer than limit bytes are queued and the running
+// commands may produce less than readLimit bytes of data-in, or the queue
+// is closed.
+func (q *sendQueue) waitRoom() {
+	q.mu.Lock()
+	for (q.pending+q.taken >= q.limit || q.reads >= q.readLimit) && !q.closed {
+		q.room.Wait()
+	}
+	q.mu.Unlock()
+}
+
+// addReads counts data-in that a command submitted (n > 0) may produce,
+// or that a completed one no longer will (n < 0).
+func (q *sendQueue) addReads(n int64) {
+	if n == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.reads += n
+	if n < 0 && q.reads < q.readLimit {
+		q.room.Broadcast()
+	}
+	q.mu.Unlock()
+}
+
+// queued returns the bytes queued and being written.
+func (q *sendQueue) queued() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pending + q.taken
+}
+
 // close refuses further PDUs; idle is closed once what is queued has been
-// written.
-func (q *sendQueue) close() {
+// written. With a non-zero flushBy, writes still to come must end by
+// then.
+func (q *sendQueue) close(nc net.Conn, flushBy time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
+	q.room.Broadcast()
+	if !flushBy.IsZero() {
+		q.flushBy = flushBy
+		nc.SetWriteDeadline(flushBy)
+	}
 	if !q.writing {
 		close(q.idle)
 	}
+}
+
+// armWriteDeadline gives the next socket write the send timeout, or what
+// is left of the flush time at close.
+func (c *conn) armWriteDeadline() {
+	q := &c.sq
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	d := time.Now().Add(c.srv.sendTimeout)
+	if !q.flushBy.IsZero() && q.flushBy.Before(d) {
+		d = q.flushBy
+	}
+	c.nc.SetWriteDeadline(d)
 }
 
 // writeLoop takes the writer role whenever the reader or the control loop
@@ -113,17 +195,38 @@ func (c *conn) writeLoop() {
 // After a write error the connection is stopped and the remaining PDUs
 // only return their buffers.
 func (c *conn) writeQueued() {
+	for !c.writeBatches() {
+	}
+}
+
+// writeBatches is writeQueued's loop. It returns true once the writer
+// role is given up; after a panic, recovered here, it returns false and
+// the connection is stopped: the caller goes on, dropping what is queued,
+// so the role is still given up and teardown is not kept waiting.
+func (c *conn) writeBatches() (done bool) {
 	q := &c.sq
+	defer func() {
+		if r := recover(); r != nil {
+			q.err = c.panicked("writer", r)
+			q.batch = pduBatch{}
+			c.nc.Close()
+			c.stop(q.err)
+		}
+	}()
 	for {
 		batch := q.take()
 		if batch == nil {
-			return
+			return true
 		}
 		if q.err == nil {
+			c.at(hookWriter)
 			for i := range batch {
 				c.fr.appendPDU(&q.batch, &batch[i].bhs, batch[i].data)
 			}
-			if q.err = c.fr.writeBatch(&q.batch, c.nc); q.err != nil {
+			if q.err = c.fr.writeBatch(&q.batch, c.nc, c.armWriteDeadline); q.err != nil {
+				if errors.Is(q.err, os.ErrDeadlineExceeded) {
+					q.err = dropConn("no write progress for %v: the initiator does not read", c.srv.sendTimeout)
+				}
 				c.nc.Close()
 				c.stop(q.err)
 			}

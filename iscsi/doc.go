@@ -30,6 +30,27 @@
 // connection; a new login with the same initiator name and ISID reinstates
 // the session, aborting the old one's tasks first.
 //
+// What a peer can make the target hold is bounded per peer (each limit is
+// a Config field):
+//
+//   - connections: MaxConnections in all, MaxConnectionsPerIP from one
+//     source address; LoginTimeout from accept to full feature phase;
+//   - answers: once SendQueueLimit bytes wait for the socket, or the
+//     running commands may still produce DataInLimit bytes of data-in,
+//     the reader stops reading from that initiator (backpressure), and a
+//     socket write without progress for SendTimeout drops the connection;
+//   - data-out: a write reserves its buffer from DataOutBudget, within
+//     its session's and its initiator's fair share, only for the data it
+//     may send unsolicited until its CmdSN turn comes, then for its EDTL;
+//     a write without Data-Out for DataOutTimeout ends with CHECK
+//     CONDITION and gives its reservation back;
+//   - requests held for their CmdSN keep at most 1 MiB of data, task
+//     management functions in progress are capped, text is bounded by
+//     the negotiation buffer.
+//
+// A panic on any of a connection's goroutines is recovered, logged, and
+// ends that connection only.
+//
 // The transport never interprets a CDB: it builds a scsi.Command, submits it
 // to the logical unit the session's scsi.Nexus maps the LUN to, and sends
 // the Data-In, status and sense the command produced.

@@ -251,15 +251,32 @@ func (f *Framer) appendPDU(b *pduBatch, bhs *[BHSLength]byte, data []byte) {
 	}
 }
 
-// writeBatch writes the batch to w and empties it.
-func (f *Framer) writeBatch(b *pduBatch, w io.Writer) error {
+// writeChunk is about the most a batch hands the socket in one write, so
+// a write deadline set before each measures progress, not the size of
+// the batch.
+const writeChunk = 1 << 20
+
+// writeBatch writes the batch to w and empties it, in writes of about
+// writeChunk bytes; ready is called before each.
+func (f *Framer) writeBatch(b *pduBatch, w io.Writer, ready func()) error {
 	if b.start < len(b.buf) {
 		b.vec = append(b.vec, b.buf[b.start:])
 	}
 	// WriteTo consumes the vector; keep its backing array for the next
 	// batch.
 	vec := b.vec
-	_, err := b.vec.WriteTo(w)
+	var err error
+	for rest := vec; len(rest) > 0 && err == nil; {
+		n, size := 1, len(rest[0])
+		for n < len(rest) && size+len(rest[n]) <= writeChunk {
+			size += len(rest[n])
+			n++
+		}
+		chunk := rest[:n:n]
+		rest = rest[n:]
+		ready()
+		_, err = chunk.WriteTo(w)
+	}
 	clear(vec)
 	b.vec, b.buf, b.start = vec[:0], b.buf[:0], 0
 	return err

@@ -159,7 +159,7 @@ func TestPDUBatchMatchesWritePDU(t *testing.T) {
 				require.NoError(t, ref.WritePDU(&PDU{BHS: bhs, Data: data}))
 				f.appendPDU(&b, &bhs, data)
 			}
-			require.NoError(t, f.writeBatch(&b, &got))
+			require.NoError(t, f.writeBatch(&b, &got, func() {}))
 			assert.Equal(t, want.Bytes(), got.Bytes(), "digests=%v round %d", digests, round)
 			assert.Empty(t, b.vec)
 			assert.Empty(t, b.buf)

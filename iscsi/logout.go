@@ -32,6 +32,9 @@ func (c *conn) processLogout(p *PDU) error {
 	default:
 		return reject(RejectProtocolError, "logout reason code %d", reason)
 	}
+	if err := c.tmfRoom(p); err != nil {
+		return err
+	}
 	c.loggingOut = true
 	tm := &tmfRequest{itt: itt, logout: true}
 	c.abortScope(tm, func(*task) bool { return true }, func() {

@@ -91,6 +91,9 @@ type task struct {
 	unsolOpen bool
 	unsol     dataSeq
 
+	// stalled: no Data-Out since the last data-out timeout tick.
+	stalled bool
+
 	nextR2T uint32 // first byte not yet asked for
 	r2ts    []r2t
 	sn      uint32 // next R2TSN / DataSN; they share one space (RFC 7143 11.7.5)
@@ -100,8 +103,12 @@ type task struct {
 	refused    bool
 	failStatus scsi.Status
 	failure    *scsi.Sense
-	// reserved is what the command holds of the server's data-out budget.
+	// reserved is what the command holds of the data-out budget: the
+	// length of out.
 	reserved int64
+	// dataIn is what the running command counts against the connection's
+	// DataInLimit.
+	dataIn int64
 
 	alloc func(int) []byte
 	done  func(*scsi.Command)
@@ -138,18 +145,12 @@ func (t *task) completed(*scsi.Command) {
 	c := t.c
 	c.mu.Lock()
 	c.submitted--
-	c.retire(t)
-	if !t.cmd.Aborted && !t.claimed && c.ending == nil {
-		c.queueResult(t)
-	}
-	c.recycle(t)
-	if c.ending == nil {
-		c.checkTMFs()
-		c.checkDrained()
-	} else if c.reaping && c.submitted == 0 {
+	c.sq.addReads(-t.dataIn)
+	t.dataIn = 0
+	write := c.finishTask(t)
+	if c.reaping && c.submitted == 0 {
 		close(c.lastDone)
 	}
-	write := c.flushOut(true)
 	busy := c.submitted > 0
 	c.mu.Unlock()
 	if write {
@@ -162,16 +163,37 @@ func (t *task) completed(*scsi.Command) {
 	}
 }
 
+// finishTask stages a completed command's response and recycles it; c.mu
+// is held. A panic ends the connection, whose teardown and session end
+// return what the task held. It reports whether the caller takes the
+// writer role.
+func (c *conn) finishTask(t *task) (write bool) {
+	defer c.recoverLocked("command completion")
+	c.at(hookCompletion)
+	c.retire(t)
+	if !t.cmd.Aborted && !t.claimed && c.ending == nil {
+		c.queueResult(t)
+	}
+	c.recycle(t)
+	if c.ending == nil {
+		c.checkTMFs()
+		c.checkDrained()
+	}
+	return c.flushOut(true)
+}
+
 // setFailure records why the command will be refused once its data is in.
 func (t *task) setFailure(s *scsi.Sense) {
 	t.refuse(scsi.StatusCheckCondition, s)
 }
 
 // refuse records that the transport ends the command itself with status
-// and, for CHECK CONDITION, sense; the first refusal wins.
+// and, for CHECK CONDITION, sense; the first refusal wins. The data-out
+// buffer goes at once: what still arrives is drained.
 func (t *task) refuse(status scsi.Status, s *scsi.Sense) {
 	if !t.refused {
 		t.refused, t.failStatus, t.failure = true, status, s
+		t.c.dropData(t)
 	}
 }
 
@@ -314,42 +336,88 @@ func (c *conn) startData(t *task, p *PDU) {
 		// Refused without buffering; unsolicited data is still drained.
 		t.setFailure(scsi.NewSense(scsi.IllegalRequest, scsi.ASCInvalidFieldInCommandIU).
 			WithReason("expected data transfer length %d exceeds %d", t.edtl, scsi.MaxTransferBytes))
-	} else if t.edtl > 0 && !c.srv.dataOut.reserve(int64(t.edtl)) {
-		// Out of buffer room: TASK SET FULL (SAM-5 5.3.1) asks the
-		// initiator to retry once other commands have finished;
-		// unsolicited data is drained as for any refused command.
-		t.refuse(scsi.StatusTaskSetFull, nil)
-		c.log.Debug("data-out budget exhausted", "itt", t.itt, "edtl", t.edtl)
-	} else if t.edtl > 0 {
-		t.reserved = int64(t.edtl)
-		t.out = getBuffer(int(t.edtl))
-		t.cmd.DataOut = t.out.b
 	}
+	// FirstBurstLength bounds the unsolicited data, immediate data
+	// included (RFC 7143 13.14), and no data-out goes beyond EDTL (RFC 7143
+	// 11.3.4, 11.7.6). More immediate data than that is not stored: the
+	// command ends with UNEXPECTED UNSOLICITED DATA (RFC 7143 11.4.7.2),
+	// and every offset below is clipped to firstBurst, so no sequence
+	// reaches past the buffer.
 	firstBurst := min(c.p.FirstBurstLength, t.edtl)
-	if imm > 0 {
-		switch {
-		case !c.p.ImmediateData || imm > firstBurst:
-			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
-				WithReason("%d bytes of immediate data, %d allowed", imm, firstBurst))
-		case t.out != nil:
-			copy(t.out.b, p.Data)
-		}
+	taken := min(imm, firstBurst)
+	if imm > 0 && (!c.p.ImmediateData || imm > firstBurst) {
+		t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascUnexpectedUnsolicitedData).
+			WithReason("%d bytes of immediate data, %d allowed", imm, firstBurst))
 	}
-	t.nextR2T = imm
+	t.nextR2T = taken
 	// With InitialR2T=No and F=0, unsolicited Data-Out follows up to
 	// FirstBurstLength (RFC 7143 13.10, 13.14).
 	if !c.p.InitialR2T && !p.Final() {
 		t.unsolOpen = true
-		t.unsol = dataSeq{start: imm, end: max(imm, firstBurst), next: imm}
-		t.nextR2T = max(imm, firstBurst)
+		t.unsol = dataSeq{start: taken, end: firstBurst, next: taken}
+		t.nextR2T = firstBurst
+	}
+	c.growData(t)
+	if t.out != nil {
+		copy(t.out.b, p.Data[:taken])
 	}
 	c.issueR2Ts(t)
+}
+
+// growData gives a write command the buffer, and the budget reservation,
+// its data-out needs so far: while it waits for its CmdSN only what the
+// initiator may send unsolicited (at most FirstBurstLength, RFC 7143
+// 13.14), all of EDTL once its turn has come and the rest is solicited.
+// A reservation that does not fit refuses the command with TASK SET FULL
+// (SAM-5 5.3.1), which initiators retry once other commands have ended;
+// its unsolicited data is drained as for any refused command.
+func (c *conn) growData(t *task) {
+	if !t.write || t.refused {
+		return
+	}
+	want := t.nextR2T // the unsolicited part
+	if t.delivered {
+		want = t.edtl
+	}
+	if int64(want) <= t.reserved {
+		return
+	}
+	if !c.srv.dataOut.reserve(c.sess.share, int64(want)-t.reserved) {
+		c.log.Debug("data-out budget exhausted", "itt", t.itt, "edtl", t.edtl, "want", want)
+		t.refuse(scsi.StatusTaskSetFull, nil)
+		return
+	}
+	b := getBuffer(int(want))
+	if t.out != nil {
+		copy(b.b, t.out.b)
+		t.out.release()
+	}
+	t.out, t.reserved = b, int64(want)
+	t.cmd.DataOut = b.b
+}
+
+// dropData returns a task's data-out buffer and budget reservation.
+func (c *conn) dropData(t *task) {
+	t.out.release()
+	t.out = nil
+	t.cmd.DataOut = nil
+	c.srv.dataOut.release(c.sess.share, t.reserved)
+	t.reserved = 0
+}
+
+// deliverTask starts a held command whose CmdSN turn has come: its data
+// is solicited now, then it runs once that is in.
+func (c *conn) deliverTask(t *task) {
+	t.delivered = true
+	c.growData(t)
+	c.issueR2Ts(t)
+	c.maybeRun(t)
 }
 
 // issueR2Ts solicits the data still missing, up to MaxOutstandingR2T
 // bursts of at most MaxBurstLength at a time (RFC 7143 13.17).
 func (c *conn) issueR2Ts(t *task) {
-	for !t.refused && len(t.r2ts) < int(c.p.MaxOutstandingR2T) && t.nextR2T < t.edtl {
+	for t.delivered && !t.refused && len(t.r2ts) < int(c.p.MaxOutstandingR2T) && t.nextR2T < t.edtl {
 		n := min(t.edtl-t.nextR2T, c.p.MaxBurstLength)
 		c.nextTTT++
 		if c.nextTTT == ReservedTag {
@@ -373,6 +441,7 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 		c.log.Debug("Data-Out for no task in progress discarded", "itt", p.ITT())
 		return nil
 	}
+	t.stalled = false
 	n := uint32(p.DataSegmentLength())
 	ttt := p.Uint32(OffTTT)
 	dataSN := p.Uint32(OffDataSN)
@@ -386,10 +455,22 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 			c.maybeRun(t)
 			return nil
 		}
+		if t.refused {
+			// The command fails whatever its data: the rest of the
+			// unsolicited sequence is drained, unchecked and unstored,
+			// until its F bit.
+			if p.Final() {
+				t.unsolOpen = false
+			}
+			c.maybeRun(t)
+			return nil
+		}
 		if inOrder, err = t.unsol.take(t.itt, dataSN, off, n); err != nil {
 			return err
 		}
-		t.copyIn(off, p.Data, crcError || !inOrder)
+		if err := t.copyIn(off, p.Data, crcError || !inOrder); err != nil {
+			return err
+		}
 		if p.Final() {
 			t.unsolOpen = false
 			if t.unsol.next < t.unsol.end {
@@ -406,7 +487,9 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 		if inOrder, err = seq.take(t.itt, dataSN, off, n); err != nil {
 			return err
 		}
-		t.copyIn(off, p.Data, crcError || !inOrder)
+		if err := t.copyIn(off, p.Data, crcError || !inOrder); err != nil {
+			return err
+		}
 		if p.Final() {
 			if seq.next != seq.end {
 				return rejectAndDrop(RejectProtocolError, "ITT %#x: F bit at offset %d, the R2T asked for %d-%d",
@@ -433,13 +516,51 @@ func (c *conn) processDataOut(p *PDU, crcError bool) error {
 	return nil
 }
 
-// copyIn stores data-out at its buffer offset unless the data is known to
-// be bad; the caller has checked the range against the sequence, which
-// lies within EDTL.
-func (t *task) copyIn(off uint32, data []byte, bad bool) {
-	if t.out != nil && !bad {
-		copy(t.out.b[off:], data)
+// awaitingData reports whether the command waits for Data-Out the
+// initiator has been allowed or asked to send.
+func (t *task) awaitingData() bool {
+	return !t.submitted && (t.unsolOpen || len(t.r2ts) > 0)
+}
+
+// checkDataOut runs every DataOutTimeout: a command that has waited for
+// Data-Out through a whole period without receiving any ends, so data an
+// initiator announces (EDTL, F=0) and withholds cannot hold the budget.
+// At ErrorRecoveryLevel 0 the data cannot be asked for again; the command
+// ends with CHECK CONDITION, ABORTED COMMAND and the iSCSI condition
+// "incorrect amount of data" (RFC 7143 11.4.7.2), and the connection goes
+// on.
+func (c *conn) checkDataOut() {
+	for _, t := range c.tasks {
+		switch {
+		case !t.awaitingData():
+			t.stalled = false
+		case !t.stalled:
+			t.stalled = true
+		default:
+			c.log.Warn("no Data-Out for a write", "itt", t.itt, "edtl", t.edtl, "timeout", c.srv.dataOutTimeout)
+			t.setFailure(scsi.NewSense(scsi.AbortedCommand, ascNotEnoughUnsolicitedData).
+				WithReason("no Data-Out for %v", c.srv.dataOutTimeout))
+			t.unsolOpen = false
+			t.r2ts = t.r2ts[:0]
+			c.maybeRun(t)
+		}
 	}
+}
+
+// copyIn stores data-out at its buffer offset unless the data is known to
+// be bad. The caller has checked the range against the sequence, which
+// lies within EDTL; the buffer is checked again all the same, so no
+// sequence bookkeeping error can index past it.
+func (t *task) copyIn(off uint32, data []byte, bad bool) error {
+	if t.out == nil || bad {
+		return nil
+	}
+	if uint64(off)+uint64(len(data)) > uint64(len(t.out.b)) {
+		return rejectAndDrop(RejectProtocolError, "ITT %#x: Data-Out offset %d length %d beyond the %d-byte buffer",
+			t.itt, off, len(data), len(t.out.b))
+	}
+	copy(t.out.b[off:], data)
+	return nil
 }
 
 // maybeRun submits the command once its CmdSN turn has come and its data
@@ -459,9 +580,13 @@ func (c *conn) maybeRun(t *task) {
 		c.recycle(t)
 		return
 	}
+	// Counted once Submit returns: the completion cannot run before c.mu
+	// is released, and a Submit that panics leaves nothing to wait for.
+	scsi.Submit(&t.cmd, t.done)
 	t.submitted = true
 	c.submitted++
-	scsi.Submit(&t.cmd, t.done)
+	t.dataIn = int64(min(t.readLen, scsi.MaxTransferBytes))
+	c.sq.addReads(t.dataIn)
 }
 
 // dSense reports whether the addressed logical unit wants descriptor
@@ -490,11 +615,9 @@ func (c *conn) retire(t *task) {
 
 // recycle returns a retired task's buffers and keeps it for reuse.
 func (c *conn) recycle(t *task) {
-	t.out.release()
+	c.dropData(t)
 	t.in.release()
-	t.out, t.in = nil, nil
-	c.srv.dataOut.release(t.reserved)
-	t.reserved = 0
+	t.in = nil
 	t.cmd = scsi.Command{}
 	t.failure, t.refused = nil, false
 	t.gen++

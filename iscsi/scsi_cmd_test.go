@@ -432,3 +432,27 @@ func TestExtendedCDBAndBidiAHS(t *testing.T) {
 		tt.wantReject(RejectInvalidPDUField, OpSCSICommand)
 	})
 }
+
+// TestImmediateDataBeyondEDTLThenDataOutAtEnd is the regression test for a
+// reader crash: 1024 bytes of immediate data on a write with EDTL 512 and
+// F=0, then a zero-length Data-Out at offset 1024, indexed the 512-byte
+// data-out buffer at 1024. Data beyond EDTL is never stored: the command
+// ends with CHECK CONDITION, UNEXPECTED UNSOLICITED DATA, and the
+// connection goes on.
+func TestImmediateDataBeyondEDTLThenDataOutAtEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tt := newTester(t)
+		tt.loginDefault()
+		itt := tt.command(write10(0, 1), cmdOpts{write: true, edtl: testBlock, data: pattern(2*testBlock, 1), notFinal: true})
+		tt.dataOut(itt, ReservedTag, 0, 2*testBlock, nil, true)
+		r := tt.wantResult(itt)
+		require.Equal(t, scsi.StatusCheckCondition, r.status)
+		require.NotNil(t, r.sense)
+		assert.Equal(t, scsi.AbortedCommand, r.sense.Key)
+		assert.Equal(t, ascUnexpectedUnsolicitedData, r.sense.Code)
+		got := make([]byte, testBlock)
+		require.NoError(t, tt.store.ReadAt(got, 0))
+		assert.Equal(t, make([]byte, testBlock), got, "nothing written")
+		assert.Equal(t, scsi.StatusGood, tt.wantResult(tt.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{})).status)
+	})
+}

@@ -24,7 +24,19 @@ type Server struct {
 	nopInterval  time.Duration
 	nopTimeout   time.Duration
 	loginTimeout time.Duration
-	dataOut      *budget // data-out bytes buffered by all connections
+	sendTimeout  time.Duration
+	// dataOutTimeout is how long a command may wait for Data-Out.
+	dataOutTimeout time.Duration
+	// sendQueueLimit is the bytes queued for a connection's socket past
+	// which its reader waits.
+	sendQueueLimit int
+	dataInLimit    int64 // data-in the running commands of a connection may produce
+	// maxConns and maxConnsPerHost cap the connections served at once.
+	maxConns, maxConnsPerHost int
+	refuseLog                 throttledLog
+	dataOut                   *budget // data-out bytes buffered by all connections
+	// hook, set only by tests, is called at the points hookPoint names.
+	hook func(*conn, hookPoint)
 
 	mu           sync.Mutex
 	listening    bool
@@ -32,6 +44,7 @@ type Server struct {
 	sessions     map[string]*session // normal sessions by identity key
 	byTSIH       map[uint16]*session
 	conns        map[*conn]struct{}
+	perHost      map[string]int // connections by source address
 	nextTSIH     uint16
 	closed       chan struct{} // closed by Shutdown
 	connWG       sync.WaitGroup
@@ -52,18 +65,27 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:          cfg,
-		log:          cfg.Logger,
-		targets:      map[string]*Target{},
-		targetLUs:    map[*Target][]*scsi.LU{},
-		nopInterval:  orDefault(cfg.NOPInInterval, DefaultNOPInInterval),
-		nopTimeout:   orDefault(cfg.NOPInTimeout, DefaultNOPInTimeout),
-		loginTimeout: orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
-		dataOut:      &budget{limit: cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget)},
-		sessions:     map[string]*session{},
-		byTSIH:       map[uint16]*session{},
-		conns:        map[*conn]struct{}{},
-		closed:       make(chan struct{}),
+		cfg:            cfg,
+		log:            cfg.Logger,
+		targets:        map[string]*Target{},
+		targetLUs:      map[*Target][]*scsi.LU{},
+		nopInterval:    orDefault(cfg.NOPInInterval, DefaultNOPInInterval),
+		nopTimeout:     orDefault(cfg.NOPInTimeout, DefaultNOPInTimeout),
+		loginTimeout:   orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
+		sendTimeout:    orDefault(cfg.SendTimeout, DefaultSendTimeout),
+		sendQueueLimit: cmp.Or(cfg.SendQueueLimit, DefaultSendQueueLimit),
+		dataInLimit:    cmp.Or(cfg.DataInLimit, DefaultDataInLimit),
+		dataOut: newBudget(cmp.Or(cfg.DataOutBudget, DefaultDataOutBudget),
+			cmp.Or(cfg.SessionDataOutBudget, DefaultSessionDataOutBudget),
+			cmp.Or(cfg.InitiatorDataOutBudget, DefaultInitiatorDataOutBudget)),
+		dataOutTimeout:  orDefault(cfg.DataOutTimeout, DefaultDataOutTimeout),
+		sessions:        map[string]*session{},
+		byTSIH:          map[uint16]*session{},
+		conns:           map[*conn]struct{}{},
+		perHost:         map[string]int{},
+		maxConns:        cmp.Or(cfg.MaxConnections, DefaultMaxConnections),
+		maxConnsPerHost: cmp.Or(cfg.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP),
+		closed:          make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -194,16 +216,28 @@ func (s *Server) acceptLoop(p *portal) {
 }
 
 // serveConn runs a new connection on its own goroutine: login, then full
-// feature phase.
+// feature phase. Over MaxConnections, or MaxConnectionsPerIP from its
+// source address, the connection is closed at once, before anything is
+// read or allocated for it.
 func (s *Server) serveConn(nc net.Conn, p *portal) {
-	c := newConn(s, nc, p)
+	host := remoteHost(nc)
 	s.mu.Lock()
 	if s.shuttingDown {
 		s.mu.Unlock()
 		nc.Close()
 		return
 	}
+	if len(s.conns) >= s.maxConns || s.perHost[host] >= s.maxConnsPerHost {
+		total, fromHost := len(s.conns), s.perHost[host]
+		s.mu.Unlock()
+		nc.Close()
+		s.refuseLog.warn(s.log, "connection refused: too many connections",
+			"remote", nc.RemoteAddr().String(), "total", total, "from_source", fromHost)
+		return
+	}
+	c := newConn(s, nc, p)
 	s.conns[c] = struct{}{}
+	s.perHost[host]++
 	s.connWG.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -211,10 +245,46 @@ func (s *Server) serveConn(nc net.Conn, p *portal) {
 		defer func() {
 			s.mu.Lock()
 			delete(s.conns, c)
+			if s.perHost[host]--; s.perHost[host] == 0 {
+				delete(s.perHost, host)
+			}
 			s.mu.Unlock()
 		}()
 		c.run()
 	}()
+}
+
+// remoteHost is the source address a connection counts against for
+// MaxConnectionsPerIP.
+func remoteHost(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return nc.RemoteAddr().String()
+}
+
+// throttledLog logs at most one message per refuseLogInterval, counting
+// the ones it drops, so a flood cannot flood the log.
+type throttledLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+const refuseLogInterval = 10 * time.Second
+
+func (l *throttledLog) warn(log *slog.Logger, msg string, args ...any) {
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < refuseLogInterval {
+		l.dropped++
+		l.mu.Unlock()
+		return
+	}
+	dropped := l.dropped
+	l.last, l.dropped = now, 0
+	l.mu.Unlock()
+	log.Warn(msg, append(args, "not_logged_since_last", dropped)...)
 }
 
 // Shutdown stops accepting connections and lets every connection finish

@@ -33,6 +33,9 @@ func TestConfigValidation(t *testing.T) {
 			{Tag: 1, Portals: []string{":3260"}, LUNs: map[uint64]*scsi.LU{20000: lu}}}}}}, "LUN 20000 above"},
 		{"CHAP without secret", Config{Absent: absent, Targets: []*Target{{Name: "a", TPGs: []*TPG{
 			{Tag: 1, Portals: []string{":3260"}, Auth: &CHAP{User: "u"}}}}}}, "needs a user and a secret"},
+		{"negative send queue limit", Config{Absent: absent, SendQueueLimit: -1}, "SendQueueLimit -1 and DataInLimit 0 may not be negative"},
+		{"session budget below the largest transfer", Config{Absent: absent, SessionDataOutBudget: 4096},
+			"SessionDataOutBudget 4096 is below the largest transfer"},
 		{"same secret both ways", Config{Absent: absent, DiscoveryAuth: &CHAP{User: "u", Secret: "s", MutualUser: "t", MutualSecret: "s"}},
 			"mutual CHAP secret equals"},
 	} {

@@ -3,6 +3,7 @@ package iscsi
 import (
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -25,6 +26,8 @@ type session struct {
 	view   map[uint64]*scsi.LU
 	conn   *conn
 	log    *slog.Logger
+	share  *share    // of the data-out budget; nil for discovery sessions
+	finish sync.Once // finishSession
 }
 
 // startSession creates the session a login is about to complete, first
@@ -88,6 +91,9 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 		attrs = append(attrs, "target", ls.target.Name, "tpgt", ls.tpg.Tag)
 	}
 	sess.log = s.log.With(attrs...)
+	if !ls.discovery {
+		sess.share = s.dataOut.join(ls.initiatorName)
+	}
 	c.sess = sess
 	c.p = ls.p
 	c.cid = ls.req.cid
@@ -110,8 +116,23 @@ func (s *Server) allocTSIH() (uint16, bool) {
 	return 0, false
 }
 
-// endSession forgets a session whose connection has ended.
-func (s *Server) endSession(sess *session) {
+// finishSession ends a session whose connection has ended, once however
+// many paths reach it: its I_T nexus ends (ERL 0, the session does not
+// outlive its only connection, SAM-5 6.3.4) and the server forgets it.
+func (s *Server) finishSession(sess *session) {
+	sess.finish.Do(func() {
+		if sess.nexus != nil {
+			sess.nexus.End()
+		}
+		if sess.share != nil {
+			s.dataOut.leave(sess.share)
+		}
+		s.forgetSession(sess)
+	})
+}
+
+// forgetSession removes an ended session from the server's tables.
+func (s *Server) forgetSession(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byTSIH[sess.tsih] == sess {

@@ -70,25 +70,89 @@ type Config struct {
 	// NOPInTimeout is how long the target waits for the answer before it
 	// drops the connection; 0 means 30 s.
 	NOPInTimeout time.Duration
-	// LoginTimeout bounds the whole login phase of a connection; 0 means
-	// 15 s.
+	// LoginTimeout bounds the whole login phase of a connection, from
+	// accept to full feature phase, however the initiator sends (nothing,
+	// or a byte at a time); 0 means 15 s.
 	LoginTimeout time.Duration
+	// MaxConnections caps the connections served at once, logging in or
+	// logged in, over all portals; 0 means DefaultMaxConnections. More are
+	// closed as soon as they are accepted.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the connections served at once from one
+	// source address; 0 means DefaultMaxConnectionsPerIP.
+	MaxConnectionsPerIP int
+	// SendTimeout is how long a socket write in full feature phase may
+	// make no progress, the initiator not reading, before the connection
+	// is dropped; 0 means 30 s.
+	SendTimeout time.Duration
+	// SendQueueLimit is how many bytes of PDUs (headers and data
+	// segments) may wait for a connection's socket before the target
+	// stops reading from that initiator until they drain; 0 means
+	// DefaultSendQueueLimit. Negative values are invalid.
+	SendQueueLimit int
+	// DataInLimit bounds the data-in the commands running on one
+	// connection may produce, a read counting min(EDTL,
+	// scsi.MaxTransferBytes) from its start to its end: past it the
+	// target reads no more requests from that initiator until some
+	// finish; 0 means DefaultDataInLimit. Negative values are invalid.
+	DataInLimit int64
 	// DataOutBudget bounds the data-out bytes buffered for commands across
 	// all connections; 0 means DefaultDataOutBudget. A write that would
-	// exceed it ends with TASK SET FULL, which initiators retry.
+	// exceed it, or its session's or initiator's share, ends with TASK SET
+	// FULL, which initiators retry. A write reserves its EDTL once its
+	// CmdSN turn has come; before that only its unsolicited data.
 	DataOutBudget int64
+	// SessionDataOutBudget caps what one session may hold of
+	// DataOutBudget; 0 means DefaultSessionDataOutBudget. A session's
+	// share is DataOutBudget divided among the sessions logged in, at
+	// least scsi.MaxTransferBytes, at most this cap. Set, it must be at
+	// least scsi.MaxTransferBytes.
+	SessionDataOutBudget int64
+	// InitiatorDataOutBudget caps what the sessions of one initiator
+	// name may hold together, shared the same way among the initiator
+	// names logged in; 0 means DefaultInitiatorDataOutBudget. Set, it
+	// must be at least scsi.MaxTransferBytes.
+	InitiatorDataOutBudget int64
+	// DataOutTimeout ends a write whose announced data stops arriving:
+	// after DataOutTimeout (at most twice that) without a Data-Out for
+	// it, the command ends with CHECK CONDITION, ABORTED COMMAND, ASC/ASCQ
+	// 0Ch/0Dh (the iSCSI condition "incorrect amount of data", RFC 7143
+	// 11.4.7.2) and its reservation is released; the connection goes on.
+	// 0 means 30 s.
+	DataOutTimeout time.Duration
 }
 
 // Defaults for the Config durations.
 const (
-	DefaultNOPInInterval = 30 * time.Second
-	DefaultNOPInTimeout  = 30 * time.Second
-	DefaultLoginTimeout  = 15 * time.Second
+	DefaultNOPInInterval  = 30 * time.Second
+	DefaultNOPInTimeout   = 30 * time.Second
+	DefaultLoginTimeout   = 15 * time.Second
+	DefaultSendTimeout    = 30 * time.Second
+	DefaultDataOutTimeout = 30 * time.Second
 )
 
-// DefaultDataOutBudget is the default Config.DataOutBudget: room for 64
-// writes of the largest transfer at once.
-const DefaultDataOutBudget = 64 * scsi.MaxTransferBytes
+// Defaults of the per-connection send limits: SendQueueLimit, and
+// DataInLimit, room for 8 reads of the largest transfer at once.
+const (
+	DefaultSendQueueLimit = 1 << 20
+	DefaultDataInLimit    = 8 * scsi.MaxTransferBytes
+)
+
+// Defaults of the connection caps: a connection logging in costs about
+// 130 KiB of buffers, so the default total stays within a small machine's
+// means.
+const (
+	DefaultMaxConnections      = 1024
+	DefaultMaxConnectionsPerIP = 64
+)
+
+// Defaults of the data-out budgets: room for 64 writes of the largest
+// transfer at once, 16 of them for one session, 32 for one initiator.
+const (
+	DefaultDataOutBudget          = 64 * scsi.MaxTransferBytes
+	DefaultSessionDataOutBudget   = 16 * scsi.MaxTransferBytes
+	DefaultInitiatorDataOutBudget = 32 * scsi.MaxTransferBytes
+)
 
 // maxNameLength is the longest iSCSI name (RFC 7143 4.2.7.1: 223 bytes).
 const maxNameLength = 223
@@ -128,6 +192,23 @@ func (cfg *Config) validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if cfg.Absent == nil {
 		bad("config: Absent logical unit is required")
+	}
+	if cfg.SendQueueLimit < 0 || cfg.DataInLimit < 0 {
+		bad("config: SendQueueLimit %d and DataInLimit %d may not be negative", cfg.SendQueueLimit, cfg.DataInLimit)
+	}
+	if cfg.MaxConnections < 0 || cfg.MaxConnectionsPerIP < 0 {
+		bad("config: MaxConnections %d and MaxConnectionsPerIP %d may not be negative", cfg.MaxConnections, cfg.MaxConnectionsPerIP)
+	}
+	if cfg.DataOutBudget < 0 {
+		bad("config: DataOutBudget %d is negative", cfg.DataOutBudget)
+	}
+	for _, b := range []struct {
+		name string
+		v    int64
+	}{{"SessionDataOutBudget", cfg.SessionDataOutBudget}, {"InitiatorDataOutBudget", cfg.InitiatorDataOutBudget}} {
+		if b.v != 0 && b.v < scsi.MaxTransferBytes {
+			bad("config: %s %d is below the largest transfer, %d", b.name, b.v, scsi.MaxTransferBytes)
+		}
 	}
 	names := map[string]bool{}
 	for ti, t := range cfg.Targets {

@@ -60,6 +60,9 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 		return reject(RejectCmdNotSupported, "task management in a discovery session")
 	}
 	fn := p.Flags() & 0x7F
+	if err := c.tmfRoom(p); err != nil {
+		return err
+	}
 	tm := &tmfRequest{itt: p.ITT()}
 	nexus := c.sess.nexus
 	lun, err := scsi.DecodeLUN(p.LUN())
@@ -134,6 +137,19 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 	return nil
 }
 
+// tmfRoom refuses a task management function or logout while maxTMFs
+// are in progress.
+func (c *conn) tmfRoom(p *PDU) error {
+	if len(c.tmfs) < maxTMFs {
+		return nil
+	}
+	reason := RejectLongOp
+	if p.Immediate() {
+		reason = RejectImmediateCmd
+	}
+	return reject(reason, "%d task management functions in progress", len(c.tmfs))
+}
+
 // abortMissing answers ABORT TASK for a tag with no task (RFC 7143
 // 11.5.1): if its RefCmdSN is in the window and older than the request,
 // the command may still be on its way; that CmdSN counts as received, the
@@ -175,20 +191,42 @@ func (c *conn) abortScope(tm *tmfRequest, match func(*task) bool, work func()) {
 	tm.running = true
 	c.tmfs = append(c.tmfs, tm)
 	c.workers.Add(1)
-	go func() {
-		defer c.workers.Done()
-		work()
-		c.mu.Lock()
-		tm.running = false
-		if c.ending == nil {
-			c.checkTMFs()
-		}
-		write := c.flushOut(true)
-		c.mu.Unlock()
-		if write {
-			c.writeQueued()
-		}
-	}()
+	go c.runTMF(tm, work)
+}
+
+// runTMF runs a task management function's work and then answers the
+// functions that are ready; a panic ends the connection.
+func (c *conn) runTMF(tm *tmfRequest, work func()) {
+	defer c.workers.Done()
+	if !c.tmfWork(work) {
+		return
+	}
+	c.mu.Lock()
+	write := c.tmfDone(tm)
+	c.mu.Unlock()
+	if write {
+		c.writeQueued()
+	}
+}
+
+// tmfWork runs the abort work without c.mu; it reports false after a
+// panic.
+func (c *conn) tmfWork(work func()) (ok bool) {
+	defer c.recoverUnlocked("task management")
+	c.at(hookTMF)
+	work()
+	return true
+}
+
+// tmfDone records that tm's work has returned and answers what is ready;
+// c.mu is held. It reports whether the caller takes the writer role.
+func (c *conn) tmfDone(tm *tmfRequest) (write bool) {
+	defer c.recoverLocked("task management")
+	tm.running = false
+	if c.ending == nil {
+		c.checkTMFs()
+	}
+	return c.flushOut(true)
 }
 
 // checkTMFs answers the functions whose work is done and whose affected
