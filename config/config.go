@@ -36,6 +36,17 @@ type Config struct {
 	Targets    []Target
 	Copy       Copy
 	Tokens     Tokens
+	Limits     Limits
+}
+
+// Limits bound what initiators can make the target hold (YAML limits).
+// Zero means the transport's default for each.
+type Limits struct {
+	MaxConnections, MaxConnectionsPerIP int64
+	// Timeouts, in seconds.
+	LoginTimeout, NOPInterval, NOPTimeout, SendTimeout, DataOutTimeout int64
+	// Sizes, in bytes.
+	SendQueue, DataIn, DataOutBudget, SessionDataOutBudget, InitiatorDataOutBudget int64
 }
 
 // Token scopes (tokens.scope).

@@ -272,7 +272,7 @@ func editDistance(a, b string) int {
 }
 
 func (d *decoder) config(root *yaml.Node) *Config {
-	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens")
+	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens", "limits")
 	if f.m == nil {
 		return nil
 	}
@@ -292,6 +292,9 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	if n := f.m["tokens"]; n != nil {
 		cfg.Tokens = d.tokens(n)
+	}
+	if n := f.m["limits"]; n != nil {
+		cfg.Limits = d.limits(n)
 	}
 	if n := f.m["copy"]; n != nil {
 		d.pos.lines["copy"] = at(n)
@@ -561,4 +564,68 @@ func (d *decoder) tokens(n *yaml.Node) Tokens {
 		d.fail(f.m["default_timeout"], "tokens.default_timeout", "%d s exceeds max_timeout %d s", t.DefaultTimeout, t.MaxTimeout)
 	}
 	return t
+}
+
+// minBudget is the smallest data-out budget worth having: one command of
+// the largest transfer odxtgt takes (8 MiB).
+const minBudget = 8 << 20
+
+func (d *decoder) limits(n *yaml.Node) Limits {
+	d.pos.lines["limits"] = at(n)
+	var l Limits
+	counts := []struct {
+		key string
+		dst *int64
+		max int64
+	}{
+		{"max_connections", &l.MaxConnections, 1 << 20},
+		{"max_connections_per_ip", &l.MaxConnectionsPerIP, 1 << 20},
+		{"login_timeout", &l.LoginTimeout, 3600},
+		{"nop_interval", &l.NOPInterval, 3600},
+		{"nop_timeout", &l.NOPTimeout, 3600},
+		{"send_timeout", &l.SendTimeout, 3600},
+		{"data_out_timeout", &l.DataOutTimeout, 3600},
+	}
+	sizes := []struct {
+		key string
+		dst *int64
+		min int64
+	}{
+		{"send_queue", &l.SendQueue, 64 << 10},
+		{"data_in", &l.DataIn, minBudget},
+		{"data_out_budget", &l.DataOutBudget, minBudget},
+		{"session_data_out_budget", &l.SessionDataOutBudget, minBudget},
+		{"initiator_data_out_budget", &l.InitiatorDataOutBudget, minBudget},
+	}
+	keys := []string{}
+	for _, c := range counts {
+		keys = append(keys, c.key)
+	}
+	for _, c := range sizes {
+		keys = append(keys, c.key)
+	}
+	f := d.mapping(n, "limits", keys...)
+	if f.m == nil {
+		return l
+	}
+	for _, c := range counts {
+		if v := f.m[c.key]; v != nil {
+			if x, ok := d.integer(v, "limits."+c.key); ok {
+				if x < 1 || x > c.max {
+					d.fail(v, "limits."+c.key, "must be 1 to %d, not %d", c.max, x)
+				}
+				*c.dst = x
+			}
+		}
+	}
+	for _, c := range sizes {
+		if v := f.m[c.key]; v != nil {
+			if x := d.size(v, "limits."+c.key); x != 0 && x < c.min {
+				d.fail(v, "limits."+c.key, "must be at least %s, not %s", FormatSize(c.min), FormatSize(x))
+			} else {
+				*c.dst = x
+			}
+		}
+	}
+	return l
 }

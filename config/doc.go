@@ -114,6 +114,22 @@
 //	  default_timeout: 60      # seconds of inactivity a token lives by default
 //	  max_timeout: 600         # the most POPULATE TOKEN may ask for, 1..86400
 //
+//	limits:                    # optional: what initiators can make the target hold
+//	  max_connections: 1024    # connections at once, logging in or logged in
+//	  max_connections_per_ip: 64
+//	  login_timeout: 15        # seconds from accept to full feature phase
+//	  nop_interval: 30         # seconds idle before a NOP-In ping
+//	  nop_timeout: 30          # seconds the ping may go unanswered
+//	  send_timeout: 30         # seconds a socket write may make no progress
+//	  data_out_timeout: 30     # seconds a write may wait for its data
+//	  send_queue: 1MiB         # PDUs queued for a connection before it is not read
+//	  data_in: 64MiB           # data-in the running commands of a connection hold
+//	  data_out_budget: 512MiB  # data-out buffered for all connections
+//	  session_data_out_budget: 128MiB    # at most, per session
+//	  initiator_data_out_budget: 256MiB  # at most, per initiator name
+//	                           # budgets at least 8MiB; a write beyond its share
+//	                           # ends with TASK SET FULL, which initiators retry
+//
 // # Migrating from LIO
 //
 // ImportLIO reads /etc/target/saveconfig.json and returns an equivalent

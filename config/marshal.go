@@ -47,6 +47,31 @@ func (c *Config) Marshal() ([]byte, error) {
 		}
 		addPair(root, "tokens", tm)
 	}
+	if l := c.Limits; l != (Limits{}) {
+		lm := mappingNode()
+		for _, kv := range []struct {
+			key  string
+			v    int64
+			size bool
+		}{
+			{"max_connections", l.MaxConnections, false}, {"max_connections_per_ip", l.MaxConnectionsPerIP, false},
+			{"login_timeout", l.LoginTimeout, false}, {"nop_interval", l.NOPInterval, false},
+			{"nop_timeout", l.NOPTimeout, false}, {"send_timeout", l.SendTimeout, false},
+			{"data_out_timeout", l.DataOutTimeout, false}, {"send_queue", l.SendQueue, true},
+			{"data_in", l.DataIn, true}, {"data_out_budget", l.DataOutBudget, true},
+			{"session_data_out_budget", l.SessionDataOutBudget, true},
+			{"initiator_data_out_budget", l.InitiatorDataOutBudget, true},
+		} {
+			switch {
+			case kv.v == 0:
+			case kv.size:
+				addPair(lm, kv.key, strNode(FormatSize(kv.v)))
+			default:
+				addPair(lm, kv.key, intNode(kv.v))
+			}
+		}
+		addPair(root, "limits", lm)
+	}
 	if c.Copy.CrossTarget {
 		copyMap := mappingNode()
 		addPair(copyMap, "cross_target", boolNode(true))

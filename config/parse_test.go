@@ -412,3 +412,36 @@ func TestParseCopy(t *testing.T) {
 	_, err = Parse([]byte(strings.Replace(src, "true", "maybe", 1)))
 	assert.ErrorContains(t, err, "copy.cross_target")
 }
+
+func TestParseLimits(t *testing.T) {
+	src := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [\"127.0.0.1:3260\"]\nlimits:\n  max_connections: 10\n  login_timeout: 5\n  data_out_budget: 64MiB\n"
+	cfg, err := Parse([]byte(src))
+	require.NoError(t, err)
+	assert.Equal(t, Limits{MaxConnections: 10, LoginTimeout: 5, DataOutBudget: 64 << 20}, cfg.Limits)
+	out, err := cfg.Marshal()
+	require.NoError(t, err)
+	again, err := Parse(out)
+	require.NoError(t, err)
+	assert.Equal(t, cfg.Limits, again.Limits)
+	for _, bad := range []string{"  max_connections: 0\n", "  data_out_budget: 1MiB\n", "  login_timeout: 99999\n", "  bogus: 1\n"} {
+		_, err := Parse([]byte(strings.SplitAfter(src, "limits:\n")[0] + bad))
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestParseTokens(t *testing.T) {
+	src := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [\"127.0.0.1:3260\"]\ntokens:\n  scope: initiator\n  snapshot_dir: /var/tmp/snap\n  snapshot_space: 2GiB\n  default_timeout: 30\n  max_timeout: 120\n"
+	cfg, err := Parse([]byte(src))
+	require.NoError(t, err)
+	assert.Equal(t, Tokens{Scope: ScopeInitiator, SnapshotDir: "/var/tmp/snap", SnapshotSpace: 2 << 30, DefaultTimeout: 30, MaxTimeout: 120}, cfg.Tokens)
+	out, err := cfg.Marshal()
+	require.NoError(t, err)
+	again, err := Parse(out)
+	require.NoError(t, err)
+	assert.Equal(t, cfg.Tokens, again.Tokens)
+	head := strings.SplitAfter(src, "tokens:\n")[0]
+	for _, bad := range []string{"  scope: everyone\n", "  snapshot_dir: relative\n", "  default_timeout: 0\n", "  default_timeout: 100\n  max_timeout: 50\n"} {
+		_, err := Parse([]byte(head + bad))
+		assert.Error(t, err, bad)
+	}
+}

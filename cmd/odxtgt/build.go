@@ -95,7 +95,16 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 		log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
 			"size", store.Size(), "block_size", store.BlockSize(), "serial", b.Serial)
 	}
-	r.server = iscsi.Config{Absent: scsi.NewAbsentLU(table, log), Logger: log}
+	l := cfg.Limits
+	secs := func(n int64) time.Duration { return time.Duration(n) * time.Second }
+	r.server = iscsi.Config{
+		Absent: scsi.NewAbsentLU(table, log), Logger: log,
+		MaxConnections: int(l.MaxConnections), MaxConnectionsPerIP: int(l.MaxConnectionsPerIP),
+		LoginTimeout: secs(l.LoginTimeout), NOPInInterval: secs(l.NOPInterval), NOPInTimeout: secs(l.NOPTimeout),
+		SendTimeout: secs(l.SendTimeout), DataOutTimeout: secs(l.DataOutTimeout),
+		SendQueueLimit: int(l.SendQueue), DataInLimit: l.DataIn, DataOutBudget: l.DataOutBudget,
+		SessionDataOutBudget: l.SessionDataOutBudget, InitiatorDataOutBudget: l.InitiatorDataOutBudget,
+	}
 	// Relative target port identifiers are unique across the whole
 	// target device, one per portal group, starting at 1 (SPC-4 7.8.6.6).
 	var rtpi uint16
