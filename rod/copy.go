@@ -84,7 +84,9 @@ func segmentError(seg int, p *Params, code scsi.ASC) *scsi.Sense {
 
 // resolve finds the logical unit a CSCD descriptor ID names: the one that
 // received the command for FFFFh, otherwise the one logical unit reachable
-// from the nexus whose designator the descriptor carries.
+// from the nexus whose designator the descriptor carries. For a unit whose
+// block length the descriptor contradicts it returns the unit and
+// errBlockLength.
 func (m *Manager) resolve(req Request, p *Params, id uint16) (*scsi.LU, error) {
 	if id == CSCDThisLU {
 		return req.LU, nil
@@ -110,11 +112,15 @@ func (m *Manager) resolve(req Request, p *Params, id uint16) (*scsi.LU, error) {
 		return nil, fmt.Errorf("CSCD %d: %w", id, err)
 	}
 	if c.BlockLength != 0 && int(c.BlockLength) != lu.Store.BlockSize() {
-		return nil, errBlockLength
+		// The logical unit goes with the error: endpoint reports its
+		// block length.
+		return lu, errBlockLength
 	}
 	return lu, nil
 }
 
+// errBlockLength is what resolve returns, with the logical unit it found,
+// when the CSCD descriptor's DISK BLOCK LENGTH is not that unit's.
 var errBlockLength = errors.New("CSCD block length differs from the logical unit's")
 
 // endpoint resolves one side of segment seg, or returns the sense data
