@@ -622,6 +622,47 @@ func TestCopyAbortMidCopy(t *testing.T) {
 	}
 }
 
+// TestCopyStopsWhenInternalTaskAborted: ABORT TASK SET from the copy's
+// nexus on the destination, which received no command, aborts the
+// copy's internal task there while its write is stuck. The write
+// completes, but the copy goes no further: it ends with ABORTED COMMAND
+// (its own context did not end, so it is a CHECK CONDITION), and the
+// same holds for the loss of the nexus, whose tasks are aborted before
+// the copy manager hears of it.
+func TestCopyStopsWhenInternalTaskAborted(t *testing.T) {
+	for _, how := range []string{"ABORT TASK SET", "LOGICAL UNIT RESET"} {
+		t.Run(how, func(t *testing.T) {
+			r, _, dst := faultDisks(t, Config{})
+			noOffload(dst)
+			started, release := blockWrite(dst, 100*512)
+			done := make(chan *scsi.Sense, 1)
+			go func() {
+				_, s := r.run(r.list(7, b2b(0, 1, 25000, 50, 100), b2b(0, 1, 8, 0, 0)))
+				done <- s
+			}()
+			<-started
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				close(release)
+			}()
+			if how == "ABORT TASK SET" {
+				r.disks[1].lu.AbortTaskSet(r.nexus)
+			} else {
+				r.disks[1].lu.Reset(scsi.ASCBusDeviceResetFunctionOccurred)
+			}
+			s := <-done
+			requireSense(t, s, scsi.AbortedCommand, scsi.ASCNoAdditionalSense, nil)
+			p, _ := r.m.Status(r.nexus, r.disks[0].lu, 7, false)
+			require.Equal(t, scsi.StatusCheckCondition, p.Status)
+			require.False(t, p.Aborted)
+			require.Equal(t, uint64(bufferSize), p.Bytes, "the stuck write completed and counts")
+			r.copyModel(0, 50*512, 1, 100*512, bufferSize)
+			r.verify()
+			require.Len(t, r.m.buffers, cap(r.m.buffers))
+		})
+	}
+}
+
 // TestRunHonoursContext: a context already ended copies nothing.
 func TestRunHonoursContext(t *testing.T) {
 	r := newRig(t, Config{}, memDisk(64, 512), memDisk(64, 512))
@@ -639,7 +680,7 @@ func TestRunInternalAfterCancelWritesNothing(t *testing.T) {
 	r, _, dst := faultDisks(t, Config{})
 	noOffload(dst)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &segmentCopy{m: r.m, ctx: ctx, l: &List{}, req: Request{Nexus: r.nexus, LU: r.disks[0].lu},
+	c := &segmentCopy{m: r.m, ctx: ctx, stop: cancel, l: &List{}, req: Request{Nexus: r.nexus, LU: r.disks[0].lu},
 		from: span{endpoint{r.disks[0].lu, 512, scsi.ForwardedFromSource}, 0},
 		to:   span{endpoint{r.disks[1].lu, 512, scsi.ForwardedFromDestination}, 0},
 		n:    4096, p: &Params{Segments: []Segment{{}}}, paths: &pathCounts{}}

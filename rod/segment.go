@@ -9,8 +9,11 @@ import (
 
 // segmentCopy moves the n bytes of one segment from one span to another.
 type segmentCopy struct {
-	m     *Manager
-	ctx   context.Context
+	m   *Manager
+	ctx context.Context
+	// stop ends ctx: called when an internal task of the copy was
+	// aborted while its body ran, so the copy goes no further.
+	stop  context.CancelFunc
 	l     *List
 	req   Request
 	from  span
@@ -79,6 +82,7 @@ func (c *segmentCopy) offload() (int64, *scsi.Sense) {
 			if ctx.Err() != nil {
 				return scsi.TaskAborted()
 			}
+			defer c.stopIfAborted(ctx)
 			for len(ways) > 0 {
 				w := &ways[0]
 				err := w.copy(c.to.ep.lu, c.from.ep.lu, c.to.start+done, c.from.start+done, k, c.fua())
@@ -185,6 +189,7 @@ func (c *segmentCopy) read(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
 		if ctx.Err() != nil {
 			return scsi.TaskAborted()
 		}
+		defer c.stopIfAborted(ctx)
 		if err := c.from.ep.lu.Store.ReadAt(whole, int64(lba)*bs); err != nil {
 			return scsi.ReadError(err, lba)
 		}
@@ -210,6 +215,7 @@ func (c *segmentCopy) write(off, n int64, data []byte) *scsi.Sense {
 		if ctx.Err() != nil {
 			return scsi.TaskAborted()
 		}
+		defer c.stopIfAborted(ctx)
 		p := data
 		if head != 0 || n%bs != 0 {
 			p = make([]byte, int64(count)*bs)
@@ -232,6 +238,15 @@ func (c *segmentCopy) write(off, n int64, data []byte) *scsi.Sense {
 		return c.fail(err, c.to.ep)
 	}
 	return nil
+}
+
+// stopIfAborted ends the copy when the context of an internal task body,
+// which ends when the copy or any of the task's tasks is aborted, ended
+// while the body ran. What the body did stands; nothing follows it.
+func (c *segmentCopy) stopIfAborted(ctx context.Context) {
+	if ctx.Err() != nil {
+		c.stop()
+	}
 }
 
 // fail turns the error of an internal task on ep into the command's
