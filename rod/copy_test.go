@@ -483,6 +483,7 @@ func TestCopySegmentFails(t *testing.T) {
 					r.verify()
 					require.Equal(t, uint32(2), l.segments.Load())
 					requireProgress(t, r, 0, 1, 2, 16*512+bufferSize)
+					require.Len(t, r.m.buffers, cap(r.m.buffers), "every buffer went back to the pool")
 					_, _, buffered := r.logs.lastPaths(t)
 					if offload {
 						require.Equal(t, uint64(bufferSize), buffered, "the failed offload is redone through buffers")
