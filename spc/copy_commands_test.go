@@ -649,3 +649,31 @@ func TestXcopyReportSupportedOpcodes(t *testing.T) {
 		require.Equal(t, c.usage, r.DataIn[4:], "%02xh/%02xh", c.op, c.sa)
 	}
 }
+
+// TestXcopyAbortTask aborts a foreground EXTENDED COPY with ABORT TASK
+// while its first write is stuck: the command ends aborted (the
+// transport sends nothing), no later segment is written, and the held
+// list reports 60h.
+func TestXcopyAbortTask(t *testing.T) {
+	dst := backstore.NewFault(xcMem(256))
+	e := newXCEnv(t, xcMem(256), dst)
+	before := e.contents(1)
+	started, release := blockWrites(dst)
+	list := lid4List(0xABCD, 0, false, [][]byte{e.cscd(0), e.cscd(1)}, [][]byte{seg02(0, 1, 8, 0, 0), seg02(0, 1, 8, 8, 8)})
+	c := &scsi.Command{CDB: xcopyCDB(xcSALID4, len(list)), Tag: 42, Nexus: e.nexus, Attr: scsi.TaskSimple, DataOut: list}
+	done := make(chan struct{})
+	scsi.Submit(c, func(*scsi.Command) { close(done) })
+	<-started
+	aborted := make(chan bool)
+	go func() { aborted <- e.lus[0].AbortTask(e.nexus, 42) }()
+	time.Sleep(10 * time.Millisecond)
+	close(release)
+	require.True(t, <-aborted, "ABORT TASK found the command")
+	<-done
+	require.True(t, c.Aborted)
+	b := e.lid4Status(0xABCD)
+	require.Equal(t, byte(0x60), b[5]&0x7F, "operation terminated")
+	require.Equal(t, byte(scsi.StatusTaskAborted), b[12])
+	require.True(t, bytes.Equal(before[8*xcBlock:], e.contents(1)[8*xcBlock:]), "nothing after the stuck segment was written")
+	require.Zero(t, e.m.Running())
+}
