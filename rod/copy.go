@@ -34,8 +34,14 @@ type Request struct {
 // INFORMATION (SPC-4 6.4.3.6), or scsi.TaskAborted when ctx ended (the
 // caller tells COPY OPERATION ABORT from a task management function).
 // Progress is visible in l while it runs.
-func (m *Manager) Run(ctx context.Context, l *List, req Request, p *Params) *scsi.Sense {
+func (m *Manager) Run(parent context.Context, l *List, req Request, p *Params) *scsi.Sense {
 	start := time.Now()
+	// The copy also stops when one of its internal tasks is aborted
+	// while it runs (ABORT TASK SET, a reset or the loss of the nexus on
+	// a logical unit it accesses): the nexus's tasks are gone, and the
+	// copy must not go on as a task nobody aborted.
+	ctx, stop := context.WithCancel(parent)
+	defer stop()
 	var paths pathCounts
 	var failed *scsi.Sense
 	for i := range p.Segments {
@@ -43,7 +49,7 @@ func (m *Manager) Run(ctx context.Context, l *List, req Request, p *Params) *scs
 			failed = scsi.TaskAborted()
 			break
 		}
-		if s := m.runSegment(ctx, l, req, p, i, &paths); s != nil {
+		if s := m.runSegment(ctx, stop, l, req, p, i, &paths); s != nil {
 			failed = s
 			break
 		}
@@ -52,6 +58,9 @@ func (m *Manager) Run(ctx context.Context, l *List, req Request, p *Params) *scs
 	attrs := []any{"list_id", l.key.id, "segments", l.segments.Load(), "of", len(p.Segments),
 		"bytes", l.bytes.Load(), "duration", time.Since(start).Round(time.Microsecond)}
 	attrs = append(attrs, paths.attrs()...)
+	if failed != nil && failed.Key == scsi.AbortedCommand && parent.Err() == nil {
+		failed.WithReason("an internal task of the copy was aborted")
+	}
 	if failed != nil {
 		m.log.Info("copy failed", append(attrs, "sense", failed.Error())...)
 	} else {
@@ -84,7 +93,9 @@ func segmentError(seg int, p *Params, code scsi.ASC) *scsi.Sense {
 
 // resolve finds the logical unit a CSCD descriptor ID names: the one that
 // received the command for FFFFh, otherwise the one logical unit reachable
-// from the nexus whose designator the descriptor carries.
+// from the nexus whose designator the descriptor carries. For a unit whose
+// block length the descriptor contradicts it returns the unit and
+// errBlockLength.
 func (m *Manager) resolve(req Request, p *Params, id uint16) (*scsi.LU, error) {
 	if id == CSCDThisLU {
 		return req.LU, nil
@@ -110,11 +121,15 @@ func (m *Manager) resolve(req Request, p *Params, id uint16) (*scsi.LU, error) {
 		return nil, fmt.Errorf("CSCD %d: %w", id, err)
 	}
 	if c.BlockLength != 0 && int(c.BlockLength) != lu.Store.BlockSize() {
-		return nil, errBlockLength
+		// The logical unit goes with the error: endpoint reports its
+		// block length.
+		return lu, errBlockLength
 	}
 	return lu, nil
 }
 
+// errBlockLength is what resolve returns, with the logical unit it found,
+// when the CSCD descriptor's DISK BLOCK LENGTH is not that unit's.
 var errBlockLength = errors.New("CSCD block length differs from the logical unit's")
 
 // endpoint resolves one side of segment seg, or returns the sense data
@@ -149,7 +164,7 @@ func (s span) blocks(off, n int64) (lba, count uint64) {
 }
 
 // runSegment validates and executes segment i.
-func (m *Manager) runSegment(ctx context.Context, l *List, req Request, p *Params, i int, paths *pathCounts) *scsi.Sense {
+func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *List, req Request, p *Params, i int, paths *pathCounts) *scsi.Sense {
 	seg := p.Segments[i]
 	src, s := m.endpoint(req, p, i, seg.Src, scsi.ForwardedFromSource)
 	if s != nil {
@@ -212,7 +227,7 @@ func (m *Manager) runSegment(ctx context.Context, l *List, req Request, p *Param
 	case to.start+n > dst.lu.Store.Size():
 		return outOfRange(i, p, dst)
 	}
-	c := &segmentCopy{m: m, ctx: ctx, l: l, req: req, from: from, to: to, n: n, seg: i, p: p, paths: paths}
+	c := &segmentCopy{m: m, ctx: ctx, stop: stop, l: l, req: req, from: from, to: to, n: n, seg: i, p: p, paths: paths}
 	return c.run()
 }
 

@@ -200,7 +200,7 @@ func newRig(tb testing.TB, cfg Config, specs ...diskSpec) *rig {
 		serial := sp.serial
 		switch serial {
 		case "":
-			serial = fmt.Sprintf("%032x", serials.Add(1)<<8|uint64(i))
+			serial = fmt.Sprintf("%016x", serials.Add(1)) // NAA takes the first 25 digits
 		case "-":
 			serial = ""
 		}

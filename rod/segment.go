@@ -9,8 +9,11 @@ import (
 
 // segmentCopy moves the n bytes of one segment from one span to another.
 type segmentCopy struct {
-	m     *Manager
-	ctx   context.Context
+	m   *Manager
+	ctx context.Context
+	// stop ends ctx: called when an internal task of the copy was
+	// aborted while its body ran, so the copy goes no further.
+	stop  context.CancelFunc
 	l     *List
 	req   Request
 	from  span
@@ -63,13 +66,23 @@ func (c *segmentCopy) offload() (int64, *scsi.Sense) {
 	ways := offloaders
 	done := int64(0)
 	for done < c.n && len(ways) > 0 {
+		if c.ctx.Err() != nil {
+			return done, scsi.TaskAborted()
+		}
 		k := min(offloadChunk, c.n-done)
 		sl, sn := c.from.blocks(done, k)
 		dl, dn := c.to.blocks(done, k)
 		accesses := []scsi.Access{{LU: c.from.ep.lu, LBA: sl, Blocks: sn}, {LU: c.to.ep.lu, LBA: dl, Blocks: dn, Write: true}}
 		var used *offloader
 		var failed bool
-		err := scsi.RunInternal(c.ctx, c.req.Nexus, accesses, func(context.Context) error {
+		err := scsi.RunInternal(c.ctx, c.req.Nexus, accesses, func(ctx context.Context) error {
+			// RunInternal runs fn even once ctx has ended when nothing
+			// made it wait; every fn of a copy checks first, so an
+			// aborted copy moves nothing more.
+			if ctx.Err() != nil {
+				return scsi.TaskAborted()
+			}
+			defer c.stopIfAborted(ctx)
 			for len(ways) > 0 {
 				w := &ways[0]
 				err := w.copy(c.to.ep.lu, c.from.ep.lu, c.to.start+done, c.from.start+done, k, c.fua())
@@ -133,6 +146,11 @@ func (c *segmentCopy) buffered(done int64, descending bool) *scsi.Sense {
 		return s
 	}
 	for i, ch := range chunks {
+		// Between chunks the copy stops as soon as it is aborted.
+		if c.ctx.Err() != nil {
+			wait()
+			return scsi.TaskAborted()
+		}
 		buf := bufs[i%2]
 		if bufs[1] == nil { // one buffer: the previous write must end first
 			buf = bufs[0]
@@ -167,7 +185,11 @@ func (c *segmentCopy) read(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
 	lba, count := c.from.blocks(off, n)
 	bs := c.from.ep.blockSize
 	whole := buf[:int64(count)*bs]
-	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.from.ep.lu, LBA: lba, Blocks: count}}, func(context.Context) error {
+	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.from.ep.lu, LBA: lba, Blocks: count}}, func(ctx context.Context) error {
+		if ctx.Err() != nil {
+			return scsi.TaskAborted()
+		}
+		defer c.stopIfAborted(ctx)
 		if err := c.from.ep.lu.Store.ReadAt(whole, int64(lba)*bs); err != nil {
 			return scsi.ReadError(err, lba)
 		}
@@ -189,7 +211,11 @@ func (c *segmentCopy) write(off, n int64, data []byte) *scsi.Sense {
 	store := c.to.ep.lu.Store
 	at := int64(lba) * bs
 	head := c.to.start + off - at
-	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.to.ep.lu, LBA: lba, Blocks: count, Write: true}}, func(context.Context) error {
+	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.to.ep.lu, LBA: lba, Blocks: count, Write: true}}, func(ctx context.Context) error {
+		if ctx.Err() != nil {
+			return scsi.TaskAborted()
+		}
+		defer c.stopIfAborted(ctx)
 		p := data
 		if head != 0 || n%bs != 0 {
 			p = make([]byte, int64(count)*bs)
@@ -212,6 +238,15 @@ func (c *segmentCopy) write(off, n int64, data []byte) *scsi.Sense {
 		return c.fail(err, c.to.ep)
 	}
 	return nil
+}
+
+// stopIfAborted ends the copy when the context of an internal task body,
+// which ends when the copy or any of the task's tasks is aborted, ended
+// while the body ran. What the body did stands; nothing follows it.
+func (c *segmentCopy) stopIfAborted(ctx context.Context) {
+	if ctx.Err() != nil {
+		c.stop()
+	}
 }
 
 // fail turns the error of an internal task on ep into the command's
