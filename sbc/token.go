@@ -70,6 +70,11 @@ func runList(m *rod.Manager, cmd *scsi.Command, id uint32, sa byte, immed bool, 
 		return s
 	}
 	if immed {
+		if cmd.Context().Err() != nil {
+			// Aborted before the work could start: it never does.
+			m.Finish(l, scsi.StatusTaskAborted, nil)
+			return scsi.TaskAborted()
+		}
 		go finish()
 		return nil
 	}

@@ -35,10 +35,17 @@ const maxLostNexuses = 64
 // and NexusEvents hears of it. The transport calls End once, when the
 // session's last connection is gone.
 func (n *Nexus) End() {
+	if n.ended != nil {
+		n.ended.Store(true)
+	}
 	for _, lu := range n.distinct {
 		lu.nexusLost(n)
 	}
 }
+
+// Ended reports whether End was called: no internal task runs for the
+// nexus any more.
+func (n *Nexus) Ended() bool { return n.ended != nil && n.ended.Load() }
 
 // AbortTasks aborts every task of the nexus on every logical unit it can
 // see and waits until they have ended, as a logout or the end of a

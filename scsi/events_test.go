@@ -234,3 +234,14 @@ func TestFindByDesignator(t *testing.T) {
 	_, err = FindByDesignator(ascii, lus)
 	assert.ErrorIs(t, err, ErrNoDesignatorMatch)
 }
+
+func TestRunInternalAfterNexusEnd(t *testing.T) {
+	tb := newTestBench(t)
+	tb.nexus.End()
+	ran := false
+	err := RunInternal(context.Background(), tb.nexus, []Access{{LU: tb.lu, Blocks: 1, Write: true}}, func(context.Context) error { ran = true; return nil })
+	s := &Sense{}
+	require.ErrorAs(t, err, &s)
+	assert.Equal(t, AbortedCommand, s.Key)
+	assert.False(t, ran, "no internal task runs for an ended nexus")
+}

@@ -54,27 +54,50 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 	}
 	slices.SortFunc(lus, func(a, b *LU) int { return cmp.Compare(a.seq, b.seq) })
 
+	if ctx.Err() != nil || n.Ended() {
+		return TaskAborted()
+	}
+	// On the logical unit that runs the command it serves, an internal
+	// task is part of that command: it has the command's place in the
+	// task set already, and queueing anew behind tasks that came after
+	// the command (an ORDERED one waits for the command) would deadlock.
+	var parent *task
+	if p := taskOf(ctx); p != nil && !p.internal {
+		parent = p
+	}
 	tasks := make([]*task, len(lus))
 	internalEntry.Lock()
 	for i, lu := range lus {
+		if parent != nil && parent.cmd.lu == lu {
+			continue
+		}
 		tasks[i] = lu.enterTask(ctx, &Command{Nexus: n, Attr: TaskSimple, lu: lu}, true)
 	}
 	internalEntry.Unlock()
 	defer func() {
 		for i, lu := range lus {
-			lu.leave(tasks[i])
+			if tasks[i] != nil {
+				lu.leave(tasks[i])
+			}
 		}
 	}()
 	for i, lu := range lus {
-		if !lu.waitTurn(tasks[i]) {
+		if tasks[i] != nil && !lu.waitTurn(tasks[i]) {
 			return TaskAborted()
 		}
 	}
 	run, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, t := range tasks {
-		stop := context.AfterFunc(t.cmd.Context(), cancel)
-		defer stop()
+		if t != nil {
+			stop := context.AfterFunc(t.cmd.Context(), cancel)
+			defer stop()
+		}
+	}
+	if n.Ended() {
+		// The nexus ended while the task waited: its tasks were
+		// aborted, and this one must not run either.
+		return TaskAborted()
 	}
 	for _, a := range accesses {
 		if a.Write && a.LU.WriteProtected() {

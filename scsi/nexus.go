@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sync/atomic"
 )
 
 // Nexus is an I_T nexus: one initiator port logged in to one target port,
@@ -28,6 +29,7 @@ type Nexus struct {
 	luns     []uint64
 	absent   *LU
 	distinct []*LU // every logical unit of lus once, then absent
+	ended    *atomic.Bool // set by End; shared by copies of the Nexus value
 }
 
 // NewNexus returns a nexus that sees the given logical units by LUN.
@@ -35,6 +37,7 @@ type Nexus struct {
 // NewAbsentLU that answers as SPC-4 requires for an unsupported LUN.
 func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 	n.key = n.InitiatorPort + "|" + n.TargetPort
+	n.ended = new(atomic.Bool)
 	n.lus = lus
 	n.absent = absent
 	n.luns = make([]uint64, 0, len(lus))

@@ -18,7 +18,6 @@ import (
 // set, not queue behind tasks that came after that command), outside
 // what this package may change; the test stays skipped until then.
 func TestXcopyOrderedTaskDuringForegroundCopy(t *testing.T) {
-	t.Skip("deadlock in scsi.RunInternal with an ORDERED task queued behind the EXTENDED COPY; see the comment")
 	dst := backstore.NewFault(xcMem(256))
 	e := newXCEnv(t, xcMem(256), dst)
 	started, release := blockWrites(dst)

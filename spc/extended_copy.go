@@ -102,6 +102,11 @@ func extendedCopy(m *rod.Manager, lid4 bool) scsi.Handler {
 			return s
 		}
 		if p.Immed {
+			if cmd.Context().Err() != nil {
+				// Aborted before the copy could start: it never does.
+				m.Finish(l, scsi.StatusTaskAborted, nil)
+				return scsi.TaskAborted()
+			}
 			go finishCopy(m, ctx, l, req, p)
 			return nil
 		}
