@@ -43,47 +43,6 @@ func tokenCDB(cdb []byte) (id uint32, n uint32) {
 	return binary.BigEndian.Uint32(cdb[6:]), binary.BigEndian.Uint32(cdb[10:])
 }
 
-// runList runs one token command's work as list id of the command's I_T_L
-// nexus, held for RECEIVE ROD TOKEN INFORMATION; with immed it answers
-// GOOD at once and works in the background.
-func runList(m *rod.Manager, cmd *scsi.Command, id uint32, sa byte, immed bool, work func(context.Context, *rod.List, rod.Request) *scsi.Sense) error {
-	lu := cmd.LU()
-	parent := cmd.Context()
-	if immed {
-		parent = context.Background()
-	}
-	ctx, l, s := m.Begin(parent, cmd.Nexus, lu, id, rod.UsageHold, sa, immed)
-	if s != nil {
-		return s
-	}
-	req := rod.Request{Nexus: cmd.Nexus, LU: lu, DSense: lu.Mode().DSense}
-	finish := func() *scsi.Sense {
-		s := work(ctx, l, req)
-		status := scsi.StatusGood
-		if s != nil {
-			status = scsi.StatusCheckCondition
-			if ctx.Err() != nil && s.Key == scsi.AbortedCommand {
-				status = scsi.StatusTaskAborted
-			}
-		}
-		m.Finish(l, status, s)
-		return s
-	}
-	if immed {
-		if cmd.Context().Err() != nil {
-			// Aborted before the work could start: it never does.
-			m.Finish(l, scsi.StatusTaskAborted, nil)
-			return scsi.TaskAborted()
-		}
-		go finish()
-		return nil
-	}
-	if s := finish(); s != nil {
-		return s
-	}
-	return nil
-}
-
 // populateToken is POPULATE TOKEN (SBC-3 5.9). A PARAMETER LIST LENGTH of
 // zero makes no token and is not an error.
 func populateToken(m *rod.Manager) scsi.Handler {
@@ -103,7 +62,7 @@ func populateToken(m *rod.Manager) scsi.Handler {
 		if s != nil {
 			return s
 		}
-		return runList(m, cmd, id, saPopulateToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
+		return m.Execute(cmd, id, rod.UsageHold, saPopulateToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
 			return m.Populate(ctx, l, req, p)
 		})
 	}
@@ -128,7 +87,7 @@ func writeUsingToken(m *rod.Manager) scsi.Handler {
 		if s != nil {
 			return s
 		}
-		return runList(m, cmd, id, saWriteUsingToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
+		return m.Execute(cmd, id, rod.UsageHold, saWriteUsingToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
 			return m.WriteUsingToken(ctx, l, req, p)
 		})
 	}

@@ -91,52 +91,10 @@ func extendedCopy(m *rod.Manager, lid4 bool) scsi.Handler {
 		if s != nil {
 			return s
 		}
-		lu := cmd.LU()
-		req := rod.Request{Nexus: cmd.Nexus, LU: lu, DSense: lu.Mode().DSense}
-		parent := cmd.Context()
-		if p.Immed {
-			parent = context.Background()
-		}
-		ctx, l, s := m.Begin(parent, cmd.Nexus, lu, p.ListID, p.Usage, sa, p.Immed)
-		if s != nil {
-			return s
-		}
-		if p.Immed {
-			if cmd.Context().Err() != nil {
-				// Aborted before the copy could start: it never does.
-				m.Finish(l, scsi.StatusTaskAborted, nil)
-				return scsi.TaskAborted()
-			}
-			go finishCopy(m, ctx, l, req, p)
-			return nil
-		}
-		status, s := finishCopy(m, ctx, l, req, p)
-		if status == scsi.StatusTaskAborted {
-			// COPY OPERATION ABORT, or a task management function, in
-			// which case the transport sends nothing.
-			cmd.Status = status
-			return nil
-		}
-		if s != nil {
-			return s
-		}
-		return nil
+		return m.Execute(cmd, p.ListID, p.Usage, sa, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
+			return m.Run(ctx, l, req, p)
+		})
 	}
-}
-
-// finishCopy runs a list and records how it ended.
-func finishCopy(m *rod.Manager, ctx context.Context, l *rod.List, req rod.Request, p *rod.Params) (scsi.Status, *scsi.Sense) {
-	s := m.Run(ctx, l, req, p)
-	status := scsi.StatusGood
-	switch {
-	case s == nil:
-	case ctx.Err() != nil && s.Key == scsi.AbortedCommand:
-		status, s = scsi.StatusTaskAborted, nil
-	default:
-		status = scsi.StatusCheckCondition
-	}
-	m.Finish(l, status, s)
-	return status, s
 }
 
 // copyOperationAbort is COPY OPERATION ABORT (SPC-4 6.3): it stops the

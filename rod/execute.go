@@ -1,0 +1,63 @@
+package rod
+
+import (
+	"context"
+
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// Work is what a third-party copy command does once its list is
+// registered: a copy, a token made or a token written.
+type Work func(ctx context.Context, l *List, req Request) *scsi.Sense
+
+// Execute runs work for cmd as list id of the command's I_T_L nexus with
+// the given LIST ID USAGE, recording its end for RECEIVE COPY STATUS and
+// RECEIVE ROD TOKEN INFORMATION. With immed the command is GOOD once the
+// list is accepted and the work goes on in the background, until it ends,
+// COPY OPERATION ABORT, a reset or the loss of the nexus. Without it the
+// command ends with the work: CHECK CONDITION with its sense, or TASK
+// ABORTED once aborted (COPY OPERATION ABORT; after a task management
+// function the transport sends nothing).
+func (m *Manager) Execute(cmd *scsi.Command, id uint32, usage ListIDUsage, sa byte, immed bool, work Work) error {
+	lu := cmd.LU()
+	parent := cmd.Context()
+	if immed {
+		parent = context.Background()
+	}
+	ctx, l, s := m.Begin(parent, cmd.Nexus, lu, id, usage, sa, immed)
+	if s != nil {
+		return s
+	}
+	req := Request{Nexus: cmd.Nexus, LU: lu, DSense: lu.Mode().DSense}
+	finish := func() (scsi.Status, *scsi.Sense) {
+		s := work(ctx, l, req)
+		status := scsi.StatusGood
+		switch {
+		case s == nil:
+		case ctx.Err() != nil && s.Key == scsi.AbortedCommand:
+			status, s = scsi.StatusTaskAborted, nil
+		default:
+			status = scsi.StatusCheckCondition
+		}
+		m.Finish(l, status, s)
+		return status, s
+	}
+	if immed {
+		if cmd.Context().Err() != nil {
+			// Aborted before the work could start: it never does.
+			m.Finish(l, scsi.StatusTaskAborted, nil)
+			return scsi.TaskAborted()
+		}
+		go finish()
+		return nil
+	}
+	status, s := finish()
+	if status == scsi.StatusTaskAborted {
+		cmd.Status = status
+		return nil
+	}
+	if s != nil {
+		return s
+	}
+	return nil
+}
