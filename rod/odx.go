@@ -80,9 +80,15 @@ func (m *Manager) Populate(ctx context.Context, l *List, req Request, p *Populat
 	if rodType != RODTypeAccessUponReference && prot == nil {
 		return scsi.InvalidFieldInParameterList(8, -1).WithReason("logical unit %s takes no point-in-time tokens", lu.Identity.Name)
 	}
-	if m.tok.count() >= m.tcfg.MaxTokens {
+	if !m.tok.reserve(m.tcfg.MaxTokens) {
 		return scsi.NewSense(scsi.IllegalRequest, ascInsufficientResources).WithReason("%d tokens live", m.tcfg.MaxTokens)
 	}
+	made := false
+	defer func() {
+		if !made {
+			m.tok.unreserve()
+		}
+	}()
 	bs := uint64(lu.Store.BlockSize())
 	tok := &Token{rodType: rodType, lu: lu, timeout: timeout, creator: req.Nexus.Key(),
 		target: req.Nexus.TargetName, initiator: req.Nexus.InitiatorName}
@@ -114,6 +120,7 @@ func (m *Manager) Populate(ctx context.Context, l *List, req Request, p *Populat
 		return scsi.InternalTargetFailure().WithReason("point-in-time snapshot: %v", err)
 	}
 	m.tok.add(tok, m.now())
+	made = true
 	m.startReaper()
 	m.setToken(l, tok, uint64(tok.bytes)/bs, uint64(tok.bytes)/bs < asked)
 	m.log.Info("ROD token created", "token", tok.id, "lu", lu.Identity.Name, "rod_type", fmt.Sprintf("%08xh", rodType),
@@ -140,7 +147,7 @@ func (m *Manager) snapshot(tok *Token, prot *Protected, ranges []byteRange) erro
 		}
 		sink = st
 	} else {
-		sink = backstore.NewMemory(size, bs)
+		sink = newMemorySink(size, bs)
 	}
 	tok.snap = newSnapshot(prot, sink, path, ranges, tok.rodType == RODTypePointInTimeChange, m.tok.space, func() { m.revoked(tok) })
 	return nil

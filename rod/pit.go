@@ -262,6 +262,17 @@ func (s *snapshot) covers(i int64) bool {
 	return k < len(s.ranges) && s.ranges[k].off < hi && lo < s.ranges[k].end()
 }
 
+// overlaps reports whether [off, off+n) touches one of the snapshot's
+// ranges, byte for byte.
+func (s *snapshot) overlaps(off, n int64) bool {
+	for _, r := range s.ranges {
+		if r.off < off+n && off < r.end() {
+			return true
+		}
+	}
+	return false
+}
+
 // preserve copies to the sink the granules of [off, off+n) the snapshot
 // needs and does not hold yet. When that fails (no space left, an I/O
 // error), the snapshot is revoked: its token can no longer promise the
@@ -282,7 +293,9 @@ func (s *snapshot) preserve(off, n int64) {
 			continue
 		}
 		if s.vulnerable {
-			failed = errors.New("a write reached the ranges of a change vulnerable token")
+			if s.overlaps(off, n) {
+				failed = errors.New("a write reached the ranges of a change vulnerable token")
+			}
 			break
 		}
 		start := i * s.granule
@@ -401,4 +414,65 @@ func (g granuleSet) add(i int64) {
 func (g granuleSet) has(i int64) bool {
 	c := g[i/granuleChunk]
 	return c != nil && c[i%granuleChunk/64]&(1<<(i%64)) != 0
+}
+
+// memorySink holds the preserved data of a snapshot in memory, sparse: it
+// grows by one granule for each granule preserved, never by the size of
+// the store it stands beside. It cannot clone, so such snapshots are all
+// copy-on-write, and everything they hold is charged to the snapshot
+// space.
+type memorySink struct {
+	size      int64
+	blockSize int
+	granule   int64
+
+	mu   sync.Mutex
+	data map[int64][]byte // by granule index
+}
+
+func newMemorySink(size int64, blockSize int) *memorySink {
+	return &memorySink{size: size, blockSize: blockSize, granule: int64(max(snapshotGranule, blockSize)), data: map[int64][]byte{}}
+}
+
+func (m *memorySink) ReadAt(p []byte, off int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for done := int64(0); done < int64(len(p)); {
+		i, at := (off+done)/m.granule, (off+done)%m.granule
+		k := min(m.granule-at, int64(len(p))-done)
+		if g := m.data[i]; g != nil {
+			copy(p[done:done+k], g[at:at+k])
+		} else {
+			clear(p[done : done+k])
+		}
+		done += k
+	}
+	return nil
+}
+
+func (m *memorySink) WriteAt(p []byte, off int64, _ bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for done := int64(0); done < int64(len(p)); {
+		i, at := (off+done)/m.granule, (off+done)%m.granule
+		k := min(m.granule-at, int64(len(p))-done)
+		g := m.data[i]
+		if g == nil {
+			g = make([]byte, m.granule)
+			m.data[i] = g
+		}
+		copy(g[at:at+k], p[done:done+k])
+		done += k
+	}
+	return nil
+}
+
+func (m *memorySink) Sync() error    { return nil }
+func (m *memorySink) Size() int64    { return m.size }
+func (m *memorySink) BlockSize() int { return m.blockSize }
+func (m *memorySink) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.data)
+	return nil
 }

@@ -130,6 +130,7 @@ type tokens struct {
 
 	mu       sync.Mutex
 	live     map[uint64]*Token
+	pending  int                   // tokens being made, counted against the limit
 	gone     map[uint64]tokenState // tombstones, so a host learns why
 	goneFIFO []uint64
 	reaping  bool
@@ -184,10 +185,30 @@ func (t *tokens) seal(tok *Token) {
 	copy(r[tokOffMAC:], mac[:])
 }
 
-// add registers a new token and returns it sealed.
+// reserve claims room for one more token under limit; add or unreserve
+// must follow.
+func (t *tokens) reserve(limit int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.live)+t.pending >= limit {
+		return false
+	}
+	t.pending++
+	return true
+}
+
+// unreserve gives back room reserve claimed for a token not made.
+func (t *tokens) unreserve() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pending--
+}
+
+// add registers a new token, in the room reserve claimed, and seals it.
 func (t *tokens) add(tok *Token, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pending--
 	t.next++
 	tok.id = t.next
 	tok.lastUsed = now
@@ -239,16 +260,19 @@ func (t *tokens) verify(raw []byte, now time.Time) (*Token, *scsi.Sense) {
 		return nil, scsi.NewSense(scsi.IllegalRequest, ascTokenExpired).WithReason("ROD token %d expired", id)
 	}
 	tok.users++
-	tok.lastUsed = now
 	return tok, nil
 }
 
 // release ends one use of tok; with del (DEL_TKN) the token is deleted.
-func (t *tokens) release(tok *Token, del bool, now time.Time) {
+// A use that was refused does not count as activity: untouched, the
+// token's inactivity timer runs on as if it had not been presented.
+func (t *tokens) release(tok *Token, del, used bool, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tok.users--
-	tok.lastUsed = now
+	if used {
+		tok.lastUsed = now
+	}
 	if del && tok.state == tokenLive {
 		t.endLocked(tok, tokenDeleted)
 	} else if tok.state != tokenLive && tok.users == 0 {

@@ -27,29 +27,48 @@ func (m *Manager) WriteUsingToken(ctx context.Context, l *List, req Request, p *
 	if s != nil {
 		return s
 	}
-	truncated := false
-	if tok != nil {
-		defer func() { m.tok.release(tok, p.DelTkn && !truncated, m.now()) }()
-		if !m.inScope(tok, req.Nexus) {
-			return scsi.NewSense(scsi.IllegalRequest, ascTokenRemoteUsage).WithReason("ROD token %d is out of this nexus's scope", tok.id)
-		}
+	if tok == nil {
+		w := &tokenWrite{m: m, ctx: ctx, l: l, req: req, bs: int64(dst.Store.BlockSize())}
+		return w.run(p)
 	}
-	w := &tokenWrite{m: m, ctx: ctx, l: l, req: req, tok: tok, bs: int64(dst.Store.BlockSize())}
+	// DEL_TKN deletes the token once it has been written whole; a
+	// command refused or cut short leaves it for the host to go on with.
+	if !m.inScope(tok, req.Nexus) {
+		m.tok.release(tok, false, false, m.now())
+		return scsi.NewSense(scsi.IllegalRequest, ascTokenRemoteUsage).WithReason("ROD token %d is out of this nexus's scope", tok.id)
+	}
+	var result *scsi.Sense
+	defer func() { m.tok.release(tok, p.DelTkn && result == nil, true, m.now()) }()
+	// The buffer is taken before any extent lock: a copy waiting for a
+	// buffer while holding blocks could deadlock with one holding a
+	// buffer while waiting for blocks.
+	buf, err := m.getBuffer(ctx)
+	if err != nil {
+		return scsi.TaskAborted()
+	}
+	defer m.putBuffer(buf)
+	w := &tokenWrite{m: m, ctx: ctx, l: l, req: req, tok: tok, bs: int64(dst.Store.BlockSize()), buf: buf}
+	result = w.run(p)
+	return result
+}
+
+// run writes the destination ranges of p.
+func (w *tokenWrite) run(p *WUTParams) *scsi.Sense {
+	tok := w.tok
 	w.pos = int64(p.OffsetIntoROD)
 	if tok != nil && (p.OffsetIntoROD > uint64(tok.bytes)/uint64(w.bs)) {
 		return w.underrun()
 	}
 	w.pos *= w.bs
-	deadline := time.Now().Add(m.tcfg.WriteBudget)
+	deadline := time.Now().Add(w.m.tcfg.WriteBudget)
 	for _, r := range p.Ranges {
 		for done := uint64(0); done < uint64(r.Blocks); {
-			if ctx.Err() != nil {
+			if w.ctx.Err() != nil {
 				return scsi.TaskAborted()
 			}
 			if w.written > 0 && time.Now().After(deadline) {
-				truncated = true
 				return scsi.NewSense(scsi.CopyAborted, scsi.ASCCopyTargetDeviceDataUnderrun).WithInformation(w.written).
-					WithReason("write budget of %v spent after %d blocks", m.tcfg.WriteBudget, w.written)
+					WithReason("write budget of %v spent after %d blocks", w.m.tcfg.WriteBudget, w.written)
 			}
 			n, s := w.step(r.LBA+done, uint64(r.Blocks)-done)
 			if s != nil {
@@ -79,9 +98,12 @@ type tokenWrite struct {
 	l       *List
 	req     Request
 	tok     *Token // nil for the zero token
+	buf     []byte // a pooled copy buffer, for the buffered path
 	bs      int64  // destination block size
 	pos     int64  // byte offset into the token's data
 	written uint64 // blocks written
+	// internalAborted: an internal task was aborted while its work ran.
+	internalAborted bool
 }
 
 // underrun is the error for destination ranges that ask for more than the
@@ -98,18 +120,24 @@ func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
 	dst := w.req.LU
 	if w.tok == nil {
 		k := min(n, uint64(offloadChunk/w.bs))
-		err := scsi.RunInternal(w.ctx, w.req.Nexus, []scsi.Access{{LU: dst, LBA: lba, Blocks: k, Write: true}}, func(context.Context) error {
+		err := scsi.RunInternal(w.ctx, w.req.Nexus, []scsi.Access{{LU: dst, LBA: lba, Blocks: k, Write: true}}, func(ctx context.Context) error {
+			defer w.noteAbort(ctx)
 			return zero(dst, int64(lba)*w.bs, int64(k)*w.bs, !dst.WriteCacheEnabled())
 		})
 		if err != nil {
 			return 0, w.fail(err)
 		}
 		w.done(k)
-		return k, nil
+		return k, w.abortedSense()
 	}
 	src, srcOff, avail := w.tok.locate(w.pos)
-	if avail < w.bs {
+	if avail == 0 || w.pos+w.bs > w.tok.bytes {
 		return 0, w.underrun()
+	}
+	if avail < w.bs {
+		// The block straddles two token ranges (a source with smaller
+		// blocks than the destination).
+		return 1, w.gather(lba)
 	}
 	same := backstore.Unwrap(dst.Store) == backstore.Unwrap(src.Store)
 	chunk := int64(offloadChunk)
@@ -122,7 +150,8 @@ func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
 	slba := uint64(srcOff / sbs)
 	sblocks := uint64((srcOff+bytes+sbs-1)/sbs) - slba
 	accesses := []scsi.Access{{LU: src, LBA: slba, Blocks: sblocks}, {LU: dst, LBA: lba, Blocks: k, Write: true}}
-	err := scsi.RunInternal(w.ctx, w.req.Nexus, accesses, func(context.Context) error {
+	err := scsi.RunInternal(w.ctx, w.req.Nexus, accesses, func(ctx context.Context) error {
+		defer w.noteAbort(ctx)
 		if !same && w.offload(srcOff, int64(lba)*w.bs, bytes) {
 			return nil
 		}
@@ -133,7 +162,25 @@ func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
 	}
 	w.pos += bytes
 	w.done(k)
-	return k, nil
+	return k, w.abortedSense()
+}
+
+// noteAbort records, at the end of an internal task's work, that the task
+// was aborted meanwhile (ABORT TASK SET or a reset on a logical unit it
+// accesses): the work in hand completed, but the command must not go on
+// as a task nobody aborted.
+func (w *tokenWrite) noteAbort(ctx context.Context) {
+	if ctx.Err() != nil {
+		w.internalAborted = true
+	}
+}
+
+// abortedSense ends the command once an internal task was aborted.
+func (w *tokenWrite) abortedSense() *scsi.Sense {
+	if w.internalAborted {
+		return scsi.TaskAborted().WithReason("an internal task of WRITE USING TOKEN was aborted after %d blocks", w.written)
+	}
+	return nil
 }
 
 func (w *tokenWrite) done(k uint64) {
@@ -176,25 +223,14 @@ func (w *tokenWrite) offload(srcOff, dstOff, n int64) bool {
 	return true
 }
 
-// buffered reads the whole range of the token's data into a buffer, then
-// writes it.
+// buffered reads the whole range of the token's data into the buffer,
+// then writes it.
 func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
-	buf, err := w.m.getBuffer(w.ctx)
-	if err != nil {
-		return scsi.TaskAborted()
-	}
-	defer w.m.putBuffer(buf)
 	for done := int64(0); done < n; {
 		k := min(n-done, bufferSize)
-		p := buf[:k]
-		ps, err := w.pieces(srcOff+done, k)
-		if err != nil {
+		p := w.buf[:k]
+		if err := w.readToken(p, srcOff+done); err != nil {
 			return err
-		}
-		for _, x := range ps {
-			if err := x.store.ReadAt(p[x.off-srcOff-done:x.off-srcOff-done+x.n], x.off); err != nil {
-				return scsi.ReadError(err, uint64(x.off/int64(w.tok.lu.Store.BlockSize())))
-			}
 		}
 		lu := w.req.LU
 		if err := lu.Store.WriteAt(p, dstOff+done, !lu.WriteCacheEnabled()); err != nil {
@@ -203,6 +239,60 @@ func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
 		done += k
 	}
 	return nil
+}
+
+// readToken fills p with the token's data at byte off of its source.
+func (w *tokenWrite) readToken(p []byte, off int64) error {
+	ps, err := w.pieces(off, int64(len(p)))
+	if err != nil {
+		return err
+	}
+	for _, x := range ps {
+		if err := x.store.ReadAt(p[x.off-off:x.off-off+x.n], x.off); err != nil {
+			return scsi.ReadError(err, uint64(x.off/int64(w.tok.lu.Store.BlockSize())))
+		}
+	}
+	return nil
+}
+
+// gather writes the one destination block at lba whose data lies in
+// several token ranges.
+func (w *tokenWrite) gather(lba uint64) *scsi.Sense {
+	dst := w.req.LU
+	src := w.tok.lu
+	sbs := int64(src.Store.BlockSize())
+	type part struct{ off, n int64 }
+	var parts []part
+	accesses := []scsi.Access{{LU: dst, LBA: lba, Blocks: 1, Write: true}}
+	for pos, need := w.pos, w.bs; need > 0; {
+		_, off, avail := w.tok.locate(pos)
+		k := min(avail, need)
+		parts = append(parts, part{off, k})
+		accesses = append(accesses, scsi.Access{LU: src, LBA: uint64(off / sbs), Blocks: uint64((off+k+sbs-1)/sbs - off/sbs)})
+		pos += k
+		need -= k
+	}
+	err := scsi.RunInternal(w.ctx, w.req.Nexus, accesses, func(ctx context.Context) error {
+		defer w.noteAbort(ctx)
+		p := w.buf[:w.bs]
+		at := int64(0)
+		for _, x := range parts {
+			if err := w.readToken(p[at:at+x.n], x.off); err != nil {
+				return err
+			}
+			at += x.n
+		}
+		if err := dst.Store.WriteAt(p, int64(lba)*w.bs, !dst.WriteCacheEnabled()); err != nil {
+			return scsi.WriteError(err, lba)
+		}
+		return nil
+	})
+	if err != nil {
+		return w.fail(err)
+	}
+	w.pos += w.bs
+	w.done(1)
+	return w.abortedSense()
 }
 
 // fail maps the error of an internal task: a revoked snapshot is the

@@ -128,21 +128,32 @@ func TestRunInternal(t *testing.T) {
 	assert.Equal(t, 2, ran)
 	tb.lu.UpdateMode(tb.nexus, func(m *ModeState) { m.SWP = false })
 
-	// An internal task waits for an older ORDERED task and is aborted by
-	// ABORT TASK SET from its nexus while it waits.
+	// An internal task waits for no older task, not even an ORDERED one
+	// (it belongs to a command of its own); a later ORDERED task waits
+	// for it. ABORT TASK SET from its nexus aborts it while it waits for
+	// its blocks.
 	tb.clearUA(t, tb.nexus)
 	release := tb.hold(1)
 	_, d := tb.submit(tb.nexus, TaskOrdered, 1, 1)
 	tb.waitStarted(t, 1)
+	require.NoError(t, RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, Blocks: 1, Write: true}}, fn))
+	assert.Equal(t, 3, ran, "it ran while the ORDERED task was running")
+	close(release)
+	<-d
+	held, err := tb.lu.LockExtent(ctx, 0, 1, ExtentExclusive)
+	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() { errc <- RunInternal(ctx, tb.nexus, []Access{{LU: tb.lu, Blocks: 1, Write: true}}, fn) }()
-	require.Eventually(t, func() bool { return taskCount(tb.lu) == 2 }, waitFor, tick)
+	require.Eventually(t, func() bool { return taskCount(tb.lu) == 1 }, waitFor, tick)
+	later := tb.hold(2)
+	_, d2 := tb.submit(tb.nexus, TaskOrdered, 2, 2)
 	go tb.lu.AbortTaskSet(tb.nexus)
 	require.ErrorAs(t, <-errc, &s)
 	assert.Equal(t, AbortedCommand, s.Key)
-	close(release)
-	<-d
-	assert.Equal(t, 2, ran, "the aborted internal task never ran")
+	close(later)
+	<-d2
+	held()
+	assert.Equal(t, 3, ran, "the aborted internal task never ran")
 
 	// ABORT TASK by tag never reaches an internal task, and the end of
 	// the parent context ends it.
@@ -156,7 +167,7 @@ func TestRunInternal(t *testing.T) {
 	require.ErrorAs(t, <-errc, &s)
 	assert.Equal(t, AbortedCommand, s.Key)
 	unlock()
-	assert.Equal(t, 2, ran)
+	assert.Equal(t, 3, ran)
 }
 
 func taskCount(lu *LU) int {

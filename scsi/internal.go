@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"sync"
 )
 
 // Access is medium access an internal task makes: blocks [LBA,
@@ -16,18 +15,17 @@ type Access struct {
 	Write       bool
 }
 
-// internalEntry makes an internal task's entry into several task sets one
-// step, so internal tasks are ordered the same way in every task set they
-// share and waiting for older tasks can never form a cycle.
-var internalEntry sync.Mutex
-
 // RunInternal runs fn as a task in the task sets of the logical units it
 // accesses, on behalf of nexus n, for a command that works on devices
 // other than, or besides, the one it was sent to (a copy reading its
-// source and writing its destination). Each task waits for older ORDERED
-// and HEAD OF QUEUE tasks as a SIMPLE task does; ABORT TASK SET from n,
-// CLEAR TASK SET and a logical unit reset on any of the logical units
-// abort it, and so does the end of ctx. Ranges are checked against the
+// source and writing its destination). The tasks are in those task sets,
+// so tasks that come later and must wait for older ones (ORDERED) wait
+// for them, and ABORT TASK SET from n, CLEAR TASK SET and a logical unit
+// reset on any of the logical units abort them, as does the end of ctx or
+// of the nexus. They themselves wait for no task: they are part of a
+// command of another task set (or of this one, already running), and
+// waiting behind tasks that came after that command would deadlock two
+// copies in opposite directions. Ranges are checked against the
 // capacity; a write is refused with DATA PROTECT while its logical unit
 // is write protected; every range is held in the extent lock (exclusive
 // for a write, shared for a read) while fn runs, the logical units taken
@@ -57,42 +55,20 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 	if ctx.Err() != nil || n.Ended() {
 		return TaskAborted()
 	}
-	// On the logical unit that runs the command it serves, an internal
-	// task is part of that command: it has the command's place in the
-	// task set already, and queueing anew behind tasks that came after
-	// the command (an ORDERED one waits for the command) would deadlock.
-	var parent *task
-	if p := taskOf(ctx); p != nil && !p.internal {
-		parent = p
-	}
 	tasks := make([]*task, len(lus))
-	internalEntry.Lock()
 	for i, lu := range lus {
-		if parent != nil && parent.cmd.lu == lu {
-			continue
-		}
 		tasks[i] = lu.enterTask(ctx, &Command{Nexus: n, Attr: TaskSimple, lu: lu}, true)
 	}
-	internalEntry.Unlock()
 	defer func() {
 		for i, lu := range lus {
-			if tasks[i] != nil {
-				lu.leave(tasks[i])
-			}
+			lu.leave(tasks[i])
 		}
 	}()
-	for i, lu := range lus {
-		if tasks[i] != nil && !lu.waitTurn(tasks[i]) {
-			return TaskAborted()
-		}
-	}
 	run, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, t := range tasks {
-		if t != nil {
-			stop := context.AfterFunc(t.cmd.Context(), cancel)
-			defer stop()
-		}
+		stop := context.AfterFunc(t.cmd.Context(), cancel)
+		defer stop()
 	}
 	if n.Ended() {
 		// The nexus ended while the task waited: its tasks were
@@ -120,6 +96,9 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 			return TaskAborted()
 		}
 		defer unlock()
+	}
+	if run.Err() != nil || n.Ended() {
+		return TaskAborted()
 	}
 	return fn(run)
 }

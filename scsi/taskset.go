@@ -22,17 +22,6 @@ type task struct {
 	internal bool
 }
 
-// taskKey is the context key under which a task's context carries the
-// task, so internal tasks started from it can find the command they
-// serve.
-type taskKey struct{}
-
-// taskOf returns the task a context belongs to, if any.
-func taskOf(ctx context.Context) *task {
-	t, _ := ctx.Value(taskKey{}).(*task)
-	return t
-}
-
 // InvalidLUN is the LUN a transport gives a command whose LUN field it could
 // not decode; it always addresses the absent logical unit.
 const InvalidLUN = ^uint64(0)
@@ -58,15 +47,18 @@ func (lu *LU) enter(cmd *Command) *task {
 }
 
 // enterTask is enter for a task whose context derives from parent: an
-// internal task ends when the command it serves ends.
+// internal task ends when the command it serves ends, and waits for no
+// older task.
 func (lu *LU) enterTask(parent context.Context, cmd *Command, internal bool) *task {
 	ctx, cancel := context.WithCancel(parent)
 	t := &task{cmd: cmd, key: cmd.Nexus.Key(), attr: cmd.Attr, cancel: cancel, done: make(chan struct{}), internal: internal}
-	ctx = context.WithValue(ctx, taskKey{}, t)
 	cmd.ctx = ctx
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	for _, old := range lu.tasks {
+		if internal {
+			break // internal tasks wait for no task (see RunInternal)
+		}
 		switch t.attr {
 		case TaskHeadOfQueue:
 		case TaskOrdered:
