@@ -524,6 +524,22 @@ targets:
 		require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
 	})
 
+	t.Run("too many ranges", func(t *testing.T) {
+		h.t = t
+		var many []extent
+		for i := range 65 {
+			many = append(many, extent{uint64(i * 10), 1})
+		}
+		p := populateParams(0, many)
+		r := winCommand(t, a, initiator.Request{CDB: winTokenCDB(0x10, h.nextListID(), len(p)), DataOut: p})
+		require.Equal(t, scsi.StatusCheckCondition, r.Status)
+		assert.Equal(t, scsi.ASCTooManySegmentDescriptors, r.Sense.Code, "%v", r.Sense)
+		token, n := h.offloadRead(a, 0, many[:64])
+		assert.Equal(t, uint64(64), n)
+		res := h.offloadWrite(b, 1, token, 0, false, many[:64])
+		require.Nil(t, res.sense, "64 destination ranges: %v", res.sense)
+	})
+
 	t.Run("LUN reset after POPULATE TOKEN", func(t *testing.T) {
 		h.t = t
 		token, n := h.offloadRead(a, 0, src[:3])
