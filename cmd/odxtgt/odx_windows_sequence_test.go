@@ -540,6 +540,26 @@ targets:
 		require.Nil(t, res.sense, "64 destination ranges: %v", res.sense)
 	})
 
+	t.Run("REPORT ALL ROD TOKENS", func(t *testing.T) {
+		h.t = t
+		// A fresh nexus, so that its tokens are only those made here.
+		c := winDial(t, st.addr, winHostA, "iqn.2025-01.io.odxtgt:win1", 0)
+		t1, _ := h.offloadRead(c, 0, src[:1])
+		t2, _ := h.offloadRead(c, 0, src[1:2])
+		cdb := make([]byte, 16)
+		cdb[0], cdb[1] = 0x84, 0x08
+		binary.BigEndian.PutUint32(cdb[10:], 4096)
+		r := winCommand(t, c, initiator.Request{CDB: cdb, ReadLen: 4096})
+		require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+		// ROD management tokens are the first 96 bytes of each token
+		// (SPC-4 6.20.2), as FreeBSD CTL sends and ddptctl --all_toks
+		// reads them.
+		require.Len(t, r.DataIn, 8+2*96)
+		assert.Equal(t, uint32(4+2*96), binary.BigEndian.Uint32(r.DataIn))
+		assert.Equal(t, t1[:96], r.DataIn[8:8+96])
+		assert.Equal(t, t2[:96], r.DataIn[8+96:])
+	})
+
 	t.Run("LUN reset after POPULATE TOKEN", func(t *testing.T) {
 		h.t = t
 		token, n := h.offloadRead(a, 0, src[:3])
