@@ -14,9 +14,11 @@ const (
 	opThirdPartyCopyOut = 0x83
 	saPopulateToken     = 0x10
 	saWriteUsingToken   = 0x11
-	// The parameter lists hold at most rod.MaxRangeDescriptors ranges.
-	maxPopulateList = 16 + rod.MaxRangeDescriptors*16
-	maxWUTList      = 536 + rod.MaxRangeDescriptors*16
+	// DATA LENGTH (two bytes) bounds the parameter lists. Up to it, the
+	// parser decides: more than rod.MaxRangeDescriptors ranges is TOO
+	// MANY SEGMENT DESCRIPTORS (SBC-3 5.9.2, 5.38.2), not a length error.
+	maxPopulateList = 2 + 0xFFFF
+	maxWUTList      = 2 + 0xFFFF
 	// tokenRecommendedTimeout covers a WRITE USING TOKEN of up to the
 	// write budget, and the internal I/O it waits for.
 	tokenRecommendedTimeout = 30

@@ -75,15 +75,21 @@ func rodTokenInformation(m *rod.Manager) scsi.Handler {
 	}
 }
 
-// reportAllRODTokens is REPORT ALL ROD TOKENS (SPC-4 6.20): the live
-// tokens this I_T nexus made through this logical unit.
+// rodManagementTokenLength is the length of a ROD management token: the
+// first 96 bytes of a ROD token, up to and including its ROD token type
+// specific data (SPC-4 6.20.2; FreeBSD CTL sends them, ddptctl reads them).
+const rodManagementTokenLength = 96
+
+// reportAllRODTokens is REPORT ALL ROD TOKENS (SPC-4 6.20): a ROD
+// management token for each live token this I_T nexus made through this
+// logical unit.
 func reportAllRODTokens(m *rod.Manager) scsi.Handler {
 	return func(cmd *scsi.Command) error {
 		alloc := int(binary.BigEndian.Uint32(cmd.CDB[10:]))
 		toks := m.TokensOf(cmd.Nexus, cmd.LU())
-		b := make([]byte, 8, 8+len(toks)*rod.TokenLength)
+		b := make([]byte, 8, 8+len(toks)*rodManagementTokenLength)
 		for _, t := range toks {
-			b = append(b, t[:]...)
+			b = append(b, t[:rodManagementTokenLength]...)
 		}
 		binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 		cmd.SetDataIn(b, alloc)
