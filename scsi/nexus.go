@@ -28,7 +28,7 @@ type Nexus struct {
 	lus      map[uint64]*LU
 	luns     []uint64
 	absent   *LU
-	distinct []*LU // every logical unit of lus once, then absent
+	distinct []*LU        // every logical unit of lus once, then absent
 	ended    *atomic.Bool // set by End; shared by copies of the Nexus value
 }
 
