@@ -56,30 +56,11 @@ const (
 // MaxTokenBytes, which RRTI reports.
 func (m *Manager) Populate(ctx context.Context, l *List, req Request, p *PopulateParams) *scsi.Sense {
 	lu := req.LU
-	if s := checkRanges(p.Ranges, lu.Blocks()); s != nil {
+	rodType, timeout, s := m.checkPopulate(lu, p)
+	if s != nil {
 		return s
 	}
-	timeout := m.tcfg.DefaultTimeout
-	if p.Timeout != 0 {
-		timeout = time.Duration(p.Timeout) * time.Second
-		if timeout > m.tcfg.MaxTimeout {
-			return scsi.InvalidFieldInParameterList(4, -1).WithReason("inactivity timeout %d s exceeds %v", p.Timeout, m.tcfg.MaxTimeout)
-		}
-	}
-	rodType := RODTypePointInTime
-	if p.RTV {
-		switch p.RODType {
-		case RODTypePointInTimeAny:
-		case RODTypeAccessUponReference, RODTypePointInTime, RODTypePointInTimeChange:
-			rodType = p.RODType
-		default:
-			return scsi.InvalidFieldInParameterList(8, -1).WithReason("ROD type %08xh", p.RODType)
-		}
-	}
 	prot, _ := lu.Store.(*Protected)
-	if rodType != RODTypeAccessUponReference && prot == nil {
-		return scsi.InvalidFieldInParameterList(8, -1).WithReason("logical unit %s takes no point-in-time tokens", lu.Identity.Name)
-	}
 	if !m.tok.reserve(m.tcfg.MaxTokens) {
 		return scsi.NewSense(scsi.IllegalRequest, ascInsufficientResources).WithReason("%d tokens live", m.tcfg.MaxTokens)
 	}
@@ -125,6 +106,61 @@ func (m *Manager) Populate(ctx context.Context, l *List, req Request, p *Populat
 	m.setToken(l, tok, uint64(tok.bytes)/bs, uint64(tok.bytes)/bs < asked)
 	m.log.Info("ROD token created", "token", tok.id, "lu", lu.Identity.Name, "rod_type", fmt.Sprintf("%08xh", rodType),
 		"bytes", tok.bytes, "ranges", len(tok.ranges), "snapshot_space_used", m.tok.space.Used())
+	return nil
+}
+
+// CheckPopulate checks the parameters of a POPULATE TOKEN for lu as
+// Populate will, so that a command with IMMED set is refused at once
+// rather than reporting the error later (SBC-3 5.9.1).
+func (m *Manager) CheckPopulate(lu *scsi.LU, p *PopulateParams) *scsi.Sense {
+	_, _, s := m.checkPopulate(lu, p)
+	return s
+}
+
+// checkPopulate checks p and returns the ROD type and inactivity timeout
+// of the token to make.
+func (m *Manager) checkPopulate(lu *scsi.LU, p *PopulateParams) (uint32, time.Duration, *scsi.Sense) {
+	if s := checkRanges(p.Ranges, lu.Blocks()); s != nil {
+		return 0, 0, s
+	}
+	timeout := m.tcfg.DefaultTimeout
+	if p.Timeout != 0 {
+		timeout = time.Duration(p.Timeout) * time.Second
+		if timeout > m.tcfg.MaxTimeout {
+			return 0, 0, scsi.InvalidFieldInParameterList(4, -1).WithReason("inactivity timeout %d s exceeds %v", p.Timeout, m.tcfg.MaxTimeout)
+		}
+	}
+	rodType := RODTypePointInTime
+	if p.RTV {
+		switch p.RODType {
+		case RODTypePointInTimeAny:
+		case RODTypeAccessUponReference, RODTypePointInTime, RODTypePointInTimeChange:
+			rodType = p.RODType
+		default:
+			return 0, 0, scsi.InvalidFieldInParameterList(8, -1).WithReason("ROD type %08xh", p.RODType)
+		}
+	}
+	if _, ok := lu.Store.(*Protected); rodType != RODTypeAccessUponReference && !ok {
+		return 0, 0, scsi.InvalidFieldInParameterList(8, -1).WithReason("logical unit %s takes no point-in-time tokens", lu.Identity.Name)
+	}
+	return rodType, timeout, nil
+}
+
+// CheckWriteUsingToken checks the parameters of a WRITE USING TOKEN to lu
+// from nexus n as WriteUsingToken will, the token included, so that a
+// command with IMMED set is refused at once.
+func (m *Manager) CheckWriteUsingToken(n *scsi.Nexus, lu *scsi.LU, p *WUTParams) *scsi.Sense {
+	if s := checkRanges(p.Ranges, lu.Blocks()); s != nil {
+		return s
+	}
+	tok, s := m.tok.verify(p.Token[:], m.now())
+	if s != nil || tok == nil {
+		return s
+	}
+	defer m.tok.release(tok, false, false, m.now())
+	if !m.inScope(tok, n) {
+		return scsi.NewSense(scsi.IllegalRequest, ascTokenRemoteUsage).WithReason("ROD token %d is out of this nexus's scope", tok.id)
+	}
 	return nil
 }
 

@@ -77,7 +77,7 @@ func ParsePopulate(data []byte) (*PopulateParams, *scsi.Sense) {
 	if p.RTV {
 		p.RODType = binary.BigEndian.Uint32(data[8:])
 	}
-	ranges, s := parseRanges(data, 0, 14, populateHeaderLen)
+	ranges, s := parseRanges(data, 0, 14, populateHeaderLen, false)
 	if s != nil {
 		return nil, s
 	}
@@ -97,7 +97,10 @@ func ParseWriteUsingToken(data []byte) (*WUTParams, *scsi.Sense) {
 		OffsetIntoROD: binary.BigEndian.Uint64(data[8:]),
 	}
 	copy(p.Token[:], data[16:16+TokenLength])
-	ranges, s := parseRanges(data, 0, 534, wutHeaderLen)
+	// Destination ranges of zero blocks are allowed: with DEL_TKN such a
+	// WRITE USING TOKEN deletes a token and writes nothing (the way
+	// ddptctl deletes one).
+	ranges, s := parseRanges(data, 0, 534, wutHeaderLen, true)
 	if s != nil {
 		return nil, s
 	}
@@ -108,8 +111,9 @@ func ParseWriteUsingToken(data []byte) (*WUTParams, *scsi.Sense) {
 // parseRanges checks the DATA LENGTH at dataLenAt (the bytes after it)
 // and the BLOCK DEVICE RANGE DESCRIPTOR LENGTH at descLenAt, and decodes
 // the descriptors from first on: at most MaxRangeDescriptors of them
-// (TOO MANY SEGMENT DESCRIPTORS past it), not all of zero length.
-func parseRanges(data []byte, dataLenAt, descLenAt, first int) ([]Range, *scsi.Sense) {
+// (TOO MANY SEGMENT DESCRIPTORS past it), not all of zero length unless
+// allowZero.
+func parseRanges(data []byte, dataLenAt, descLenAt, first int, allowZero bool) ([]Range, *scsi.Sense) {
 	total := int(binary.BigEndian.Uint16(data[dataLenAt:])) + 2
 	descBytes := int(binary.BigEndian.Uint16(data[descLenAt:]))
 	if total > len(data) || first+descBytes > total {
@@ -131,7 +135,7 @@ func parseRanges(data []byte, dataLenAt, descLenAt, first int) ([]Range, *scsi.S
 		ranges[i] = Range{LBA: binary.BigEndian.Uint64(data[off:]), Blocks: binary.BigEndian.Uint32(data[off+8:]), Offset: off}
 		nonzero = nonzero || ranges[i].Blocks != 0
 	}
-	if !nonzero {
+	if !nonzero && !allowZero {
 		return nil, scsi.InvalidFieldInParameterList(first+8, -1).WithReason("every range descriptor has zero blocks")
 	}
 	return ranges, nil

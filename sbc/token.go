@@ -64,6 +64,9 @@ func populateToken(m *rod.Manager) scsi.Handler {
 		if s != nil {
 			return s
 		}
+		if s := m.CheckPopulate(cmd.LU(), p); s != nil {
+			return s
+		}
 		return m.Execute(cmd, id, rod.UsageHold, saPopulateToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
 			return m.Populate(ctx, l, req, p)
 		})
@@ -87,6 +90,9 @@ func writeUsingToken(m *rod.Manager) scsi.Handler {
 		}
 		p, s := rod.ParseWriteUsingToken(data)
 		if s != nil {
+			return s
+		}
+		if s := m.CheckWriteUsingToken(cmd.Nexus, cmd.LU(), p); s != nil {
 			return s
 		}
 		return m.Execute(cmd, id, rod.UsageHold, saWriteUsingToken, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
