@@ -2,14 +2,16 @@ package sbc
 
 import "github.com/odxtgt/odxtgt/scsi"
 
-// Bits of the WRITE SAME flags byte: byte 1 of the 10- and 16-byte CDBs,
-// byte 10 of the 32-byte one (SBC-3 5.44 to 5.46). WRPROTECT (bits 7-5)
-// and ANCHOR (bit 4) are outside every usage mask: odxtgt has no
+// Bits of byte 1 of WRITE SAME (10) and (16) (SBC-3 5.44, 5.45). WRPROTECT
+// (bits 7-5) and ANCHOR (bit 4) are outside both usage masks: odxtgt has no
 // protection information and no anchored blocks (ANC_SUP zero), and SBC-3
 // asks for INVALID FIELD IN CDB for ANCHOR set then, whatever UNMAP says.
+// WRITE SAME (32) is not offered: without protection information no
+// initiator needs it, and libiscsi 1.19 cannot read the 32 bytes of its
+// usage data (ReportSupportedOpcodes.OneCommand would fail).
 const (
 	wsUnmap = 0x08 // UNMAP: deallocate where the data is zeroes
-	wsNDOB  = 0x01 // NDOB: no Data-Out Buffer, the block is zeroes (16, 32)
+	wsNDOB  = 0x01 // NDOB: no Data-Out Buffer, the block is zeroes (16 only)
 )
 
 // maxWriteSameBlocks is the MAXIMUM WRITE SAME LENGTH of the Block Limits
@@ -17,53 +19,14 @@ const (
 // blocks per command, written a chunk at a time.
 const maxWriteSameBlocks = 0xFFFF
 
-// layout32 is the WRITE SAME (32) CDB: LBA in bytes 12-19, NUMBER OF
-// LOGICAL BLOCKS in bytes 28-31.
-var layout32 = layout{lbaAt: 12, lbaSize: 8, lenAt: 28, lenSize: 4}
-
-// Fields of the variable-length WRITE SAME (32) CDB (SPC-4 4.2.3).
-const (
-	opVariableLengthCDB = 0x7F
-	saWriteSame32       = 0x000D
-	ws32AdditionalLenAt = 7
-	ws32AdditionalLen   = 0x18
-)
-
-// wsForm is where a WRITE SAME CDB keeps its fields.
-type wsForm struct {
-	layout
-	flagsAt  int  // the byte with UNMAP and NDOB
-	variable bool // the 32-byte CDB, whose ADDITIONAL CDB LENGTH is checked
-}
-
-var (
-	ws10 = wsForm{layout: layout10, flagsAt: 1}
-	ws16 = wsForm{layout: layout16, flagsAt: 1}
-	ws32 = wsForm{layout: layout32, flagsAt: 10, variable: true}
-)
-
 func writeSameCommands() []scsi.CommandDesc {
-	u32 := make([]byte, 32)
-	u32[0] = 0xFF
-	// Byte 1 is the CONTROL byte of a variable-length CDB; bytes 20-27
-	// (the expected protection tags) only matter with protection
-	// information, which odxtgt lacks, so they must be zero.
-	u32[6] = groupNumber
-	u32[ws32AdditionalLenAt], u32[8], u32[9] = 0xFF, 0xFF, 0xFF
-	u32[ws32.flagsAt] = wsUnmap | wsNDOB
-	for i := 12; i < 20; i++ {
-		u32[i] = 0xFF
-	}
-	for i := 28; i < 32; i++ {
-		u32[i] = 0xFF
-	}
 	return []scsi.CommandDesc{
 		{
 			Name: "WRITE SAME (10)", Opcode: 0x41,
 			Usage: []byte{0xFF, wsUnmap, 0xFF, 0xFF, 0xFF, 0xFF, groupNumber,
 				0xFF, 0xFF, 0x00},
 			Direction: scsi.DirOut, Flags: scsi.FlagWritesMedium,
-			Handler:        writeSame(ws10),
+			Handler:        writeSame(layout10),
 			NominalTimeout: nominalIO, RecommendedTimeout: recommendedIO,
 		},
 		{
@@ -71,46 +34,35 @@ func writeSameCommands() []scsi.CommandDesc {
 			Usage: []byte{0xFF, wsUnmap | wsNDOB, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
 				0xFF, 0xFF, 0xFF, 0xFF, groupNumber, 0x00},
 			Direction: scsi.DirOut, Flags: scsi.FlagWritesMedium,
-			Handler:        writeSame(ws16),
-			NominalTimeout: nominalIO, RecommendedTimeout: recommendedIO,
-		},
-		{
-			Name: "WRITE SAME (32)", Opcode: opVariableLengthCDB,
-			ServiceAction: saWriteSame32, HasServiceAction: true,
-			Usage:     u32,
-			Direction: scsi.DirOut, Flags: scsi.FlagWritesMedium,
-			Handler:        writeSame(ws32),
+			Handler:        writeSame(layout16),
 			NominalTimeout: nominalIO, RecommendedTimeout: recommendedIO,
 		},
 	}
 }
 
-// writeSame returns the handler of a WRITE SAME command of the given form.
+// writeSame returns the handler of a WRITE SAME command with the given
+// layout.
 //
 // SBC-3 5.44: the device server writes the one block of the Data-Out
 // Buffer to every block of the range. A NUMBER OF LOGICAL BLOCKS of zero
 // would mean "to the last block", but odxtgt sets WSNZ, as LIO does, so it
 // is refused with INVALID FIELD IN CDB; so is a number above the MAXIMUM
-// WRITE SAME LENGTH. With NDOB set (WRITE SAME (16) and (32)) no data is
-// transferred and the block is zeroes. With UNMAP set and a block of
-// zeroes the range is deallocated where the store can (LBPRZ: it then
-// reads as zeroes, as written); a block that is not zeroes is written
-// whatever UNMAP says, since a deallocated block would not read back as
-// it. A block of zeroes with UNMAP clear is zeroed by the store
+// WRITE SAME LENGTH. With NDOB set (WRITE SAME (16); the usage mask of
+// WRITE SAME (10) refuses it) no data is transferred and the block is
+// zeroes. With UNMAP set and a block of zeroes the range is deallocated
+// where the store can (LBPRZ: it then reads as zeroes, as written); a
+// block that is not zeroes is written whatever UNMAP says, since a
+// deallocated block would not read back as it. A block of zeroes with UNMAP clear is zeroed by the store
 // ([backstore.WriteZeroes]), which reads back the same as writing it.
 //
 // The Data-Out Buffer must be exactly one block: more or less means the
 // initiator has another block size in mind, and writing part of its
 // buffer, or a block of it, everywhere would spread the wrong data.
-func writeSame(f wsForm) scsi.Handler {
+func writeSame(l layout) scsi.Handler {
 	return func(cmd *scsi.Command) error {
 		g := geometryOf(cmd)
-		e := f.decode(cmd.CDB)
-		if f.variable && cmd.CDB[ws32AdditionalLenAt] != ws32AdditionalLen {
-			return scsi.InvalidFieldInCDB(ws32AdditionalLenAt, -1).
-				WithReason("ADDITIONAL CDB LENGTH %02xh, want %02xh", cmd.CDB[ws32AdditionalLenAt], ws32AdditionalLen)
-		}
-		flags := cmd.CDB[f.flagsAt]
+		e := l.decode(cmd.CDB)
+		flags := cmd.CDB[1]
 		switch {
 		case e.Blocks == 0:
 			return scsi.InvalidFieldInCDB(e.LengthAt, -1).WithReason("NUMBER OF LOGICAL BLOCKS zero with WSNZ set")
