@@ -14,6 +14,12 @@ const (
 	readCapacity16Len = 32
 )
 
+// Bits of byte 14 of the READ CAPACITY (16) parameter data.
+const (
+	rc16LBPME = 0x80 // logical block provisioning management enabled
+	rc16LBPRZ = 0x40 // deallocated blocks read as zeroes
+)
+
 // saReadCapacity16 is the service action of READ CAPACITY (16) under
 // SERVICE ACTION IN (16), opcode 9Eh.
 const saReadCapacity16 = 0x10
@@ -74,9 +80,9 @@ func readCapacity10(cmd *scsi.Command) error {
 }
 
 // readCapacity16 serves READ CAPACITY (16) (SBC-3 5.16.2). odxtgt has no
-// protection information (P_TYPE and PROT_EN zero) and does not yet report
-// logical block provisioning (LBPME, LBPRZ zero); the LOWEST ALIGNED LOGICAL
-// BLOCK ADDRESS is zero. The parameter data is cut at the ALLOCATION LENGTH,
+// protection information (P_TYPE and PROT_EN zero); LBPME and LBPRZ are set
+// when the store can deallocate (see provisioningOf); the LOWEST ALIGNED
+// LOGICAL BLOCK ADDRESS is zero. The parameter data is cut at the ALLOCATION LENGTH,
 // zero being no data and no error (SPC-4 4.2.5.6).
 func readCapacity16(cmd *scsi.Command) error {
 	g := geometryOf(cmd)
@@ -89,6 +95,9 @@ func readCapacity16(cmd *scsi.Command) error {
 	binary.BigEndian.PutUint64(p[0:], g.blocks-1)
 	binary.BigEndian.PutUint32(p[8:], uint32(g.blockSize))
 	p[13] = physicalBlockExponent(cmd.LU().Store) // P_I_EXPONENT (bits 7-4) zero
+	if provisioningOf(cmd.LU()).lbpme {
+		p[14] = rc16LBPME | rc16LBPRZ
+	}
 	cmd.SetDataIn(p, int(min(allocLen, readCapacity16Len)))
 	return nil
 }

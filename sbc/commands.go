@@ -49,6 +49,11 @@ func commandDescs() []scsi.CommandDesc {
 		prefetchCommands(),
 		startStopCommands(),
 		defectCommands(),
+		compareAndWriteCommands(),
+		writeSameCommands(),
+		unmapCommands(),
+		getLBAStatusCommands(),
+		orWriteCommands(),
 	} {
 		all = append(all, set...)
 	}

@@ -28,12 +28,18 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of the te
 //
 // Commands:
 //
-//	lu blocks=N bs=B [wce] [readonly]    a fresh LU on a memory store
-//	cdb <hex bytes> [out=N×BB[+N×BB...]]  submit a CDB with data-out
+//	lu blocks=N bs=B [wce] [readonly] [plain] [spc]
+//	                                     a fresh LU on a memory store; plain
+//	                                     hides its optional capabilities,
+//	                                     spc adds the primary commands
+//	cdb <hex bytes> [out=PART[+PART...]]  submit a CDB with data-out made of
+//	                                     parts N×BB (N bytes BB) and h:HEX
+//	                                     (the bytes in hex, '_' ignored)
 //	fill lba=L blocks=N byte=BB          write the store directly (FUA)
 //	store lba=L blocks=N                 show the store's bytes
 //	mode [wce] [dsense] [swp]            replace the mode state
-//	fail read|write|sync [lba=L blocks=N] [err=eio|enospc]
+//	fail read|write|sync|zero|unmap|allocated [lba=L blocks=N]
+//	     [err=eio|enospc|notsup]
 //	heal                                 remove injected failures
 //	crash                                power loss: keep durable data only
 //
@@ -125,6 +131,10 @@ func runScript(t *testing.T, path string) {
 	}
 }
 
+// plainStore hides every optional capability of the store it holds: a
+// store that can neither zero, deallocate nor report allocation.
+type plainStore struct{ backstore.Store }
+
 type scriptRunner struct {
 	t     *testing.T
 	bench *bench
@@ -175,7 +185,11 @@ func (r *scriptRunner) do(where, command string) string {
 		bs := int(r.num(where, kv, "bs", 512))
 		r.mem = backstore.NewMemory(r.num(where, kv, "blocks", 64)*int64(bs), bs)
 		r.fault = backstore.NewFault(r.mem)
-		r.bench = newBench(t, r.fault, benchConfig{writeCache: has("wce"), readOnly: has("readonly")})
+		var store backstore.Store = r.fault
+		if has("plain") {
+			store = plainStore{r.fault}
+		}
+		r.bench = newBench(t, store, benchConfig{writeCache: has("wce"), readOnly: has("readonly"), spc: has("spc")})
 		return ""
 	case "cdb":
 		return r.cdb(where, bare, kv["out"])
@@ -200,10 +214,13 @@ func (r *scriptRunner) do(where, command string) string {
 		return ""
 	case "fail":
 		require.NotEmpty(t, bare, where)
-		kinds := map[string]backstore.OpKind{"read": backstore.OpRead, "write": backstore.OpWrite, "sync": backstore.OpSync}
+		kinds := map[string]backstore.OpKind{
+			"read": backstore.OpRead, "write": backstore.OpWrite, "sync": backstore.OpSync,
+			"zero": backstore.OpZero, "unmap": backstore.OpUnmap, "allocated": backstore.OpAllocated,
+		}
 		kind, ok := kinds[bare[0]]
 		require.True(t, ok, "%s: unknown operation %q", where, bare[0])
-		errs := map[string]error{"": syscall.EIO, "eio": syscall.EIO, "enospc": syscall.ENOSPC}
+		errs := map[string]error{"": syscall.EIO, "eio": syscall.EIO, "enospc": syscall.ENOSPC, "notsup": backstore.ErrNotSupported}
 		err, ok := errs[kv["err"]]
 		require.True(t, ok, "%s: unknown error %q", where, kv["err"])
 		if kind == backstore.OpSync {
@@ -236,6 +253,12 @@ func (r *scriptRunner) cdb(where string, hexBytes []string, out string) string {
 	var dataOut []byte
 	if out != "" {
 		for _, part := range strings.Split(out, "+") {
+			if h, ok := strings.CutPrefix(part, "h:"); ok {
+				v, err := hex.DecodeString(strings.ReplaceAll(h, "_", ""))
+				require.NoError(t, err, where)
+				dataOut = append(dataOut, v...)
+				continue
+			}
 			n, b, ok := strings.Cut(part, "x")
 			require.True(t, ok, "%s: out=N×BB", where)
 			count, err := strconv.Atoi(n)

@@ -1,7 +1,10 @@
 // Package sbc implements the SCSI block commands of SBC-3 that odxtgt's
 // direct-access logical units serve: READ and WRITE (6, 10, 12, 16), VERIFY
 // and WRITE AND VERIFY (10, 12, 16), READ CAPACITY (10, 16), SYNCHRONIZE
-// CACHE (10, 16), PRE-FETCH (10, 16) and START STOP UNIT.
+// CACHE (10, 16), PRE-FETCH (10, 16), START STOP UNIT, COMPARE AND WRITE,
+// WRITE SAME (10, 16, 32), UNMAP, GET LBA STATUS and ORWRITE (16), with the
+// logical block provisioning of SBC-3 4.7 (thin provisioning on stores that
+// can deallocate; see provisioningOf).
 //
 // [Commands] returns their descriptors for a [scsi.Table]. Each descriptor's
 // usage mask lists exactly the CDB bits these handlers honour, so the

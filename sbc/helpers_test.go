@@ -11,6 +11,7 @@ import (
 	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/sbc"
 	"github.com/odxtgt/odxtgt/scsi"
+	"github.com/odxtgt/odxtgt/spc"
 )
 
 // Operation codes used by the tests, spelled out independently of the
@@ -50,6 +51,9 @@ type bench struct {
 type benchConfig struct {
 	writeCache bool
 	readOnly   bool
+	// spc adds the primary commands (INQUIRY for the VPD pages, REPORT
+	// SUPPORTED OPERATION CODES) to the table.
+	spc bool
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -58,7 +62,11 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // next command runs.
 func newBench(tb testing.TB, store backstore.Store, cfg benchConfig) *bench {
 	tb.Helper()
-	table, err := scsi.NewTable(sbc.Commands(sbc.Options{}))
+	sets := []scsi.CommandSet{sbc.Commands(sbc.Options{})}
+	if cfg.spc {
+		sets = append(sets, spc.Commands(spc.Options{}))
+	}
+	table, err := scsi.NewTable(sets...)
 	require.NoError(tb, err)
 	log := quietLogger()
 	lu := scsi.NewLU(scsi.LUConfig{
