@@ -28,7 +28,9 @@ var internalEntry sync.Mutex
 // and HEAD OF QUEUE tasks as a SIMPLE task does; ABORT TASK SET from n,
 // CLEAR TASK SET and a logical unit reset on any of the logical units
 // abort it, and so does the end of ctx. Ranges are checked against the
-// capacity; a write is refused with DATA PROTECT while its logical unit
+// capacity; an access that conflicts with a reservation of its logical
+// unit, as a READ or WRITE from n would, is refused with RESERVATION
+// CONFLICT; a write is refused with DATA PROTECT while its logical unit
 // is write protected; every range is held in the extent lock (exclusive
 // for a write, shared for a read) while fn runs, the logical units taken
 // in one fixed order so that two copies in opposite directions cannot
@@ -38,7 +40,10 @@ var internalEntry sync.Mutex
 // RunInternal returns fn's error, or the sense data that ended the task
 // before fn ran: LOGICAL UNIT NOT SUPPORTED for the absent logical unit,
 // LOGICAL BLOCK ADDRESS OUT OF RANGE, DATA PROTECT, or, once aborted,
-// TaskAborted.
+// TaskAborted; or a *StatusError for RESERVATION CONFLICT. A conflict
+// also marks the command whose context ctx derives from (a copy without
+// IMMED) so that it ends with RESERVATION CONFLICT, as the command would
+// from the device it could not access.
 func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx context.Context) error) error {
 	var lus []*LU
 	for _, a := range accesses {
@@ -77,6 +82,14 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 		defer stop()
 	}
 	for _, a := range accesses {
+		if c := a.LU.accessConflict(n, a.Write); c != nil {
+			// The command this task serves ends with RESERVATION
+			// CONFLICT, whatever the copy manager reports.
+			if t, ok := ctx.Value(taskKey{}).(*task); ok {
+				t.conflict.Store(true)
+			}
+			return c
+		}
 		if a.Write && a.LU.WriteProtected() {
 			return WriteProtected()
 		}
