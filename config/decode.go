@@ -272,7 +272,7 @@ func editDistance(a, b string) int {
 }
 
 func (d *decoder) config(root *yaml.Node) *Config {
-	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens")
+	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens", "reservations")
 	if f.m == nil {
 		return nil
 	}
@@ -292,6 +292,15 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	if n := f.m["tokens"]; n != nil {
 		cfg.Tokens = d.tokens(n)
+	}
+	if n := f.m["reservations"]; n != nil {
+		d.pos.lines["reservations"] = at(n)
+		if r := d.mapping(n, "reservations", "state_dir"); r.m != nil {
+			if r.str("state_dir", &cfg.Reservations.StateDir) && !filepath.IsAbs(cfg.Reservations.StateDir) &&
+				!d.pos.quiet["reservations.state_dir"] {
+				d.fail(r.m["state_dir"], "reservations.state_dir", "must be an absolute path")
+			}
+		}
 	}
 	if n := f.m["copy"]; n != nil {
 		d.pos.lines["copy"] = at(n)
