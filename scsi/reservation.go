@@ -51,6 +51,9 @@ func (t ReservationType) String() string {
 	if n, ok := reservationTypeNames[t]; ok {
 		return n
 	}
+	if t == 0 {
+		return "none"
+	}
 	return fmt.Sprintf("TYPE(%xh)", byte(t))
 }
 
