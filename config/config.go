@@ -32,11 +32,12 @@ const (
 
 // Config is a complete, validated odxtgt LUN map.
 type Config struct {
-	Backstores []Backstore
-	Targets    []Target
-	Copy       Copy
-	Tokens     Tokens
-	Limits     Limits
+	Backstores   []Backstore
+	Targets      []Target
+	Copy         Copy
+	Tokens       Tokens
+	Limits       Limits
+	Reservations Reservations
 }
 
 // Limits bound what initiators can make the target hold (YAML limits).
@@ -47,6 +48,31 @@ type Limits struct {
 	LoginTimeout, NOPInterval, NOPTimeout, SendTimeout, DataOutTimeout int64
 	// Sizes, in bytes.
 	SendQueue, DataIn, DataOutBudget, SessionDataOutBudget, InitiatorDataOutBudget int64
+}
+
+// Reservations configures where persistent reservations are kept while
+// an initiator asks for them to persist (APTPL, SPC-4 5.12.4).
+type Reservations struct {
+	// StateDir, when set, holds the state file of every file and block
+	// backstore, <StateDir>/<name>.pr.json. Empty: a file backstore's
+	// lives beside it, in .odxtgt-pr/<name>.json; block backstores then
+	// have none and cannot persist reservations. Memory backstores never
+	// persist them, as they do not keep their data.
+	StateDir string
+}
+
+// ReservationFile returns the persistent reservation state file of
+// backstore b, or "" when its reservations cannot persist.
+func (c *Config) ReservationFile(b *Backstore) string {
+	switch {
+	case b.Type == TypeMemory:
+		return ""
+	case c.Reservations.StateDir != "":
+		return filepath.Join(c.Reservations.StateDir, b.Name+".pr.json")
+	case b.Type == TypeFile:
+		return filepath.Join(filepath.Dir(b.Path), ".odxtgt-pr", b.Name+".json")
+	}
+	return ""
 }
 
 // Token scopes (tokens.scope).

@@ -272,7 +272,7 @@ func editDistance(a, b string) int {
 }
 
 func (d *decoder) config(root *yaml.Node) *Config {
-	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens", "limits")
+	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens", "limits", "reservations")
 	if f.m == nil {
 		return nil
 	}
@@ -295,6 +295,15 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	if n := f.m["limits"]; n != nil {
 		cfg.Limits = d.limits(n)
+	}
+	if n := f.m["reservations"]; n != nil {
+		d.pos.lines["reservations"] = at(n)
+		if r := d.mapping(n, "reservations", "state_dir"); r.m != nil {
+			if r.str("state_dir", &cfg.Reservations.StateDir) && !filepath.IsAbs(cfg.Reservations.StateDir) &&
+				!d.pos.quiet["reservations.state_dir"] {
+				d.fail(r.m["state_dir"], "reservations.state_dir", "must be an absolute path")
+			}
+		}
 	}
 	if n := f.m["copy"]; n != nil {
 		d.pos.lines["copy"] = at(n)

@@ -130,6 +130,19 @@
 //	                           # budgets at least 8MiB; a write beyond its share
 //	                           # ends with TASK SET FULL, which initiators retry
 //
+//	reservations:              # optional: persistent reservations (PERSISTENT RESERVE OUT)
+//	  state_dir: /var/lib/odxtgt/pr
+//	                           # absolute; where registrations and the reservation
+//	                           # of each file and block backstore are kept while an
+//	                           # initiator asks them to persist across a restart
+//	                           # (APTPL): <state_dir>/<name>.pr.json. Default: a file
+//	                           # backstore's beside it, <dir>/.odxtgt-pr/<name>.json;
+//	                           # block backstores then cannot persist them (REPORT
+//	                           # CAPABILITIES: PTPL_C 0, APTPL refused). Memory
+//	                           # backstores never do. The file is read at start: one
+//	                           # that cannot be read or is not valid stops odxtgt
+//	                           # with its path; it is removed when APTPL goes to 0.
+//
 // # Migrating from LIO
 //
 // ImportLIO reads /etc/target/saveconfig.json and returns an equivalent

@@ -72,6 +72,11 @@ func (c *Config) Marshal() ([]byte, error) {
 		}
 		addPair(root, "limits", lm)
 	}
+	if c.Reservations.StateDir != "" {
+		rm := mappingNode()
+		addPair(rm, "state_dir", strNode(c.Reservations.StateDir))
+		addPair(root, "reservations", rm)
+	}
 	if c.Copy.CrossTarget {
 		copyMap := mappingNode()
 		addPair(copyMap, "cross_target", boolNode(true))

@@ -26,7 +26,9 @@ type Access struct {
 // command of another task set (or of this one, already running), and
 // waiting behind tasks that came after that command would deadlock two
 // copies in opposite directions. Ranges are checked against the
-// capacity; a write is refused with DATA PROTECT while its logical unit
+// capacity; an access that conflicts with a reservation of its logical
+// unit, as a READ or WRITE from n would, is refused with RESERVATION
+// CONFLICT; a write is refused with DATA PROTECT while its logical unit
 // is write protected; every range is held in the extent lock (exclusive
 // for a write, shared for a read) while fn runs, the logical units taken
 // in one fixed order so that two copies in opposite directions cannot
@@ -36,7 +38,10 @@ type Access struct {
 // RunInternal returns fn's error, or the sense data that ended the task
 // before fn ran: LOGICAL UNIT NOT SUPPORTED for the absent logical unit,
 // LOGICAL BLOCK ADDRESS OUT OF RANGE, DATA PROTECT, or, once aborted,
-// TaskAborted.
+// TaskAborted; or a *StatusError for RESERVATION CONFLICT. A conflict
+// also marks the command whose context ctx derives from (a copy without
+// IMMED) so that it ends with RESERVATION CONFLICT, as the command would
+// from the device it could not access.
 func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx context.Context) error) error {
 	var lus []*LU
 	for _, a := range accesses {
@@ -70,12 +75,15 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 		stop := context.AfterFunc(t.cmd.Context(), cancel)
 		defer stop()
 	}
-	if n.Ended() {
-		// The nexus ended while the task waited: its tasks were
-		// aborted, and this one must not run either.
-		return TaskAborted()
-	}
 	for _, a := range accesses {
+		if c := a.LU.accessConflict(n, a.Write); c != nil {
+			// The command this task serves ends with RESERVATION
+			// CONFLICT, whatever the copy manager reports.
+			if t, ok := ctx.Value(taskKey{}).(*task); ok {
+				t.conflict.Store(true)
+			}
+			return c
+		}
 		if a.Write && a.LU.WriteProtected() {
 			return WriteProtected()
 		}

@@ -30,6 +30,13 @@ type LUConfig struct {
 	// Events, if set, hears of nexus losses, task set aborts and resets
 	// on this logical unit.
 	Events NexusEvents
+	// Ports are the target ports the logical unit is reachable through:
+	// what PERSISTENT RESERVE OUT with ALL_TG_PT registers on.
+	Ports []TargetPortID
+	// ReservationFile is where persistent reservations are kept while
+	// APTPL is in effect; empty means they cannot persist (PTPL_C zero).
+	// RestoreReservations reads it back.
+	ReservationFile string
 }
 
 // LU is a logical unit: a backstore with its identity, mode state, unit
@@ -45,6 +52,13 @@ type LU struct {
 	seq         uint64    // creation order, the order in which internal tasks lock LUs
 	events      NexusEvents
 	extents     extentLock
+	ports       []TargetPortID // see LUConfig.Ports
+	prFile      string         // see LUConfig.ReservationFile
+
+	// prMu serializes the commands that change reservations; resv is the
+	// current state, replaced whole (see reservation.go).
+	prMu sync.Mutex
+	resv atomic.Pointer[resvState]
 
 	mu        sync.Mutex // guards everything below
 	mode      ModeState
@@ -74,7 +88,7 @@ func NewLU(cfg LUConfig) *LU {
 		log = slog.Default()
 	}
 	mode := ModeState{WCE: cfg.WriteCache}
-	return &LU{
+	lu := &LU{
 		Identity:    cfg.Identity,
 		Store:       cfg.Store,
 		ReadOnly:    cfg.ReadOnly,
@@ -82,12 +96,18 @@ func NewLU(cfg LUConfig) *LU {
 		Log:         log.With("lu", cfg.Identity.Name),
 		defaultMode: mode,
 		seq:         luSeq.Add(1),
-		events:      cfg.Events,
+		ports:       cfg.Ports,
+		prFile:      cfg.ReservationFile,
 		mode:        mode,
 		ua:          map[string][]ASC{},
 		seen:        map[string]bool{},
 		lost:        map[string]struct{}{},
 	}
+	lu.resv.Store(&resvState{pr: &prState{}})
+	// The SPC-2 reservation ends with its I_T nexus and with a reset:
+	// the logical unit hears of both before cfg.Events does.
+	lu.events = reservationEvents{lu: lu, next: cfg.Events}
+	return lu
 }
 
 // NewAbsentLU returns the logical unit that answers for LUNs without one:

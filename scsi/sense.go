@@ -81,6 +81,15 @@ const (
 	ASCUnexpectedInexactSegment     ASC = 0x260A
 )
 
+// Reservation conditions (SPC-4 5.12, 6.16).
+const (
+	ASCReservationsPreempted             ASC = 0x2A03
+	ASCReservationsReleased              ASC = 0x2A04
+	ASCRegistrationsPreempted            ASC = 0x2A05
+	ASCInvalidReleaseOfPR                ASC = 0x2604
+	ASCInsufficientRegistrationResources ASC = 0x5504
+)
+
 var ascNames = map[ASC]string{
 	ASCNoAdditionalSense:              "NO ADDITIONAL SENSE INFORMATION",
 	ASCLUNotReadyManualIntervention:   "LOGICAL UNIT NOT READY, MANUAL INTERVENTION REQUIRED",
@@ -119,6 +128,12 @@ var ascNames = map[ASC]string{
 	ASCTooManySegmentDescriptors:      "TOO MANY SEGMENT DESCRIPTORS",
 	ASCUnsupportedSegmentDescriptor:   "UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE",
 	ASCUnexpectedInexactSegment:       "UNEXPECTED INEXACT SEGMENT",
+	// Reservation conditions.
+	ASCReservationsPreempted:             "RESERVATIONS PREEMPTED",
+	ASCReservationsReleased:              "RESERVATIONS RELEASED",
+	ASCRegistrationsPreempted:            "REGISTRATIONS PREEMPTED",
+	ASCInvalidReleaseOfPR:                "INVALID RELEASE OF PERSISTENT RESERVATION",
+	ASCInsufficientRegistrationResources: "INSUFFICIENT REGISTRATION RESOURCES",
 }
 
 func (a ASC) String() string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"sync/atomic"
 )
 
 // task is one command in a logical unit's task set.
@@ -20,7 +21,15 @@ type task struct {
 	// internal: run by another command (a copy), not by a transport; its
 	// tag is not the initiator's, so ABORT TASK never matches it.
 	internal bool
+	// conflict: an internal task on this command's behalf met a
+	// reservation conflict (RunInternal), so the command ends with
+	// RESERVATION CONFLICT whatever its handler made of it.
+	conflict atomic.Bool
 }
+
+// taskKey is the context key under which a task's context carries the
+// task.
+type taskKey struct{}
 
 // InvalidLUN is the LUN a transport gives a command whose LUN field it could
 // not decode; it always addresses the absent logical unit.
@@ -50,9 +59,9 @@ func (lu *LU) enter(cmd *Command) *task {
 // internal task ends when the command it serves ends, and waits for no
 // older task.
 func (lu *LU) enterTask(parent context.Context, cmd *Command, internal bool) *task {
-	ctx, cancel := context.WithCancel(parent)
-	t := &task{cmd: cmd, key: cmd.Nexus.Key(), attr: cmd.Attr, cancel: cancel, done: make(chan struct{}), internal: internal}
-	cmd.ctx = ctx
+	t := &task{cmd: cmd, key: cmd.Nexus.Key(), attr: cmd.Attr, done: make(chan struct{}), internal: internal}
+	ctx, cancel := context.WithCancel(context.WithValue(parent, taskKey{}, t))
+	cmd.ctx, t.cancel = ctx, cancel
 	lu.mu.Lock()
 	defer lu.mu.Unlock()
 	for _, old := range lu.tasks {
@@ -76,6 +85,9 @@ func (lu *LU) enterTask(parent context.Context, cmd *Command, internal bool) *ta
 func (lu *LU) run(t *task, done func(*Command)) {
 	if lu.waitTurn(t) {
 		lu.execute(t.cmd)
+		if t.conflict.Load() {
+			t.cmd.Status, t.cmd.Sense, t.cmd.DataIn = StatusReservationConflict, nil, nil
+		}
 	}
 	lu.leave(t)
 	done(t.cmd)
@@ -146,11 +158,20 @@ func (lu *LU) execute(cmd *Command) {
 		lu.fail(cmd, sense)
 		return
 	}
+	if c := lu.reservationCheck(cmd, d); c != nil {
+		lu.endWithStatus(cmd, c)
+		return
+	}
 	if d.Flags&FlagWritesMedium != 0 && lu.WriteProtected() {
 		lu.fail(cmd, WriteProtected())
 		return
 	}
 	if err := d.Handler(cmd); err != nil {
+		var se *StatusError
+		if errors.As(err, &se) {
+			lu.endWithStatus(cmd, se)
+			return
+		}
 		var s *Sense
 		if !errors.As(err, &s) {
 			lu.Log.Error("command failed", "command", d.Name, "err", err)
@@ -166,6 +187,12 @@ func (lu *LU) fail(cmd *Command, s *Sense) {
 	cmd.Status = StatusCheckCondition
 	cmd.Sense = s.Encode(lu.Mode().DSense)
 	cmd.DataIn = nil
+}
+
+// endWithStatus ends cmd with a status that has no sense data.
+func (lu *LU) endWithStatus(cmd *Command, e *StatusError) {
+	lu.Log.Debug("command ended", "cdb", fmt.Sprintf("% x", cmd.CDB), "status", e.Status, "reason", e.Reason)
+	cmd.Status, cmd.Sense, cmd.DataIn = e.Status, nil, nil
 }
 
 // abortMatching marks the tasks that match as aborted, cancels them and

@@ -40,7 +40,7 @@ func Commands(opts Options) scsi.CommandSet {
 }
 
 func commandDescs() []scsi.CommandDesc {
-	return []scsi.CommandDesc{
+	ds := []scsi.CommandDesc{
 		cmdTestUnitReady,
 		cmdRequestSense,
 		cmdInquiry,
@@ -54,4 +54,7 @@ func commandDescs() []scsi.CommandDesc {
 		cmdReportSupportedOpcodes,
 		cmdReportSupportedTMFs,
 	}
+	ds = append(ds, persistentReserveInCommands()...)
+	ds = append(ds, proutCommands()...)
+	return append(ds, reserveReleaseCommands()...)
 }

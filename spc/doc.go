@@ -5,6 +5,9 @@
 // MEDIUM REMOVAL, and the MAINTENANCE IN reports: REPORT TARGET PORT
 // GROUPS, REPORT SUPPORTED OPERATION CODES (generated from the logical
 // unit's command table) and REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
+// PERSISTENT RESERVE IN and OUT and the SPC-2 RESERVE and RELEASE (6) and
+// (10) decode their CDBs and parameter lists here; the reservation state
+// and the conflict checks are scsi's (scsi.LU.PersistentReserveOut).
 //
 // [Commands] returns their descriptors for a [scsi.Table]. Each usage mask
 // holds exactly the CDB bits a handler examines, so the dispatcher answers

@@ -63,6 +63,10 @@ func FuzzCDB(f *testing.F) {
 			if s.Key == scsi.HardwareError {
 				t.Fatalf("% x: %v", cdb, s)
 			}
+		case scsi.StatusReservationConflict:
+			if len(cmd.Sense) != 0 {
+				t.Fatalf("% x: RESERVATION CONFLICT with sense data", cdb)
+			}
 		default:
 			t.Fatalf("% x: status %v", cdb, cmd.Status)
 		}
@@ -75,7 +79,7 @@ func FuzzCDB(f *testing.F) {
 // allocationFields says where the data-in commands of this package keep
 // their ALLOCATION LENGTH: byte offset and size.
 var allocationFields = map[byte][2]int{
-	0x03: {4, 1}, 0x1A: {4, 1}, 0x12: {3, 2}, 0x5A: {7, 2}, 0xA0: {6, 4}, 0xA3: {6, 4},
+	0x03: {4, 1}, 0x1A: {4, 1}, 0x12: {3, 2}, 0x5A: {7, 2}, 0xA0: {6, 4}, 0xA3: {6, 4}, 0x5E: {7, 2},
 }
 
 // allocationLength returns the ALLOCATION LENGTH of a data-in command of

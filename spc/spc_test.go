@@ -49,7 +49,7 @@ func TestCommandDescriptors(t *testing.T) {
 	cmds := Commands(Options{}).Commands
 	_, err := scsi.NewTable(Commands(Options{}))
 	require.NoError(t, err)
-	cdbLen := map[byte]int{0x00: 6, 0x03: 6, 0x12: 6, 0x15: 6, 0x1A: 6, 0x1E: 6, 0x55: 10, 0x5A: 10, 0xA0: 12, 0xA3: 12}
+	cdbLen := map[byte]int{0x00: 6, 0x03: 6, 0x12: 6, 0x15: 6, 0x16: 6, 0x17: 6, 0x1A: 6, 0x1E: 6, 0x55: 10, 0x56: 10, 0x57: 10, 0x5A: 10, 0x5E: 10, 0x5F: 10, 0xA0: 12, 0xA3: 12}
 	for _, d := range cmds {
 		t.Run(d.Name, func(t *testing.T) {
 			assert.Equal(t, cdbLen[d.Opcode], d.CDBLength())

@@ -58,7 +58,9 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 		return nil, fmt.Errorf("command table: %w", err)
 	}
 	r := &runtime{lus: map[string]*scsi.LU{}, copies: copies}
-	for _, b := range cfg.Backstores {
+	ports := targetPorts(cfg)
+	for i := range cfg.Backstores {
+		b := cfg.Backstores[i]
 		store, err := openStore(b)
 		if err != nil {
 			_ = r.close()
@@ -83,13 +85,19 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 			},
 			// Every write passes the point-in-time protection of ROD
 			// tokens, whichever command makes it.
-			Store:      rod.Protect(store),
-			ReadOnly:   b.ReadOnly,
-			WriteCache: b.WriteCache,
-			Table:      table,
-			Logger:     log,
-			Events:     copies,
+			Store:           rod.Protect(store),
+			ReadOnly:        b.ReadOnly,
+			WriteCache:      b.WriteCache,
+			Table:           table,
+			Logger:          log,
+			Events:          copies,
+			Ports:           ports[b.Name],
+			ReservationFile: cfg.ReservationFile(&cfg.Backstores[i]),
 		})
+		if err := r.lus[b.Name].RestoreReservations(); err != nil {
+			_ = r.close()
+			return nil, fmt.Errorf("backstore %s: %w", b.Name, err)
+		}
 		all = append(all, r.lus[b.Name])
 		snapshotDirs[r.lus[b.Name]] = dir
 		log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
@@ -137,6 +145,27 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 		r.server.Targets = append(r.server.Targets, target)
 	}
 	return r, nil
+}
+
+// targetPorts returns, for each backstore, the target ports that map it:
+// one per portal group, with the relative target port identifiers the
+// loop in build assigns.
+func targetPorts(cfg *config.Config) map[string][]scsi.TargetPortID {
+	ports := map[string][]scsi.TargetPortID{}
+	var rtpi uint16
+	for _, t := range cfg.Targets {
+		for _, g := range t.TPGs {
+			rtpi++
+			seen := map[string]bool{}
+			for _, l := range g.LUNs {
+				if !seen[l.Backstore] {
+					seen[l.Backstore] = true
+					ports[l.Backstore] = append(ports[l.Backstore], scsi.TargetPortID{Name: scsi.TargetPortName(t.IQN, g.Tag), RelativeID: rtpi})
+				}
+			}
+		}
+	}
+	return ports
 }
 
 func chap(a *config.Auth) *iscsi.CHAP {

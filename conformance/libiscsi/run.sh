@@ -64,35 +64,6 @@ truncate -s 64M "$work/rodisk.img"
 # When a command lands, delete its lines: a listed test that passes fails
 # the run until its line is gone.
 cat >"$work/allowed-skip.txt" <<'LIST'
-# PERSISTENT RESERVE IN and OUT are not implemented.
-PrinReadKeys.Simple
-PrinReadKeys.Truncate
-PrinServiceactionRange.Range
-PrinReportCapabilities.Simple
-ProutRegister.Simple
-ProutReserve.Simple
-ProutReserve.AccessEA
-ProutReserve.AccessWE
-ProutReserve.AccessEARO
-ProutReserve.AccessWERO
-ProutReserve.AccessEAAR
-ProutReserve.AccessWEAR
-ProutReserve.OwnershipEA
-ProutReserve.OwnershipWE
-ProutReserve.OwnershipEARO
-ProutReserve.OwnershipWERO
-ProutReserve.OwnershipEAAR
-ProutReserve.OwnershipWEAR
-ProutClear.Simple
-ProutPreempt.RemoveRegistration
-# RESERVE (6) is not implemented.
-Reserve6.Simple
-Reserve6.2Initiators
-Reserve6.Logout
-Reserve6.ITNexusLoss
-Reserve6.TargetColdReset
-Reserve6.TargetWarmReset
-Reserve6.LUNReset
 # WRITE ATOMIC (16) is not implemented.
 WriteAtomic16.Simple
 WriteAtomic16.BeyondEol
@@ -152,10 +123,6 @@ later_commands=(
 	GET_LBA_STATUS
 	GETLBASTATUS
 	ORWRITE
-	"PERSISTENT RESERVE IN"
-	"PERSISTENT RESERVE OUT"
-	RESERVE6
-	RELEASE6
 	SANITIZE
 	UNMAP
 	WRITEATOMIC16
