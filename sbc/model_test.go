@@ -18,7 +18,8 @@ import (
 var modelSeed = flag.Uint64("sbc.seed", 0, "seed of TestReferenceModel (0 picks one)")
 
 // TestReferenceModel runs one random sequence of READ, WRITE, VERIFY, WRITE
-// AND VERIFY, SYNCHRONIZE CACHE and PRE-FETCH commands, in every CDB size
+// AND VERIFY, SYNCHRONIZE CACHE, PRE-FETCH, COMPARE AND WRITE, WRITE SAME
+// (with and without UNMAP and NDOB), UNMAP and ORWRITE commands, in every CDB size
 // and with out-of-range LBAs and wrong data-out lengths mixed in, against
 // an LU on the memory store and an LU on a file store. Both must answer
 // every command identically, and as a plain byte-slice model of the medium
@@ -85,6 +86,10 @@ const (
 	kindWriteAndVerify
 	kindSync
 	kindPrefetch
+	kindCompareAndWrite
+	kindWriteSame
+	kindUnmap
+	kindOrWrite
 )
 
 // op is one generated command and what the model expects of it.
@@ -101,6 +106,12 @@ type op struct {
 	dataOutOK bool
 	payload   []byte
 	effN      uint64
+	// refusal, if set, is the ILLEGAL REQUEST code the command must end
+	// with once its range is found good; fieldFirst says the refusal comes
+	// before the range check (a CDB field).
+	refusal    scsi.ASC
+	fieldFirst bool
+	ranges     [][2]uint64 // UNMAP: the descriptors
 }
 
 // opGenerator makes random commands and keeps the model of the medium.
@@ -189,7 +200,9 @@ func (g *opGenerator) next() op {
 		}
 		return cdb16(ops[3], flags, lba, uint32(n))
 	}
-	switch k := g.rng.IntN(20); {
+	switch k := g.rng.IntN(26); {
+	case k >= 20:
+		return g.nextThin(k - 20)
 	case k < 7:
 		o := op{kind: kindRead, what: fmt.Sprintf("READ (%d)", size)}
 		o.lba, o.n = g.extent(0xFFFF)
@@ -272,19 +285,147 @@ func (g *opGenerator) next() op {
 	}
 }
 
+// nextThin makes one of the commands that write other than as WRITE does.
+func (g *opGenerator) nextThin(k int) op {
+	switch k {
+	case 0:
+		o := op{kind: kindCompareAndWrite, what: "COMPARE AND WRITE"}
+		o.lba, _ = g.extent(0)
+		o.n = g.rng.Uint64N(5)
+		o.cdb = compareAndWriteCDB(byte(g.rng.IntN(2))*fua, o.lba, byte(o.n))
+		n := int(o.n) * g.bs
+		if g.inRange(o.lba, o.n) {
+			o.dataOut = append(bytes.Clone(g.modelRange(o.lba, o.n)), g.randomData(n)...)
+			if n > 0 && g.rng.IntN(3) == 0 {
+				o.dataOut[g.rng.IntN(n)] ^= 1 << g.rng.IntN(8)
+			}
+		} else {
+			o.dataOut = g.randomData(2 * n)
+		}
+		switch g.rng.IntN(12) {
+		case 0:
+			o.dataOut = o.dataOut[:max(0, len(o.dataOut)-g.bs)]
+		case 1:
+			o.dataOut = append(o.dataOut, make([]byte, g.bs)...)
+		}
+		o.dataOutOK, o.payload = true, o.dataOut
+		switch {
+		case len(o.dataOut) < 2*n:
+			o.refusal = scsi.ASCInvalidFieldInCommandIU
+		case len(o.dataOut) > 2*n:
+			o.refusal = scsi.ASCInvalidFieldInCDB
+		}
+		return o
+	case 1, 2:
+		o := op{kind: kindWriteSame}
+		o.lba, o.n = g.extent(0xFFFF)
+		var flags byte
+		if g.rng.IntN(2) == 0 {
+			flags |= wsUnmapBit
+		}
+		if k == 1 {
+			o.what = "WRITE SAME (10)"
+			o.cdb = cdb10(opWriteSame10, flags, uint32(o.lba), uint16(o.n))
+		} else {
+			if g.rng.IntN(3) == 0 {
+				flags |= wsNDOBBit
+			}
+			o.what = "WRITE SAME (16)"
+			o.cdb = writeSame16CDB(flags, o.lba, uint32(o.n))
+		}
+		want := g.bs
+		if flags&wsNDOBBit != 0 {
+			want = 0
+		}
+		if g.rng.IntN(2) == 0 {
+			o.dataOut = make([]byte, want)
+		} else {
+			o.dataOut = g.randomData(want)
+		}
+		if g.rng.IntN(15) == 0 {
+			o.dataOut = g.randomData(max(0, want+g.bs*(g.rng.IntN(3)-1)))
+		}
+		o.dataOutOK, o.payload = true, o.dataOut
+		if len(o.dataOut) != want {
+			o.refusal = scsi.ASCInvalidFieldInCommandIU
+		}
+		if o.n == 0 {
+			o.refusal, o.fieldFirst = scsi.ASCInvalidFieldInCDB, true
+		}
+		return o
+	case 3:
+		o := op{kind: kindUnmap, what: "UNMAP", dataOutOK: true}
+		var flat []uint64
+		for range g.rng.IntN(4) {
+			lba, n := g.extent(0xFFFF)
+			flat = append(flat, lba, n)
+			o.ranges = append(o.ranges, [2]uint64{lba, n})
+			if !g.inRange(lba, n) {
+				o.lba, o.n = lba, n // the model's range check then fails
+			}
+		}
+		o.cdb, o.dataOut = unmapCDB(flat...)
+		return o
+	default:
+		o := op{kind: kindOrWrite, what: "ORWRITE (16)"}
+		o.lba, o.n = g.extent(0xFFFF)
+		o.cdb = cdb16(opOrWrite16, byte(g.rng.IntN(2))*fua, o.lba, uint32(o.n))
+		o.dataOut, _ = g.dataOut(int(o.n) * g.bs)
+		g.settle(&o, int(o.n)*g.bs, true)
+		return o
+	}
+}
+
 // check compares a command's outcome with the model's prediction and
 // applies a successful write to the model.
 func (g *opGenerator) check(t *testing.T, where string, o op, c *scsi.Command) {
 	t.Helper()
 	switch {
+	case o.refusal != 0 && o.fieldFirst:
+		requireSense(t, c, scsi.IllegalRequest, o.refusal)
+		return
 	case !g.inRange(o.lba, o.n):
 		requireSense(t, c, scsi.IllegalRequest, scsi.ASCLBAOutOfRange)
 		return
 	case !o.dataOutOK:
 		requireSense(t, c, scsi.IllegalRequest, scsi.ASCInvalidFieldInCommandIU)
 		return
+	case o.refusal != 0:
+		requireSense(t, c, scsi.IllegalRequest, o.refusal)
+		return
 	}
 	switch o.kind {
+	case kindCompareAndWrite:
+		n := int(o.n) * g.bs
+		if first := firstDiff(g.modelRange(o.lba, o.n), o.payload[:n]); first >= 0 {
+			s := requireSense(t, c, scsi.Miscompare, scsi.ASCMiscompareDuringVerify)
+			require.Equal(t, uint64(first), s.Information, where)
+			return
+		}
+		requireGood(t, c)
+		copy(g.modelRange(o.lba, o.n), o.payload[n:])
+		return
+	case kindWriteSame:
+		requireGood(t, c)
+		block := make([]byte, g.bs)
+		copy(block, o.payload)
+		for i := range o.n {
+			copy(g.modelRange(o.lba+i, 1), block)
+		}
+		return
+	case kindUnmap:
+		requireGood(t, c)
+		for _, r := range o.ranges {
+			clear(g.modelRange(r[0], r[1]))
+		}
+		return
+	case kindOrWrite:
+		requireGood(t, c)
+		m := g.modelRange(o.lba, o.effN)
+		for i := range m {
+			m[i] |= o.payload[i]
+		}
+		return
 	case kindRead:
 		requireGood(t, c)
 		requireBytes(t, g.modelRange(o.lba, o.n), c.DataIn, where)
