@@ -15,22 +15,7 @@ import (
 // serve) are reported as [ErrNotSupported], wrapping the errno. With fua,
 // the destination is fdatasync'ed, which makes the clone durable.
 func (s *File) CloneRange(dstOff int64, src Store, srcOff, n int64, fua bool) error {
-	op := opName(opClone, fua)
-	if err := s.checkWrite(op, dstOff, n); err != nil {
-		return err
-	}
-	sf, err := offloadSource(s, op, s.fd.path, dstOff, src, srcOff, n, int64(s.cloneAlign))
-	if err != nil || n == 0 {
-		return err
-	}
-	err = s.fd.cloneRange(dstOff, &sf.fd, srcOff, n)
-	switch {
-	case unsupported(err) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL):
-		err = notSupported("%w", err)
-	case err == nil && fua:
-		err = s.fd.datasync()
-	}
-	return s.opError(op, dstOff, n, err)
+	return s.offload(opName(opClone, fua), dstOff, src, srcOff, n, int64(s.cloneAlign), fua, (*fdio).cloneRange)
 }
 
 // CloneAlignment implements [RangeCloner]: the file system's block size,
@@ -44,15 +29,25 @@ func (s *File) CloneAlignment() int { return s.cloneAlign }
 // with EXDEV, reported as [ErrNotSupported] like EOPNOTSUPP, ENOSYS and
 // EINVAL. With fua, the destination is fdatasync'ed after the copy.
 func (s *File) CopyRange(dstOff int64, src Store, srcOff, n int64, fua bool) error {
-	op := opName(opCopy, fua)
+	return s.offload(opName(opCopy, fua), dstOff, src, srcOff, n, 0, fua, (*fdio).copyRange)
+}
+
+// offload moves n bytes from src at srcOff to dstOff with move, a kernel
+// call that copies between two files without the data passing through
+// user space, once the ranges are checked (see [offloadSource]; align is
+// the alignment the call needs, 0 for none). The errnos a file system
+// refuses such a call with (EOPNOTSUPP, ENOSYS, EXDEV, EINVAL) become
+// [ErrNotSupported]; with fua, the destination is fdatasync'ed after.
+func (s *File) offload(op string, dstOff int64, src Store, srcOff, n, align int64, fua bool,
+	move func(dst *fdio, dstOff int64, src *fdio, srcOff, n int64) error) error {
 	if err := s.checkWrite(op, dstOff, n); err != nil {
 		return err
 	}
-	sf, err := offloadSource(s, op, s.fd.path, dstOff, src, srcOff, n, 0)
+	sf, err := offloadSource(s, op, s.fd.path, dstOff, src, srcOff, n, align)
 	if err != nil || n == 0 {
 		return err
 	}
-	err = s.fd.copyRange(dstOff, &sf.fd, srcOff, n)
+	err = move(&s.fd, dstOff, &sf.fd, srcOff, n)
 	switch {
 	case unsupported(err) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL):
 		err = notSupported("%w", err)

@@ -23,19 +23,10 @@ func orWriteCommands() []scsi.CommandDesc {
 // the package documentation): a TRANSFER LENGTH of zero writes nothing,
 // and only the whole blocks the transport carried are changed.
 func orWrite(cmd *scsi.Command) error {
-	g := geometryOf(cmd)
-	e := layout16.decode(cmd.CDB)
-	if s := g.checkTransfer(e); s != nil {
-		return s
-	}
-	p, err := cmd.TakeDataOutBlocks(g.bytes(e.Blocks), g.blockSize)
-	if err != nil {
+	g, e, p, err := takeWrite(cmd, layout16)
+	if err != nil || e.Blocks == 0 {
 		return err
 	}
-	if len(p) == 0 {
-		return nil
-	}
-	e.Blocks = uint64(len(p) / g.blockSize)
 	lu := cmd.LU()
 	unlock, err := lu.LockExtent(cmd.Context(), e.LBA, e.Blocks, scsi.ExtentExclusive)
 	if err != nil {

@@ -144,19 +144,10 @@ func writeAndVerify(l layout) scsi.Handler {
 		if bytchk != bytchkNone && bytchk != bytchkCompare {
 			return scsi.InvalidFieldInCDB(1, bytchkField).WithReason("BYTCHK %02b is reserved for WRITE AND VERIFY", bytchk)
 		}
-		g := geometryOf(cmd)
-		e := l.decode(cmd.CDB)
-		if s := g.checkTransfer(e); s != nil {
-			return s
-		}
-		p, err := cmd.TakeDataOutBlocks(g.bytes(e.Blocks), g.blockSize)
-		if err != nil {
-			return err
-		}
 		// Only the blocks that arrived are written and verified.
-		e.Blocks = uint64(len(p) / g.blockSize)
-		if e.Blocks == 0 {
-			return nil
+		g, e, p, err := takeWrite(cmd, l)
+		if err != nil || e.Blocks == 0 {
+			return err
 		}
 		// The range is held from the write until the verification is
 		// done, so a concurrent writer cannot make the medium differ from

@@ -38,23 +38,12 @@ func writeCommands() []scsi.CommandDesc {
 // hasFUA is false for WRITE (6), which has no FUA bit.
 func write(l layout, hasFUA bool) scsi.Handler {
 	return func(cmd *scsi.Command) error {
-		g := geometryOf(cmd)
-		e := l.decode(cmd.CDB)
-		if s := g.checkTransfer(e); s != nil {
-			return s
-		}
-		p, err := cmd.TakeDataOutBlocks(g.bytes(e.Blocks), g.blockSize)
-		if err != nil {
+		g, e, p, err := takeWrite(cmd, l)
+		if err != nil || e.Blocks == 0 {
 			return err
 		}
-		if len(p) == 0 {
-			// SBC-3 WRITE (10): a TRANSFER LENGTH of zero writes nothing
-			// and is not an error; nor does a transfer the transport cut
-			// to nothing.
-			return nil
-		}
 		lu := cmd.LU()
-		unlock, err := lu.LockExtent(cmd.Context(), e.LBA, uint64(len(p)/g.blockSize), scsi.ExtentExclusive)
+		unlock, err := lu.LockExtent(cmd.Context(), e.LBA, e.Blocks, scsi.ExtentExclusive)
 		if err != nil {
 			return scsi.TaskAborted()
 		}
@@ -64,6 +53,26 @@ func write(l layout, hasFUA bool) scsi.Handler {
 		}
 		return nil
 	}
+}
+
+// takeWrite decodes the CDB of a command that writes the data-out, with
+// layout l, checks its range and takes the whole blocks of data-out the
+// transport carried: the extent it returns covers exactly those blocks.
+// Blocks is zero when there is nothing to write, which is not an error
+// (SBC-3 WRITE (10): a TRANSFER LENGTH of zero writes nothing; nor does a
+// transfer the transport cut to nothing).
+func takeWrite(cmd *scsi.Command, l layout) (geometry, extent, []byte, error) {
+	g := geometryOf(cmd)
+	e := l.decode(cmd.CDB)
+	if s := g.checkTransfer(e); s != nil {
+		return g, e, nil, s
+	}
+	p, err := cmd.TakeDataOutBlocks(g.bytes(e.Blocks), g.blockSize)
+	if err != nil {
+		return g, e, nil, err
+	}
+	e.Blocks = uint64(len(p) / g.blockSize)
+	return g, e, p, nil
 }
 
 // forceUnitAccess reports whether a write must be on the medium before
