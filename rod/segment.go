@@ -253,29 +253,44 @@ func (c *segmentCopy) stopIfAborted(ctx context.Context) {
 // sense data: TASK ABORTED's stand-in when the copy was aborted, else
 // COPY ABORTED, THIRD PARTY DEVICE FAILURE with the segment number, a
 // pointer to the failing CSCD descriptor (or the segment for CSCD
-// FFFFh), and the device's status and sense forwarded (SPC-4 6.4.3.6).
+// FFFFh), and the device's status and sense forwarded (SPC-4 6.4.3.6):
+// CHECK CONDITION and its sense, or RESERVATION CONFLICT, which has none.
 func (c *segmentCopy) fail(err error, ep endpoint) *scsi.Sense {
 	if c.ctx.Err() != nil {
 		return scsi.TaskAborted()
 	}
-	var dev *scsi.Sense
-	if !errors.As(err, &dev) {
-		dev = scsi.InternalTargetFailure().WithReason("%v", err)
-	}
+	fwd := deviceStatus(err, ep.fwd, c.req.DSense)
 	seg := c.p.Segments[c.seg]
 	id := seg.Src
 	if ep.fwd == scsi.ForwardedFromDestination {
 		id = seg.Dst
 	}
 	s := scsi.NewSense(scsi.CopyAborted, scsi.ASCThirdPartyDeviceFailure).WithCommandSpecific(uint64(c.seg)).
-		WithReason("segment %d, %s: %v", c.seg, sideName(ep.fwd), dev)
+		WithReason("segment %d, %s: %v", c.seg, sideName(ep.fwd), err)
 	if int(id) < len(c.p.CSCDs) {
 		s.SegmentPointer(false, c.p.CSCDs[id].Offset)
 	} else {
 		s.SegmentPointer(false, seg.Offset)
 	}
-	s.Forwarded = &scsi.ForwardedSense{Source: ep.fwd, Status: scsi.StatusCheckCondition, Sense: dev.Encode(c.req.DSense)}
+	s.Forwarded = fwd
 	return s
+}
+
+// deviceStatus is what a copy forwards of the error a source or
+// destination (source: ForwardedFromSource or ForwardedFromDestination)
+// ended an internal task with: RESERVATION CONFLICT with no sense data,
+// or CHECK CONDITION with its sense encoded per dsense (an error that is
+// neither is an internal target failure).
+func deviceStatus(err error, source byte, dsense bool) *scsi.ForwardedSense {
+	var se *scsi.StatusError
+	if errors.As(err, &se) {
+		return &scsi.ForwardedSense{Source: source, Status: se.Status}
+	}
+	var dev *scsi.Sense
+	if !errors.As(err, &dev) {
+		dev = scsi.InternalTargetFailure().WithReason("%v", err)
+	}
+	return &scsi.ForwardedSense{Source: source, Status: scsi.StatusCheckCondition, Sense: dev.Encode(dsense)}
 }
 
 // getBuffer takes a copy buffer from the pool, waiting while all are in

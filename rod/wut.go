@@ -296,13 +296,27 @@ func (w *tokenWrite) gather(lba uint64) *scsi.Sense {
 }
 
 // fail maps the error of an internal task: a revoked snapshot is the
-// token's revocation.
+// token's revocation; a reservation conflict on the token's source or the
+// destination is COPY ABORTED, THIRD PARTY DEVICE FAILURE with the
+// conflict forwarded (it is what a copy in the background, IMMED set,
+// records; without IMMED the command itself ends with RESERVATION
+// CONFLICT).
 func (w *tokenWrite) fail(err error) *scsi.Sense {
 	if w.ctx.Err() != nil {
 		return scsi.TaskAborted()
 	}
 	if errors.Is(err, errSnapshotRevoked) {
 		return scsi.NewSense(scsi.IllegalRequest, ascTokenRevoked).WithReason("%v", err)
+	}
+	if se := (*scsi.StatusError)(nil); errors.As(err, &se) {
+		side := byte(scsi.ForwardedFromSource)
+		if se.LU == w.req.LU {
+			side = scsi.ForwardedFromDestination
+		}
+		s := scsi.NewSense(scsi.CopyAborted, scsi.ASCThirdPartyDeviceFailure).WithInformation(w.written).
+			WithReason("after %d blocks: %v", w.written, err)
+		s.Forwarded = deviceStatus(err, side, w.req.DSense)
+		return s
 	}
 	var s *scsi.Sense
 	if errors.As(err, &s) {

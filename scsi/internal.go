@@ -82,6 +82,7 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 			if t, ok := ctx.Value(taskKey{}).(*task); ok {
 				t.conflict.Store(true)
 			}
+			c.LU = a.LU
 			return c
 		}
 		if a.Write && a.LU.WriteProtected() {

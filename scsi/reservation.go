@@ -282,6 +282,9 @@ func (lu *LU) Reservations() ReservationStatus {
 type StatusError struct {
 	Status Status
 	Reason string
+	// LU, for a conflict an internal task met (see [RunInternal]), is the
+	// logical unit it met it on.
+	LU *LU
 }
 
 func (e *StatusError) Error() string {

@@ -677,3 +677,57 @@ func TestXcopyAbortTask(t *testing.T) {
 	require.True(t, bytes.Equal(before[8*xcBlock:], e.contents(1)[8*xcBlock:]), "nothing after the stuck segment was written")
 	require.Zero(t, e.m.Running())
 }
+
+// TestXcopyImmedReservationConflict: a background copy (IMMED) into a
+// logical unit another initiator holds with WRITE EXCLUSIVE has no command
+// left to end with RESERVATION CONFLICT, so its status records COPY
+// ABORTED, THIRD PARTY DEVICE FAILURE with the destination's RESERVATION
+// CONFLICT forwarded (status 18h, no sense data), and nothing is written.
+func TestXcopyImmedReservationConflict(t *testing.T) {
+	e := newXCEnv(t, xcMem(64), xcMem(64))
+	e.lus[0].UpdateMode(e.nexus, func(m *scsi.ModeState) { m.DSense = true })
+	holder := scsi.NewNexus(scsi.Nexus{InitiatorPort: "iqn.2025-01.test:holder,i,0x2", TargetPort: e.nexus.TargetPort, TargetName: e.nexus.TargetName},
+		map[uint64]*scsi.LU{1: e.lus[1]}, scsi.NewAbsentLU(e.table, xcLogger()))
+	prout := func(sa, typ byte, key, sark uint64) {
+		p := make([]byte, 24)
+		binary.BigEndian.PutUint64(p, key)
+		binary.BigEndian.PutUint64(p[8:], sark)
+		c := &scsi.Command{CDB: []byte{0x5F, sa, typ, 0, 0, 0, 0, 0, 24, 0}, LUN: 1, Nexus: holder, Attr: scsi.TaskSimple, DataOut: p}
+		done := make(chan struct{})
+		scsi.Submit(c, func(*scsi.Command) { close(done) })
+		<-done
+		if c.Status == scsi.StatusCheckCondition { // the power-on unit attention
+			done = make(chan struct{})
+			c.Status, c.Sense = scsi.StatusGood, nil
+			scsi.Submit(c, func(*scsi.Command) { close(done) })
+			<-done
+		}
+		require.Equal(t, scsi.StatusGood, c.Status)
+	}
+	prout(0x00, 0, 0, 0xAB)    // REGISTER
+	prout(0x01, 0x01, 0xAB, 0) // RESERVE, WRITE EXCLUSIVE
+	before := e.contents(1)
+
+	const id = 0x0BADC0DE
+	list := lid4List(id, 0, true, [][]byte{e.cscd(0), e.cscd(1)}, [][]byte{seg02(0, 1, 8, 0, 0)})
+	e.good(e.xcopy(0, true, list))
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b = e.lid4Status(id)
+		if b[5] != 0x12 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the copy never completed")
+	}
+	require.Equal(t, byte(0x02), b[5]&0x7F, "COPY OPERATION STATUS: completed with errors")
+	require.Equal(t, byte(scsi.StatusCheckCondition), b[12], "EXTENDED COPY COMPLETION STATUS")
+	s, err := scsi.ParseSense(b[32:])
+	require.NoError(t, err)
+	require.Equal(t, scsi.CopyAborted, s.Key)
+	require.Equal(t, scsi.ASCThirdPartyDeviceFailure, s.Code)
+	require.NotNil(t, s.Forwarded, "%v", s)
+	require.Equal(t, byte(scsi.ForwardedFromDestination), s.Forwarded.Source)
+	require.Equal(t, scsi.StatusReservationConflict, s.Forwarded.Status)
+	require.Empty(t, s.Forwarded.Sense)
+	require.Equal(t, before, e.contents(1), "nothing written")
+}
