@@ -17,9 +17,10 @@ BS=512
 # allocated FILE prints the bytes FILE takes on its file system.
 allocated() { echo $(($(stat -c '%b * %B' "$1"))); }
 
-# read_blocks DEV LBA N FILE reads N blocks at LBA with O_DIRECT into FILE.
+# read_blocks DEV LBA N FILE reads N blocks at LBA with O_DIRECT into FILE,
+# in 1 MiB reads (block-sized ones are slow under TCG).
 read_blocks() {
-	dd if="$1" of="$4" bs=$BS skip="$2" count="$3" iflag=direct status=none
+	dd if="$1" of="$4" bs=1M skip=$(($2 * BS)) count=$(($3 * BS)) iflag=direct,skip_bytes,count_bytes status=none
 }
 
 # zeroes LBA N DEV: the blocks read as zeroes.
@@ -43,10 +44,10 @@ repeat() {
 
 # lba_status SG LBA prints the provisioning status GET LBA STATUS gives the
 # first descriptor at LBA (0 mapped, 1 deallocated), from sg_get_lba_status
-# --brief ("LBA BLOCKS STATUS ..." per descriptor).
+# --brief (after its header lines, "LBA BLOCKS STATUS ..." per descriptor).
 lba_status() {
 	sg_get_lba_status --brief --lba="$2" "$1" 2>>"$OUT/$LABEL-lba-status.txt" | tee -a "$OUT/$LABEL-lba-status.txt" |
-		awk 'NR == 1 { print $3 }'
+		awk '/^0x/ { print $3; exit }'
 }
 
 # expect DESC CMD...: a check against odxtgt; against LIO only logged.
@@ -126,7 +127,7 @@ suite() {
 	log "$LABEL: backing file allocation $before -> $(allocated "$file") bytes"
 	expect "WRITE SAME with UNMAP freed the space" test "$(allocated "$file")" -le $((before - 7 * 1048576))
 	expect "GET LBA STATUS: deallocated" test "$(lba_status "$sg" 16384)" = 1
-	expect "GET LBA STATUS: the block after is mapped" test "$(lba_status "$sg" 32768)" = 0
+	expect "GET LBA STATUS: the blocks of the WRITE SAME (16) above are mapped" test "$(lba_status "$sg" 4000)" = 0
 
 	# WRITE SAME (10) with UNMAP and WRITE SAME (16) with NDOB.
 	write_direct "$WORK/r8" "$disk" 8
@@ -143,7 +144,7 @@ suite() {
 	write_direct "$WORK/r8" "$disk" 20
 	before=$(allocated "$file")
 	expect "sg_unmap of two ranges (6 MiB)" run_logged "$LABEL-unmap.txt" \
-		sg_unmap --lba=40960,49152 --num=4096,8192 "$sg"
+		sg_unmap --force --lba=40960,49152 --num=4096,8192 "$sg"
 	expect "UNMAP: the blocks read as zeroes" eval "zeroes 40960 4096 '$disk' && zeroes 49152 8192 '$disk'"
 	expect "UNMAP: the blocks between keep their data" \
 		same_blocks "$disk" 45056 4096 <(tail -c +$((2 * 1048576 + 1)) "$WORK/r8" | head -c $((2 * 1048576)))
