@@ -1,6 +1,8 @@
 package sbc
 
 import (
+	"encoding/binary"
+
 	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -58,8 +60,7 @@ func compareAndWriteCommands() []scsi.CommandDesc {
 // writes through; DPO is a cache hint, honoured by ignoring it.
 func compareAndWrite(cmd *scsi.Command) error {
 	g := geometryOf(cmd)
-	e := layout16.decode(cmd.CDB)
-	e.Blocks, e.LengthAt = uint64(cmd.CDB[cawBlocksAt]), cawBlocksAt
+	e := extent{LBA: binary.BigEndian.Uint64(cmd.CDB[cawLBAAt:]), Blocks: uint64(cmd.CDB[cawBlocksAt]), LengthAt: cawBlocksAt}
 	if s := g.checkRange(e); s != nil {
 		return s
 	}

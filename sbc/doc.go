@@ -2,7 +2,7 @@
 // direct-access logical units serve: READ and WRITE (6, 10, 12, 16), VERIFY
 // and WRITE AND VERIFY (10, 12, 16), READ CAPACITY (10, 16), SYNCHRONIZE
 // CACHE (10, 16), PRE-FETCH (10, 16), START STOP UNIT, COMPARE AND WRITE,
-// WRITE SAME (10, 16, 32), UNMAP, GET LBA STATUS and ORWRITE (16), with the
+// WRITE SAME (10, 16), UNMAP, GET LBA STATUS and ORWRITE (16), with the
 // logical block provisioning of SBC-3 4.7 (thin provisioning on stores that
 // can deallocate; see provisioningOf).
 //
@@ -28,7 +28,9 @@
 //  3. the data-out length the transport carried against what the CDB calls
 //     for ([scsi.Command.TakeDataOutBlocks]): extra bytes are ignored, a
 //     shortfall of whole blocks limits the command to the blocks carried,
-//     a partial block is refused.
+//     a partial block is refused. COMPARE AND WRITE and WRITE SAME, whose
+//     Data-Out Buffer the CDB fixes exactly (twice the blocks, one block),
+//     refuse any other length, extra bytes included.
 //
 // Only then does a handler touch the backstore, so a refused command never
 // writes a byte.
