@@ -118,17 +118,9 @@ LIST
 # example, writes with every write command there is). One spelling per
 # line: delete a command's lines when it lands.
 later_commands=(
-	COMPAREANDWRITE
-	COMPARE_AND_WRITE
-	GET_LBA_STATUS
-	GETLBASTATUS
-	ORWRITE
 	SANITIZE
-	UNMAP
 	WRITEATOMIC16
 	WRITE_ATOMIC16
-	WRITESAME10
-	WRITESAME16
 )
 later="\\[SKIPPED\\] ($(
 	IFS='|'
