@@ -12,7 +12,12 @@
 //
 // The offloaded modes keep the same number of commands in flight as write.
 //
+// The modes caw and caw-contended (caw.go) measure one-block COMPARE AND
+// WRITE round trips instead, for conformance/bench/caw.sh, for -seconds,
+// -qd workers on the one session.
+//
 //	vaai -addr 127.0.0.1:3260 -target IQN -lun 0 -bytes 1073741824 -mode write|writesame|writesame-unmap|unmap
+//	vaai -addr 127.0.0.1:3260 -target IQN -lun 0 -mode caw|caw-contended -qd 32 -seconds 5
 package main
 
 import (
@@ -32,16 +37,17 @@ func main() {
 	target := flag.String("target", "", "target name")
 	lun := flag.Uint64("lun", 0, "LUN")
 	n := flag.Int64("bytes", 1<<30, "bytes to zero from LBA 0, a multiple of the block size")
-	mode := flag.String("mode", "write", "write, writesame, writesame-unmap or unmap")
-	depth := flag.Int("qd", 8, "commands in flight")
+	mode := flag.String("mode", "write", "write, writesame, writesame-unmap, unmap, caw or caw-contended")
+	depth := flag.Int("qd", 8, "commands in flight (caw modes: workers)")
+	secs := flag.Float64("seconds", 5, "caw modes: how long to run")
 	flag.Parse()
-	if err := run(*addr, *target, *lun, *n, *mode, *depth); err != nil {
+	if err := run(*addr, *target, *lun, *n, *mode, *depth, time.Duration(*secs*float64(time.Second))); err != nil {
 		fmt.Fprintln(os.Stderr, "vaai:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, target string, lun uint64, n int64, mode string, depth int) error {
+func run(addr, target string, lun uint64, n int64, mode string, depth int, d time.Duration) error {
 	ctx := context.Background()
 	s, err := initiator.Dial(ctx, addr, initiator.Config{InitiatorName: "iqn.2025-01.io.odxtgt:bench", TargetName: target})
 	if err != nil {
@@ -55,6 +61,9 @@ func run(addr, target string, lun uint64, n int64, mode string, depth int) error
 	bs, err := blockSize(ctx, s, lun)
 	if err != nil {
 		return err
+	}
+	if mode == "caw" || mode == "caw-contended" {
+		return runCAW(ctx, s, lun, bs, mode, depth, d)
 	}
 	maxWS, maxUnmap, err := limits(ctx, s, lun)
 	if err != nil {
