@@ -61,6 +61,10 @@ type Config struct {
 	LUNs []uint64
 	// Sessions is the number of sessions (default 8).
 	Sessions int
+	// Workers is the number of workers per session (default 2), each
+	// with its own region and random stream, so that a session has
+	// several commands outstanding.
+	Workers int
 	// Seed makes every session's operations reproducible.
 	Seed uint64
 	// Duration is how long sessions issue operations before the final
@@ -113,6 +117,7 @@ func (s *Stats) add(o *Stats) {
 type Failure struct {
 	Seed    uint64
 	Session int
+	Worker  int // the worker (of the session) whose operation failed
 	OpNum   int
 	Op      Op
 	LUN     uint64
@@ -126,7 +131,7 @@ func (f *Failure) Error() string {
 	if f.HasLBA {
 		where += fmt.Sprintf(" LBA %d", f.LBA)
 	}
-	return fmt.Sprintf("stress: seed %d session %d op #%d (%s): %s: %s", f.Seed, f.Session, f.OpNum, f.Op, where, f.Msg)
+	return fmt.Sprintf("stress: seed %d session %d worker %d op #%d (%s): %s: %s", f.Seed, f.Session, f.Worker, f.OpNum, f.Op, where, f.Msg)
 }
 
 // lu is the model of one logical unit.
@@ -181,6 +186,12 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 	if cfg.Sessions <= 0 {
 		cfg.Sessions = 8
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Workers > 4 {
+		return nil, errors.New("stress: at most 4 workers per session")
+	}
 	if cfg.LockBlocks <= 0 {
 		cfg.LockBlocks = 4
 	}
@@ -192,20 +203,23 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 	}
 	r := &run{cfg: cfg, lock: newLockState(cfg.LockBlocks)}
 
-	sessions := make([]*session, cfg.Sessions)
+	var sessions []*session // the workers
 	defer func() {
 		for _, s := range sessions {
-			if s != nil {
+			if s.sub == 0 {
 				s.conn.Close()
 			}
 		}
 	}()
-	for i := range sessions {
-		s, err := r.dial(ctx, i)
+	for i := range cfg.Sessions {
+		c, err := r.dial(ctx, i)
 		if err != nil {
 			return nil, err
 		}
-		sessions[i] = s
+		for w := range cfg.Workers {
+			id := i*cfg.Workers + w
+			sessions = append(sessions, &session{r: r, id: id, sess: i, sub: w, conn: c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(id)))})
+		}
 	}
 	if err := r.discover(ctx, sessions[0]); err != nil {
 		return nil, err
@@ -265,13 +279,12 @@ func firstFailure(errs []error) error {
 	return first
 }
 
-func (r *run) dial(ctx context.Context, i int) (*session, error) {
+func (r *run) dial(ctx context.Context, i int) (*initiator.Session, error) {
 	name := r.cfg.Initiators[i%len(r.cfg.Initiators)]
 	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: name, TargetName: r.cfg.Target})
 	if err != nil {
 		return nil, fmt.Errorf("stress: session %d (%s): %w", i, name, err)
 	}
-	s := &session{r: r, id: i, conn: c, rng: rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)))}
 	for _, lun := range r.cfg.LUNs {
 		// The power-on unit attention.
 		if _, err := c.Command(ctx, initiator.Request{LUN: lun, CDB: make([]byte, 6)}); err != nil {
@@ -279,7 +292,7 @@ func (r *run) dial(ctx context.Context, i int) (*session, error) {
 			return nil, err
 		}
 	}
-	return s, nil
+	return c, nil
 }
 
 // discover reads the capacity and the NAA designator of every LU and lays
@@ -312,11 +325,12 @@ func (r *run) discover(ctx context.Context, s *session) error {
 		}
 	}
 	r.base = uint64(r.cfg.LockBlocks)
-	r.region = (minBlocks - r.base) / uint64(r.cfg.Sessions)
+	r.region = (minBlocks - r.base) / uint64(r.cfg.Sessions*r.cfg.Workers)
 	if r.region < 16 {
 		return fmt.Errorf("stress: %d blocks per session region is too few", r.region)
 	}
-	r.cfg.Logf("stress: %d sessions, %d LUs, %d blocks per session region, %d lock blocks", r.cfg.Sessions, len(r.lus), r.region, r.cfg.LockBlocks)
+	r.cfg.Logf("stress: %d sessions of %d workers, %d LUs, %d blocks per worker region, %d lock blocks",
+		r.cfg.Sessions, r.cfg.Workers, len(r.lus), r.region, r.cfg.LockBlocks)
 	return nil
 }
 
@@ -386,10 +400,13 @@ func (s *session) historyOf(lun, lba uint64) string {
 	return "; last updates by the session, newest first: " + strings.Join(out, "; ")
 }
 
-// session is one iSCSI session and its random stream.
+// session is one worker of an iSCSI session: its region and its random
+// stream; the workers of a session share its connection.
 type session struct {
 	r     *run
-	id    int
+	id    int // worker number, over all sessions; owns region id
+	sess  int // session number
+	sub   int // worker number within the session
 	conn  *initiator.Session
 	rng   *rand.Rand
 	opn   int
@@ -399,7 +416,7 @@ type session struct {
 }
 
 func (s *session) fail(l *lu, lba uint64, hasLBA bool, format string, args ...any) error {
-	f := &Failure{Seed: s.r.cfg.Seed, Session: s.id, OpNum: s.opn, Op: s.op, LBA: lba, HasLBA: hasLBA, Msg: fmt.Sprintf(format, args...)}
+	f := &Failure{Seed: s.r.cfg.Seed, Session: s.sess, Worker: s.id, OpNum: s.opn, Op: s.op, LBA: lba, HasLBA: hasLBA, Msg: fmt.Sprintf(format, args...)}
 	if l != nil {
 		f.LUN = l.num
 		if hasLBA {
@@ -524,7 +541,7 @@ func (s *session) disjointRanges(k, total int) []blockRange {
 	return out
 }
 
-// fill returns n blocks of random data, each stamped with the session,
+// fill returns n blocks of random data, each stamped with the worker,
 // op and block number so that a misplaced block is recognisable.
 func (s *session) fill(n int) []byte {
 	b := make([]byte, n*BlockSize)
@@ -532,7 +549,7 @@ func (s *session) fill(n int) []byte {
 		binary.LittleEndian.PutUint64(b[i:], s.rng.Uint64())
 	}
 	for i := range n {
-		copy(b[i*BlockSize:], fmt.Sprintf("s%d op%d b%d ", s.id, s.opn, i))
+		copy(b[i*BlockSize:], fmt.Sprintf("w%d op%d b%d ", s.id, s.opn, i))
 	}
 	return b
 }
@@ -765,7 +782,9 @@ func (s *session) extendedCopy(ctx context.Context) error {
 			n:   n,
 		})
 	}
-	list := xcopyList(byte(s.opn), src.cscd, dst.cscd, segs)
+	// LID1 list identifiers are per I_T nexus: the workers of a session
+	// use distinct ones.
+	list := xcopyList(byte(s.sub<<6|s.opn&63), src.cscd, dst.cscd, segs)
 	lun := []uint64{src.num, dst.num}[s.rng.IntN(2)]
 	resp, err := s.command(ctx, initiator.Request{LUN: lun, CDB: xcopyCDB(len(list)), DataOut: list})
 	if err != nil {

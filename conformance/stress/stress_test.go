@@ -15,6 +15,7 @@ var (
 	flagDuration = flag.Duration("stress.duration", 25*time.Second, "how long TestStressShort issues operations")
 	flagSeed     = flag.Uint64("stress.seed", 0, "seed of the operation mix (0: from the clock; the test logs it)")
 	flagSessions = flag.Int("stress.sessions", envInt("STRESS_SESSIONS", 8), "number of sessions (or $STRESS_SESSIONS)")
+	flagWorkers  = flag.Int("stress.workers", envInt("STRESS_WORKERS", 2), "workers (commands outstanding) per session, at most 4 (or $STRESS_WORKERS)")
 )
 
 func envInt(name string, def int) int {
@@ -72,7 +73,7 @@ func TestStressShort(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("stress seed %d (rerun with -stress.seed=%d), %d sessions, %v", seed, seed, *flagSessions, *flagDuration)
+	t.Logf("stress seed %d (rerun with -stress.seed=%d), %d sessions of %d workers, %v", seed, seed, *flagSessions, *flagWorkers, *flagDuration)
 	d := *flagDuration
 	if testing.Short() {
 		d = min(d, 5*time.Second)
@@ -94,6 +95,7 @@ func TestStressShort(t *testing.T) {
 		Initiators: []string{"iqn.1991-05.com.microsoft:stress-a", "iqn.1998-01.com.vmware:stress-b", "iqn.2004-10.com.ubuntu:stress-c"},
 		LUNs:       []uint64{0, 1, 2},
 		Sessions:   *flagSessions,
+		Workers:    *flagWorkers,
 		Seed:       seed,
 		Duration:   d,
 		Logf:       t.Logf,
