@@ -76,6 +76,10 @@ type Config struct {
 	Exclude map[Op]bool
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
+
+	// sabotage, if set, runs between the operations and the final
+	// verification (tests of the checker itself).
+	sabotage func(ctx context.Context, workers []*session) error
 }
 
 // Stats counts what a run did.
@@ -245,6 +249,11 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 	if err := firstFailure(errs); err != nil {
 		return &r.stats, err
 	}
+	if cfg.sabotage != nil {
+		if err := cfg.sabotage(ctx, sessions); err != nil {
+			return &r.stats, err
+		}
+	}
 	// Final verification: every region of every LU, and the lock blocks.
 	for i, s := range sessions {
 		wg.Add(1)
@@ -395,9 +404,9 @@ func (s *session) historyOf(lun, lba uint64) string {
 		}
 	}
 	if len(out) == 0 {
-		return "; no recent model update of this block by the session"
+		return "; no recent model update of this block by the worker"
 	}
-	return "; last updates by the session, newest first: " + strings.Join(out, "; ")
+	return "; last updates by the worker, newest first: " + strings.Join(out, "; ")
 }
 
 // session is one worker of an iSCSI session: its region and its random
