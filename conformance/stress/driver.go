@@ -160,8 +160,9 @@ type token struct {
 	bytes   []byte
 	data    []byte
 	created time.Time
-	uses    int
-	from    int // session that populated it
+	uses    int  // WRITE USING TOKENs left
+	shared  bool // used by several workers at once, never deleted (DEL_TKN)
+	from    int  // session that populated it
 }
 
 // run is the shared state of one Run.
@@ -352,9 +353,10 @@ func (r *run) putToken(t *token) {
 	r.tokens = append(r.tokens, t)
 }
 
-// takeToken removes a token from the pool (so that no two sessions use
-// one at once), dropping those close to their inactivity timeout; i picks
-// which.
+// takeToken takes one use of a token of the pool, dropping those close to
+// their inactivity timeout; i picks which. An exclusive token leaves the
+// pool while it is used (putToken puts it back); a shared one stays, for
+// other workers to use at once, until its uses are taken.
 func (r *run) takeToken(i int) *token {
 	r.tokMu.Lock()
 	defer r.tokMu.Unlock()
@@ -371,7 +373,10 @@ func (r *run) takeToken(i int) *token {
 	}
 	i %= len(r.tokens)
 	t := r.tokens[i]
-	r.tokens = append(r.tokens[:i], r.tokens[i+1:]...)
+	t.uses--
+	if !t.shared || t.uses == 0 {
+		r.tokens = append(r.tokens[:i], r.tokens[i+1:]...)
+	}
 	return t
 }
 
@@ -819,7 +824,10 @@ func (s *session) populate(ctx context.Context) error {
 	l := s.r.lus[s.rng.IntN(len(s.r.lus))]
 	total := 1 + s.rng.IntN(min(256, int(s.r.region)))
 	rs := s.disjointRanges(1+s.rng.IntN(3), total)
-	uses := 1 + s.rng.IntN(2)
+	uses, shared := 1+s.rng.IntN(2), s.rng.IntN(3) == 0
+	if shared {
+		uses = 2 + s.rng.IntN(3)
+	}
 	id := s.listID()
 	p := populateParams(tokenTimeout, rs)
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x10, id, len(p)), DataOut: p})
@@ -854,7 +862,7 @@ func (s *session) populate(ctx context.Context) error {
 	if info[5]&0x7F != 0x01 || count == 0 || count > uint64(total) || len(info) < off+6+512 {
 		return s.fail(l, 0, false, "RRTI: status %#x, transfer count %d of %d, %d bytes", info[5], count, total, len(info))
 	}
-	s.r.putToken(&token{bytes: bytes.Clone(info[off+6 : off+6+512]), data: data[:count*BlockSize], created: time.Now(), uses: uses, from: s.id})
+	s.r.putToken(&token{bytes: bytes.Clone(info[off+6 : off+6+512]), data: data[:count*BlockSize], created: time.Now(), uses: uses, shared: shared, from: s.id})
 	return nil
 }
 
@@ -882,8 +890,7 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 	n := 1 + int(lenFrac*float64(count-off-1))
 	n = min(n, count-off, int(s.r.region))
 	rs := s.disjointRanges(k, n)
-	tok.uses--
-	last := tok.uses == 0
+	last := !tok.shared && tok.uses == 0 // then DEL_TKN
 	for done := 0; done < n; {
 		part := sliceRanges(rs, done, n-done)
 		p := wutParams(tok.bytes, uint64(off+done), last, part)
@@ -917,7 +924,7 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 		}
 		return s.fail(l, part[0].lba, true, "%s: %s", what, senseString(resp))
 	}
-	if !last {
+	if !tok.shared && !last {
 		s.r.putToken(tok)
 	}
 	return nil
