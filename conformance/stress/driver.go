@@ -877,6 +877,7 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 	pick, k, offFrac, lenFrac := s.rng.IntN(1<<30), 1+s.rng.IntN(3), s.rng.Float64(), s.rng.Float64()
 	l := s.r.lus[s.rng.IntN(len(s.r.lus))]
 	useOffset := s.rng.IntN(2) == 0
+	layout := s.rng.Uint64()
 	tok := s.r.takeToken(pick)
 	if tok == nil {
 		s.stats.NoToken++
@@ -889,7 +890,12 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 	}
 	n := 1 + int(lenFrac*float64(count-off-1))
 	n = min(n, count-off, int(s.r.region))
+	// The ranges depend on the token picked: draw them from a stream of
+	// their own so that the worker's stream stays reproducible.
+	main := s.rng
+	s.rng = rand.New(rand.NewPCG(layout, 0))
 	rs := s.disjointRanges(k, n)
+	s.rng = main
 	last := !tok.shared && tok.uses == 0 // then DEL_TKN
 	for done := 0; done < n; {
 		part := sliceRanges(rs, done, n-done)
