@@ -85,18 +85,23 @@ type Config struct {
 // Stats counts what a run did.
 type Stats struct {
 	Ops                  [numOps]int
-	Truncations          int // WRITE USING TOKEN resumed after COPY TARGET DEVICE DATA UNDERRUN
-	Revoked              int // WRITE USING TOKEN refused or stopped with a revoked token
-	NoToken              int // WRITE USING TOKEN skipped: no token in the pool
-	Retries              int // commands retried after BUSY, TASK SET FULL or a unit attention
-	Skipped              int // operations skipped (UNMAP unsupported, resources)
+	Time                 [numOps]time.Duration // spent in each kind of operation
+	Truncations          int                   // WRITE USING TOKEN resumed after COPY TARGET DEVICE DATA UNDERRUN
+	Revoked              int                   // WRITE USING TOKEN refused or stopped with a revoked token
+	NoToken              int                   // WRITE USING TOKEN skipped: no token in the pool
+	Retries              int                   // commands retried after BUSY, TASK SET FULL or a unit attention
+	Skipped              int                   // operations skipped (UNMAP unsupported, resources)
 	LockWins, LockLosses int
 }
 
 func (s *Stats) String() string {
 	var b strings.Builder
 	for i, n := range s.Ops {
-		fmt.Fprintf(&b, "%s=%d ", Op(i), n)
+		avg := time.Duration(0)
+		if n > 0 {
+			avg = s.Time[i] / time.Duration(n)
+		}
+		fmt.Fprintf(&b, "%s=%d (%v) ", Op(i), n, avg.Round(time.Microsecond))
 	}
 	fmt.Fprintf(&b, "truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
 		s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
@@ -106,6 +111,7 @@ func (s *Stats) String() string {
 func (s *Stats) add(o *Stats) {
 	for i := range s.Ops {
 		s.Ops[i] += o.Ops[i]
+		s.Time[i] += o.Time[i]
 	}
 	s.Truncations += o.Truncations
 	s.Revoked += o.Revoked
@@ -179,8 +185,8 @@ type run struct {
 }
 
 const (
-	tokenTimeout = 10 // seconds, the POPULATE TOKEN inactivity timeout
-	tokenMaxAge  = 4 * time.Second
+	tokenTimeout = 5 // seconds, the POPULATE TOKEN inactivity timeout
+	tokenMaxAge  = 3 * time.Second
 	maxTokens    = 64
 )
 
@@ -468,9 +474,11 @@ func (s *session) loop(stop, ctx context.Context) error {
 			k -= w
 		}
 		s.stats.Ops[s.op]++
+		t0 := time.Now()
 		if err := s.do(ctx); err != nil {
 			return err
 		}
+		s.stats.Time[s.op] += time.Since(t0)
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ targets:
     portals: ["127.0.0.1:0"]
     luns: [{lun: 0, backstore: f0}, {lun: 1, backstore: m1}, {lun: 2, backstore: f2}]
 tokens:
-  snapshot_space: 4MiB
+  snapshot_space: 16MiB
 `
 }
 
