@@ -1,0 +1,26 @@
+// Package stress is a model-based stress test of odxtgt (issue 10): many
+// iSCSI sessions, from several initiator names, issue a seeded random mix
+// of block and copy-offload commands to the real odxtgt binary, and an
+// in-memory model of every logical unit predicts what each read returns.
+//
+// The library part starts the target ([BuildBinary], [StartServer]) and
+// drives it ([Run]); stress_test.go holds TestStressShort.
+//
+// Each session runs several workers, so it has commands outstanding at
+// once. To keep the model exact without serialising them, each worker owns
+// a disjoint region of blocks on every LU: it writes, copies and reads only
+// there (a copy or token may cross LUs, but its source and destination are
+// both regions of the same worker). A token a worker populates can be
+// written by any worker of any session and initiator name, since the data
+// it stands for is frozen (point in time) and kept beside it; a token the
+// target revokes (snapshot space exhausted) may have written any of its
+// blocks, each of which must then read back as the old or the token's data. The only shared blocks are
+// the lock blocks, which every session races for with COMPARE AND WRITE
+// and which are checked for atomicity: every round has exactly one winner
+// and no block is ever torn.
+//
+// Each worker's sequence of operations (kinds, ranges, data) is a pure
+// function of the seed and the worker number; which token a WRITE USING
+// TOKEN picks, which tokens get revoked and the lock-block rounds depend on
+// timing.
+package stress

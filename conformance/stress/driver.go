@@ -1,0 +1,997 @@
+package stress
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/odxtgt/odxtgt/iscsi/initiator"
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// Op is a kind of operation the driver issues.
+type Op int
+
+// The operations, each picked with the weight in opWeights.
+const (
+	OpRead10 Op = iota
+	OpRead16
+	OpWrite10
+	OpWrite16
+	OpCompareAndWrite     // on the session's own region, right or wrong old data
+	OpCompareAndWriteLock // on the shared lock blocks
+	OpWriteSame
+	OpWriteSameUnmap
+	OpUnmap
+	OpExtendedCopy
+	OpPopulateToken // with RECEIVE ROD TOKEN INFORMATION
+	OpWriteUsingToken
+	numOps
+)
+
+var opNames = [numOps]string{
+	"READ (10)", "READ (16)", "WRITE (10)", "WRITE (16)", "COMPARE AND WRITE", "COMPARE AND WRITE (lock)",
+	"WRITE SAME (16)", "WRITE SAME (16) UNMAP", "UNMAP", "EXTENDED COPY", "POPULATE TOKEN", "WRITE USING TOKEN",
+}
+
+var opWeights = [numOps]int{10, 10, 8, 8, 4, 6, 3, 3, 3, 6, 4, 5}
+
+func (o Op) String() string {
+	if o >= 0 && o < numOps {
+		return opNames[o]
+	}
+	return fmt.Sprintf("Op(%d)", int(o))
+}
+
+// Config describes one stress run.
+type Config struct {
+	// Addr is the portal, Target the target name.
+	Addr, Target string
+	// Initiators are the initiator names; session i uses Initiators[i%len].
+	Initiators []string
+	// LUNs are the logical units to use, all with 512-byte blocks. The
+	// lock blocks are on LUNs[0].
+	LUNs []uint64
+	// Sessions is the number of sessions (default 8).
+	Sessions int
+	// Workers is the number of workers per session (default 2), each
+	// with its own region and random stream, so that a session has
+	// several commands outstanding.
+	Workers int
+	// Seed makes every session's operations reproducible.
+	Seed uint64
+	// Duration is how long sessions issue operations before the final
+	// verification.
+	Duration time.Duration
+	// LockBlocks is the number of COMPARE AND WRITE lock blocks (default 4).
+	LockBlocks int
+	// Exclude lists operations not to issue.
+	Exclude map[Op]bool
+	// Logf, if set, receives progress lines.
+	Logf func(format string, args ...any)
+
+	// sabotage, if set, runs between the operations and the final
+	// verification (tests of the checker itself).
+	sabotage func(ctx context.Context, workers []*session) error
+}
+
+// Stats counts what a run did.
+type Stats struct {
+	Ops                  [numOps]int
+	Time                 [numOps]time.Duration // spent in each kind of operation
+	Truncations          int                   // WRITE USING TOKEN resumed after COPY TARGET DEVICE DATA UNDERRUN
+	Revoked              int                   // WRITE USING TOKEN refused or stopped with a revoked token
+	NoToken              int                   // WRITE USING TOKEN skipped: no token in the pool
+	Retries              int                   // commands retried after BUSY, TASK SET FULL or a unit attention
+	Skipped              int                   // operations skipped (UNMAP unsupported, resources)
+	LockWins, LockLosses int
+}
+
+func (s *Stats) String() string {
+	var b strings.Builder
+	for i, n := range s.Ops {
+		avg := time.Duration(0)
+		if n > 0 {
+			avg = s.Time[i] / time.Duration(n)
+		}
+		fmt.Fprintf(&b, "%s=%d (%v) ", Op(i), n, avg.Round(time.Microsecond))
+	}
+	fmt.Fprintf(&b, "truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
+		s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	return b.String()
+}
+
+func (s *Stats) add(o *Stats) {
+	for i := range s.Ops {
+		s.Ops[i] += o.Ops[i]
+		s.Time[i] += o.Time[i]
+	}
+	s.Truncations += o.Truncations
+	s.Revoked += o.Revoked
+	s.NoToken += o.NoToken
+	s.Retries += o.Retries
+	s.Skipped += o.Skipped
+	s.LockWins += o.LockWins
+	s.LockLosses += o.LockLosses
+}
+
+// Failure is a difference between the target and the model, or a command
+// that ended in a way the model does not allow.
+type Failure struct {
+	Seed    uint64
+	Session int
+	Worker  int // the worker (of the session) whose operation failed
+	OpNum   int
+	Op      Op
+	LUN     uint64
+	LBA     uint64 // the first differing block, when HasLBA
+	HasLBA  bool
+	Msg     string
+}
+
+func (f *Failure) Error() string {
+	where := fmt.Sprintf("LUN %d", f.LUN)
+	if f.HasLBA {
+		where += fmt.Sprintf(" LBA %d", f.LBA)
+	}
+	return fmt.Sprintf("stress: seed %d session %d worker %d op #%d (%s): %s: %s", f.Seed, f.Session, f.Worker, f.OpNum, f.Op, where, f.Msg)
+}
+
+// lu is the model of one logical unit.
+type lu struct {
+	num      uint64
+	blocks   uint64
+	data     []byte // expected content; each session touches only its region
+	cscd     []byte
+	unmapMu  sync.Mutex
+	noUnmap  bool
+	fileLike bool
+}
+
+func (l *lu) canUnmap() bool {
+	l.unmapMu.Lock()
+	defer l.unmapMu.Unlock()
+	return !l.noUnmap
+}
+
+// token is a populated ROD token and the data it stands for.
+type token struct {
+	bytes   []byte
+	data    []byte
+	created time.Time
+	uses    int  // WRITE USING TOKENs left
+	shared  bool // used by several workers at once, never deleted (DEL_TKN)
+	from    int  // session that populated it
+}
+
+// run is the shared state of one Run.
+type run struct {
+	cfg     Config
+	lus     []*lu
+	region  uint64 // blocks per session per LU
+	base    uint64 // first block of session 0's region
+	tokMu   sync.Mutex
+	tokens  []*token
+	lock    *lockState
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+const (
+	tokenTimeout = 5 // seconds, the POPULATE TOKEN inactivity timeout
+	tokenMaxAge  = 3 * time.Second
+	maxTokens    = 64
+)
+
+// Run drives the target as cfg says, verifies every session's regions
+// against the model at the end and returns what it did. The error is a
+// *Failure for a difference from the model.
+func Run(ctx context.Context, cfg Config) (*Stats, error) {
+	if cfg.Sessions <= 0 {
+		cfg.Sessions = 8
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Workers > 4 {
+		return nil, errors.New("stress: at most 4 workers per session")
+	}
+	if cfg.LockBlocks <= 0 {
+		cfg.LockBlocks = 4
+	}
+	if len(cfg.Initiators) == 0 || len(cfg.LUNs) == 0 {
+		return nil, errors.New("stress: no initiators or no LUNs")
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	r := &run{cfg: cfg, lock: newLockState(cfg.LockBlocks)}
+
+	var sessions []*session // the workers
+	defer func() {
+		for _, s := range sessions {
+			if s.sub == 0 {
+				s.conn.Close()
+			}
+		}
+	}()
+	for i := range cfg.Sessions {
+		c, err := r.dial(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		for w := range cfg.Workers {
+			id := i*cfg.Workers + w
+			sessions = append(sessions, &session{r: r, id: id, sess: i, sub: w, conn: c, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(id)))})
+		}
+	}
+	if err := r.discover(ctx, sessions[0]); err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	errs := make([]error, len(sessions))
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Commands run under ctx, not runCtx: a command cut short by the
+			// end of the run would go on in the target unseen by the model.
+			if err := s.loop(runCtx, ctx); err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := firstFailure(errs); err != nil {
+		return &r.stats, err
+	}
+	if cfg.sabotage != nil {
+		if err := cfg.sabotage(ctx, sessions); err != nil {
+			return &r.stats, err
+		}
+	}
+	// Final verification: every region of every LU, and the lock blocks.
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.verifyAll(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := firstFailure(errs); err != nil {
+		return &r.stats, err
+	}
+	if err := r.lock.final(ctx, sessions[0]); err != nil {
+		return &r.stats, err
+	}
+	return &r.stats, nil
+}
+
+// firstFailure prefers a model failure to the context errors other
+// sessions got when the run was cancelled.
+func firstFailure(errs []error) error {
+	var first error
+	for _, err := range errs {
+		var f *Failure
+		if errors.As(err, &f) {
+			return err
+		}
+		if err != nil && first == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			first = err
+		}
+	}
+	return first
+}
+
+func (r *run) dial(ctx context.Context, i int) (*initiator.Session, error) {
+	name := r.cfg.Initiators[i%len(r.cfg.Initiators)]
+	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: name, TargetName: r.cfg.Target})
+	if err != nil {
+		return nil, fmt.Errorf("stress: session %d (%s): %w", i, name, err)
+	}
+	for _, lun := range r.cfg.LUNs {
+		// The power-on unit attention.
+		if _, err := c.Command(ctx, initiator.Request{LUN: lun, CDB: make([]byte, 6)}); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// discover reads the capacity and the NAA designator of every LU and lays
+// out the regions.
+func (r *run) discover(ctx context.Context, s *session) error {
+	minBlocks := uint64(0)
+	for _, lun := range r.cfg.LUNs {
+		cdb := make([]byte, 16)
+		cdb[0], cdb[1] = 0x9E, 0x10
+		binary.BigEndian.PutUint32(cdb[10:], 32)
+		resp, err := s.conn.Command(ctx, initiator.Request{LUN: lun, CDB: cdb, ReadLen: 32})
+		if err != nil || resp.Status != scsi.StatusGood || len(resp.DataIn) < 12 {
+			return fmt.Errorf("stress: READ CAPACITY (16) of LUN %d: %v %v", lun, err, resp)
+		}
+		blocks := binary.BigEndian.Uint64(resp.DataIn) + 1
+		if bs := binary.BigEndian.Uint32(resp.DataIn[8:]); bs != BlockSize {
+			return fmt.Errorf("stress: LUN %d has %d-byte blocks, not %d", lun, bs, BlockSize)
+		}
+		resp, err = s.conn.Command(ctx, initiator.Request{LUN: lun, CDB: []byte{0x12, 0x01, 0x83, 0x10, 0x00, 0x00}, ReadLen: 4096})
+		if err != nil || resp.Status != scsi.StatusGood {
+			return fmt.Errorf("stress: VPD 83h of LUN %d: %v %v", lun, err, resp)
+		}
+		c := naaCSCD(resp.DataIn)
+		if c == nil {
+			return fmt.Errorf("stress: LUN %d reports no NAA designator", lun)
+		}
+		r.lus = append(r.lus, &lu{num: lun, blocks: blocks, data: make([]byte, blocks*BlockSize), cscd: c})
+		if minBlocks == 0 || blocks < minBlocks {
+			minBlocks = blocks
+		}
+	}
+	r.base = uint64(r.cfg.LockBlocks)
+	r.region = (minBlocks - r.base) / uint64(r.cfg.Sessions*r.cfg.Workers)
+	if r.region < 16 {
+		return fmt.Errorf("stress: %d blocks per session region is too few", r.region)
+	}
+	r.cfg.Logf("stress: %d sessions of %d workers, %d LUs, %d blocks per worker region, %d lock blocks",
+		r.cfg.Sessions, r.cfg.Workers, len(r.lus), r.region, r.cfg.LockBlocks)
+	return nil
+}
+
+func (r *run) putToken(t *token) {
+	r.tokMu.Lock()
+	defer r.tokMu.Unlock()
+	if len(r.tokens) >= maxTokens {
+		r.tokens = r.tokens[1:]
+	}
+	r.tokens = append(r.tokens, t)
+}
+
+// takeToken takes one use of a token of the pool, dropping those close to
+// their inactivity timeout; i picks which. An exclusive token leaves the
+// pool while it is used (putToken puts it back); a shared one stays, for
+// other workers to use at once, until its uses are taken.
+func (r *run) takeToken(i int) *token {
+	r.tokMu.Lock()
+	defer r.tokMu.Unlock()
+	now := time.Now()
+	kept := r.tokens[:0]
+	for _, t := range r.tokens {
+		if now.Sub(t.created) < tokenMaxAge {
+			kept = append(kept, t)
+		}
+	}
+	r.tokens = kept
+	if len(r.tokens) == 0 {
+		return nil
+	}
+	i %= len(r.tokens)
+	t := r.tokens[i]
+	t.uses--
+	if !t.shared || t.uses == 0 {
+		r.tokens = append(r.tokens[:i], r.tokens[i+1:]...)
+	}
+	return t
+}
+
+// change is a model update, kept to explain a failure.
+type change struct {
+	opn   int
+	op    Op
+	lun   uint64
+	lba   uint64
+	n     int
+	extra string
+}
+
+const historyLen = 4096
+
+func (s *session) touch(l *lu, lba uint64, n int, extra string) {
+	if len(s.hist) >= historyLen {
+		s.hist = s.hist[historyLen/2:]
+	}
+	s.hist = append(s.hist, change{s.opn, s.op, l.num, lba, n, extra})
+}
+
+// historyOf describes the last model updates of the session to a block.
+func (s *session) historyOf(lun, lba uint64) string {
+	var out []string
+	for i := len(s.hist) - 1; i >= 0 && len(out) < 6; i-- {
+		c := s.hist[i]
+		if c.lun == lun && lba >= c.lba && lba < c.lba+uint64(c.n) {
+			out = append(out, fmt.Sprintf("op #%d %s blocks %d+%d %s", c.opn, c.op, c.lba, c.n, c.extra))
+		}
+	}
+	if len(out) == 0 {
+		return "; no recent model update of this block by the worker"
+	}
+	return "; last updates by the worker, newest first: " + strings.Join(out, "; ")
+}
+
+// session is one worker of an iSCSI session: its region and its random
+// stream; the workers of a session share its connection.
+type session struct {
+	r     *run
+	id    int // worker number, over all sessions; owns region id
+	sess  int // session number
+	sub   int // worker number within the session
+	conn  *initiator.Session
+	rng   *rand.Rand
+	opn   int
+	op    Op
+	stats Stats
+	hist  []change
+}
+
+func (s *session) fail(l *lu, lba uint64, hasLBA bool, format string, args ...any) error {
+	f := &Failure{Seed: s.r.cfg.Seed, Session: s.sess, Worker: s.id, OpNum: s.opn, Op: s.op, LBA: lba, HasLBA: hasLBA, Msg: fmt.Sprintf(format, args...)}
+	if l != nil {
+		f.LUN = l.num
+		if hasLBA {
+			f.Msg += s.historyOf(l.num, lba)
+		}
+	}
+	return f
+}
+
+// loop issues operations until stop ends; commands run under ctx.
+func (s *session) loop(stop, ctx context.Context) error {
+	defer func() {
+		s.r.statsMu.Lock()
+		s.r.stats.add(&s.stats)
+		s.r.statsMu.Unlock()
+	}()
+	total := 0
+	for i, w := range opWeights {
+		if !s.r.cfg.Exclude[Op(i)] {
+			total += w
+		}
+	}
+	for stop.Err() == nil {
+		s.opn++
+		k := s.rng.IntN(total)
+		s.op = 0
+		for i, w := range opWeights {
+			if s.r.cfg.Exclude[Op(i)] {
+				continue
+			}
+			if k < w {
+				s.op = Op(i)
+				break
+			}
+			k -= w
+		}
+		s.stats.Ops[s.op]++
+		t0 := time.Now()
+		if err := s.do(ctx); err != nil {
+			return err
+		}
+		s.stats.Time[s.op] += time.Since(t0)
+	}
+	return nil
+}
+
+func (s *session) do(ctx context.Context) error {
+	switch s.op {
+	case OpRead10, OpRead16:
+		l, rg := s.pickRange(128)
+		return s.read(ctx, l, rg.lba, rg.n, s.op == OpRead16)
+	case OpWrite10, OpWrite16:
+		return s.write(ctx)
+	case OpCompareAndWrite:
+		return s.compareAndWrite(ctx)
+	case OpCompareAndWriteLock:
+		return s.r.lock.round(ctx, s)
+	case OpWriteSame, OpWriteSameUnmap:
+		return s.writeSame(ctx, s.op == OpWriteSameUnmap)
+	case OpUnmap:
+		return s.unmap(ctx)
+	case OpExtendedCopy:
+		return s.extendedCopy(ctx)
+	case OpPopulateToken:
+		return s.populate(ctx)
+	case OpWriteUsingToken:
+		return s.writeUsingToken(ctx)
+	}
+	return nil
+}
+
+// regionStart is the first block of the session's region (on every LU).
+func (s *session) regionStart() uint64 { return s.r.base + uint64(s.id)*s.r.region }
+
+// pickRange picks an LU and a range of 1 to max blocks in the session's
+// region of it.
+func (s *session) pickRange(max int) (*lu, blockRange) {
+	l := s.r.lus[s.rng.IntN(len(s.r.lus))]
+	return l, s.rangeIn(max)
+}
+
+func (s *session) rangeIn(max int) blockRange {
+	n := 1 + s.rng.IntN(min(max, int(s.r.region)))
+	off := s.rng.Uint64N(s.r.region - uint64(n) + 1)
+	return blockRange{s.regionStart() + off, n}
+}
+
+// disjointRanges picks k non-overlapping ranges of the region holding
+// total blocks (total <= region).
+func (s *session) disjointRanges(k, total int) []blockRange {
+	k = max(1, min(k, total))
+	// Split total into k positive parts and the rest of the region into k+1 gaps.
+	cuts := []int{0, total}
+	for len(cuts) < k+1 {
+		c := 1 + s.rng.IntN(total-1)
+		dup := false
+		for _, x := range cuts {
+			dup = dup || x == c
+		}
+		if !dup {
+			cuts = append(cuts, c)
+		}
+	}
+	sort.Ints(cuts)
+	spare := int(s.r.region) - total
+	marks := make([]int, k)
+	for i := range marks {
+		marks[i] = s.rng.IntN(spare + 1)
+	}
+	sort.Ints(marks)
+	gaps := make([]int, k)
+	prev := 0
+	for i, m := range marks {
+		gaps[i], prev = m-prev, m
+	}
+	var out []blockRange
+	pos := s.regionStart()
+	for i := range k {
+		pos += uint64(gaps[i])
+		n := cuts[i+1] - cuts[i]
+		out = append(out, blockRange{pos, n})
+		pos += uint64(n)
+	}
+	return out
+}
+
+// fill returns n blocks of random data, each stamped with the worker,
+// op and block number so that a misplaced block is recognisable.
+func (s *session) fill(n int) []byte {
+	b := make([]byte, n*BlockSize)
+	for i := 0; i < len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], s.rng.Uint64())
+	}
+	for i := range n {
+		copy(b[i*BlockSize:], fmt.Sprintf("w%d op%d b%d ", s.id, s.opn, i))
+	}
+	return b
+}
+
+func (l *lu) at(lba uint64, n int) []byte {
+	return l.data[lba*BlockSize : (lba+uint64(n))*BlockSize]
+}
+
+// command runs req, retrying on BUSY, TASK SET FULL and unit attentions.
+func (s *session) command(ctx context.Context, req initiator.Request) (*initiator.Response, error) {
+	for try := 0; ; try++ {
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		resp, err := s.conn.Command(cctx, req)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, s.fail(nil, 0, false, "command % x: %v", req.CDB, err)
+		}
+		retry := resp.Status == scsi.StatusBusy || resp.Status == scsi.StatusTaskSetFull ||
+			(resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Key == scsi.UnitAttention)
+		if !retry || try >= 50 {
+			return resp, nil
+		}
+		s.stats.Retries++
+		time.Sleep(time.Duration(1+try) * time.Millisecond)
+	}
+}
+
+func senseString(resp *initiator.Response) string {
+	if resp.Sense != nil {
+		return fmt.Sprintf("%v %v (info %d/%v)", resp.Status, resp.Sense, resp.Sense.Information, resp.Sense.HasInformation)
+	}
+	return fmt.Sprintf("%v sense % x", resp.Status, resp.SenseRaw)
+}
+
+func (s *session) expectGood(l *lu, lba uint64, resp *initiator.Response, what string) error {
+	if resp.Status != scsi.StatusGood {
+		return s.fail(l, lba, true, "%s: %s", what, senseString(resp))
+	}
+	return nil
+}
+
+// compare checks got against the model at lba.
+func (s *session) compare(l *lu, lba uint64, got []byte, what string) error {
+	want := l.at(lba, len(got)/BlockSize)
+	if bytes.Equal(got, want) {
+		return nil
+	}
+	if len(got) != len(want) {
+		return s.fail(l, lba, true, "%s: %d bytes, want %d", what, len(got), len(want))
+	}
+	for i := 0; i < len(got); i += BlockSize {
+		if !bytes.Equal(got[i:i+BlockSize], want[i:i+BlockSize]) {
+			return s.fail(l, lba+uint64(i/BlockSize), true, "%s: block differs from the model: got %q…, want %q…",
+				what, printable(got[i:i+32]), printable(want[i:i+32]))
+		}
+	}
+	return nil
+}
+
+func printable(b []byte) string {
+	out := []byte{}
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7F {
+			out = append(out, c)
+		} else {
+			out = append(out, '.')
+		}
+	}
+	return string(out)
+}
+
+func (s *session) readBlocks(ctx context.Context, l *lu, lba uint64, n int, use16 bool) ([]byte, error) {
+	cdb := rw10(0x28, false, lba, n)
+	if use16 {
+		cdb = rw16(0x88, 0, lba, n)
+	}
+	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: cdb, ReadLen: n * BlockSize})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.expectGood(l, lba, resp, "read"); err != nil {
+		return nil, err
+	}
+	return resp.DataIn, nil
+}
+
+func (s *session) read(ctx context.Context, l *lu, lba uint64, n int, use16 bool) error {
+	got, err := s.readBlocks(ctx, l, lba, n, use16)
+	if err != nil {
+		return err
+	}
+	return s.compare(l, lba, got, fmt.Sprintf("read of %d blocks at %d", n, lba))
+}
+
+func (s *session) write(ctx context.Context) error {
+	l, rg := s.pickRange(128)
+	fua := s.rng.IntN(2) == 0
+	data := s.fill(rg.n)
+	cdb := rw10(0x2A, fua, rg.lba, rg.n)
+	if s.op == OpWrite16 {
+		flags := byte(0)
+		if fua {
+			flags = 0x08
+		}
+		cdb = rw16(0x8A, flags, rg.lba, rg.n)
+	}
+	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: cdb, DataOut: data})
+	if err != nil {
+		return err
+	}
+	if err := s.expectGood(l, rg.lba, resp, "write"); err != nil {
+		return err
+	}
+	s.touch(l, rg.lba, rg.n, "")
+	copy(l.at(rg.lba, rg.n), data)
+	return nil
+}
+
+// compareAndWrite sends COMPARE AND WRITE on one block of the region,
+// with the model's block as the old data or, one time in four, with one
+// byte changed, which must miscompare at that byte and write nothing.
+func (s *session) compareAndWrite(ctx context.Context) error {
+	l, rg := s.pickRange(1)
+	old := bytes.Clone(l.at(rg.lba, 1))
+	wrong := -1
+	if s.rng.IntN(4) == 0 {
+		wrong = s.rng.IntN(BlockSize)
+		old[wrong] ^= 1 << s.rng.IntN(8)
+	}
+	data := s.fill(1)
+	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: cawCDB(rg.lba), DataOut: append(old, data...)})
+	if err != nil {
+		return err
+	}
+	if wrong < 0 {
+		if err := s.expectGood(l, rg.lba, resp, "COMPARE AND WRITE with the right old data"); err != nil {
+			return err
+		}
+		s.touch(l, rg.lba, 1, "")
+		copy(l.at(rg.lba, 1), data)
+		return nil
+	}
+	if resp.Status != scsi.StatusCheckCondition || resp.Sense == nil || resp.Sense.Key != scsi.Miscompare {
+		return s.fail(l, rg.lba, true, "COMPARE AND WRITE with byte %d wrong: want MISCOMPARE, got %s", wrong, senseString(resp))
+	}
+	if !resp.Sense.HasInformation || resp.Sense.Information != uint64(wrong) {
+		return s.fail(l, rg.lba, true, "COMPARE AND WRITE with byte %d wrong: INFORMATION %d (valid %v)", wrong, resp.Sense.Information, resp.Sense.HasInformation)
+	}
+	return nil
+}
+
+func (s *session) writeSame(ctx context.Context, unmap bool) error {
+	l, rg := s.pickRange(512)
+	flags := byte(0)
+	var block []byte
+	switch {
+	case !unmap:
+		block = s.fill(1)
+	case s.rng.IntN(4) == 0:
+		block = s.fill(1) // not zeroes: written whatever UNMAP says
+		flags = 0x08
+	case s.rng.IntN(3) == 0:
+		flags = 0x09 // UNMAP, NDOB
+	default:
+		block = make([]byte, BlockSize)
+		flags = 0x08
+	}
+	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: rw16(0x93, flags, rg.lba, rg.n), DataOut: block})
+	if err != nil {
+		return err
+	}
+	if err := s.expectGood(l, rg.lba, resp, "WRITE SAME"); err != nil {
+		return err
+	}
+	if block == nil {
+		block = make([]byte, BlockSize)
+	}
+	s.touch(l, rg.lba, rg.n, fmt.Sprintf("flags %#x", flags))
+	dst := l.at(rg.lba, rg.n)
+	for i := 0; i < len(dst); i += BlockSize {
+		copy(dst[i:], block)
+	}
+	return nil
+}
+
+func (s *session) unmap(ctx context.Context) error {
+	l := s.r.lus[s.rng.IntN(len(s.r.lus))]
+	total := 1 + s.rng.IntN(min(256, int(s.r.region)))
+	rs := s.disjointRanges(1+s.rng.IntN(3), total)
+	if !l.canUnmap() {
+		s.stats.Skipped++
+		return nil
+	}
+	p := unmapList(rs)
+	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: unmapCDB(len(p)), DataOut: p})
+	if err != nil {
+		return err
+	}
+	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Key == scsi.IllegalRequest && resp.Sense.Code == scsi.ASCInvalidCommandOperationCode {
+		l.unmapMu.Lock()
+		l.noUnmap = true
+		l.unmapMu.Unlock()
+		s.stats.Skipped++
+		return nil
+	}
+	if err := s.expectGood(l, rs[0].lba, resp, "UNMAP"); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		s.touch(l, r.lba, r.n, "")
+		clear(l.at(r.lba, r.n)) // LBPRZ: unmapped blocks read as zeroes
+	}
+	return nil
+}
+
+// extendedCopy copies one to three segments between the session's
+// regions of two LUs (or of one), through EXTENDED COPY (LID1).
+func (s *session) extendedCopy(ctx context.Context) error {
+	src := s.r.lus[s.rng.IntN(len(s.r.lus))]
+	dst := s.r.lus[s.rng.IntN(len(s.r.lus))]
+	var segs []xcopySegment
+	for range 1 + s.rng.IntN(3) {
+		n := 1 + s.rng.IntN(min(128, int(s.r.region)))
+		segs = append(segs, xcopySegment{
+			src: s.regionStart() + s.rng.Uint64N(s.r.region-uint64(n)+1),
+			dst: s.regionStart() + s.rng.Uint64N(s.r.region-uint64(n)+1),
+			n:   n,
+		})
+	}
+	// LID1 list identifiers are per I_T nexus: the workers of a session
+	// use distinct ones.
+	list := xcopyList(byte(s.sub<<6|s.opn&63), src.cscd, dst.cscd, segs)
+	lun := []uint64{src.num, dst.num}[s.rng.IntN(2)]
+	resp, err := s.command(ctx, initiator.Request{LUN: lun, CDB: xcopyCDB(len(list)), DataOut: list})
+	if err != nil {
+		return err
+	}
+	if err := s.expectGood(dst, segs[0].dst, resp, fmt.Sprintf("EXTENDED COPY LUN %d -> LUN %d %+v", src.num, dst.num, segs)); err != nil {
+		return err
+	}
+	for _, g := range segs {
+		buf := bytes.Clone(src.at(g.src, g.n)) // overlapping copies behave as through a buffer
+		s.touch(dst, g.dst, g.n, fmt.Sprintf("from LUN %d LBA %d", src.num, g.src))
+		copy(dst.at(g.dst, g.n), buf)
+	}
+	return nil
+}
+
+func (s *session) listID() uint32 { return uint32(s.id)<<24 | uint32(s.opn)&0xFFFFFF }
+
+// populate makes a token of one to three ranges of the region with
+// POPULATE TOKEN and RECEIVE ROD TOKEN INFORMATION and puts it, with the
+// data it stands for, in the pool.
+func (s *session) populate(ctx context.Context) error {
+	l := s.r.lus[s.rng.IntN(len(s.r.lus))]
+	total := 1 + s.rng.IntN(min(256, int(s.r.region)))
+	rs := s.disjointRanges(1+s.rng.IntN(3), total)
+	uses, shared := 1+s.rng.IntN(2), s.rng.IntN(3) == 0
+	if shared {
+		uses = 2 + s.rng.IntN(3)
+	}
+	id := s.listID()
+	p := populateParams(tokenTimeout, rs)
+	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x10, id, len(p)), DataOut: p})
+	if err != nil {
+		return err
+	}
+	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Key == scsi.IllegalRequest && resp.Sense.Code == 0x5503 {
+		s.stats.Skipped++ // INSUFFICIENT RESOURCES: too many tokens
+		return nil
+	}
+	if err := s.expectGood(l, rs[0].lba, resp, fmt.Sprintf("POPULATE TOKEN %+v", rs)); err != nil {
+		return err
+	}
+	// The data the token stands for is the model's now.
+	var data []byte
+	for _, r := range rs {
+		data = append(data, l.at(r.lba, r.n)...)
+	}
+	resp, err = s.command(ctx, initiator.Request{LUN: l.num, CDB: rrtiCDB(id, 1024), ReadLen: 1024})
+	if err != nil {
+		return err
+	}
+	if err := s.expectGood(l, rs[0].lba, resp, "RECEIVE ROD TOKEN INFORMATION"); err != nil {
+		return err
+	}
+	info := resp.DataIn
+	if len(info) < 32 {
+		return s.fail(l, 0, false, "RRTI: %d bytes", len(info))
+	}
+	count := binary.BigEndian.Uint64(info[16:])
+	off := 32 + int(info[13])
+	if info[5]&0x7F != 0x01 || count == 0 || count > uint64(total) || len(info) < off+6+512 {
+		return s.fail(l, 0, false, "RRTI: status %#x, transfer count %d of %d, %d bytes", info[5], count, total, len(info))
+	}
+	s.r.putToken(&token{bytes: bytes.Clone(info[off+6 : off+6+512]), data: data[:count*BlockSize], created: time.Now(), uses: uses, shared: shared, from: s.id})
+	return nil
+}
+
+// writeUsingToken writes part of a token from the pool to one to three
+// ranges of the session's region, as Windows does: a truncation (COPY
+// TARGET DEVICE DATA UNDERRUN, INFORMATION = blocks written) is resumed
+// from there; a revoked token may have written any prefix of each block
+// run, which is read back and must be, block by block, old or new data.
+func (s *session) writeUsingToken(ctx context.Context) error {
+	// Draw the random numbers first so the stream does not depend on
+	// whether the pool has a token.
+	pick, k, offFrac, lenFrac := s.rng.IntN(1<<30), 1+s.rng.IntN(3), s.rng.Float64(), s.rng.Float64()
+	l := s.r.lus[s.rng.IntN(len(s.r.lus))]
+	useOffset := s.rng.IntN(2) == 0
+	layout := s.rng.Uint64()
+	tok := s.r.takeToken(pick)
+	if tok == nil {
+		s.stats.NoToken++
+		return nil
+	}
+	count := len(tok.data) / BlockSize
+	off := 0
+	if useOffset {
+		off = int(offFrac * float64(count))
+	}
+	n := 1 + int(lenFrac*float64(count-off-1))
+	n = min(n, count-off, int(s.r.region))
+	// The ranges depend on the token picked: draw them from a stream of
+	// their own so that the worker's stream stays reproducible.
+	main := s.rng
+	s.rng = rand.New(rand.NewPCG(layout, 0))
+	rs := s.disjointRanges(k, n)
+	s.rng = main
+	last := !tok.shared && tok.uses == 0 // then DEL_TKN
+	for done := 0; done < n; {
+		part := sliceRanges(rs, done, n-done)
+		p := wutParams(tok.bytes, uint64(off+done), last, part)
+		resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x11, s.listID(), len(p)), DataOut: p})
+		if err != nil {
+			return err
+		}
+		src := tok.data[(off+done)*BlockSize:]
+		if resp.Status == scsi.StatusGood {
+			s.writeModel(l, part, src)
+			break
+		}
+		sn := resp.Sense
+		what := fmt.Sprintf("WRITE USING TOKEN (token of session %d, offset %d, ranges %+v)", tok.from, off+done, part)
+		if resp.Status != scsi.StatusCheckCondition || sn == nil {
+			return s.fail(l, part[0].lba, true, "%s: %s", what, senseString(resp))
+		}
+		switch {
+		case (sn.Key == scsi.CopyAborted || sn.Key == scsi.AbortedCommand) && sn.Code == scsi.ASCCopyTargetDeviceDataUnderrun:
+			if !sn.HasInformation || sn.Information >= uint64(n-done) {
+				return s.fail(l, part[0].lba, true, "%s: truncated with INFORMATION %d (valid %v) of %d blocks", what, sn.Information, sn.HasInformation, n-done)
+			}
+			w := int(sn.Information)
+			s.writeModel(l, sliceRanges(part, 0, w), src)
+			done += w
+			s.stats.Truncations++
+			continue
+		case sn.Key == scsi.IllegalRequest && sn.Code == 0x2306: // INVALID TOKEN OPERATION, TOKEN REVOKED
+			s.stats.Revoked++
+			return s.acceptPartial(ctx, l, part, src, what)
+		}
+		return s.fail(l, part[0].lba, true, "%s: %s", what, senseString(resp))
+	}
+	if !tok.shared && !last {
+		s.r.putToken(tok)
+	}
+	return nil
+}
+
+func (s *session) writeModel(l *lu, rs []blockRange, src []byte) {
+	for _, r := range rs {
+		s.touch(l, r.lba, r.n, "token")
+		copy(l.at(r.lba, r.n), src[:r.n*BlockSize])
+		src = src[r.n*BlockSize:]
+	}
+}
+
+// acceptPartial reads back ranges a failed copy may have written in part
+// and takes each block as written if it is the old or the new data.
+func (s *session) acceptPartial(ctx context.Context, l *lu, rs []blockRange, src []byte, what string) error {
+	for _, r := range rs {
+		got, err := s.readBlocks(ctx, l, r.lba, r.n, true)
+		if err != nil {
+			return err
+		}
+		for i := range r.n {
+			g, old, nw := got[i*BlockSize:(i+1)*BlockSize], l.at(r.lba+uint64(i), 1), src[i*BlockSize:(i+1)*BlockSize]
+			switch {
+			case bytes.Equal(g, old):
+			case bytes.Equal(g, nw):
+				s.touch(l, r.lba+uint64(i), 1, "revoked token, new data read back")
+				copy(old, nw)
+			default:
+				return s.fail(l, r.lba+uint64(i), true, "%s: after a revoked token the block is neither the old nor the token's data: %q", what, printable(g[:32]))
+			}
+		}
+		src = src[r.n*BlockSize:]
+	}
+	return nil
+}
+
+// verifyAll reads the session's whole region of every LU.
+func (s *session) verifyAll(ctx context.Context) error {
+	s.opn++
+	s.op = OpRead16
+	for _, l := range s.r.lus {
+		for lba, end := s.regionStart(), s.regionStart()+s.r.region; lba < end; {
+			n := int(min(end-lba, 1024))
+			got, err := s.readBlocks(ctx, l, lba, n, true)
+			if err != nil {
+				return err
+			}
+			if err := s.compare(l, lba, got, "final verification"); err != nil {
+				return err
+			}
+			lba += uint64(n)
+		}
+	}
+	return nil
+}
