@@ -74,6 +74,9 @@ if [ "${job[0]}" != probe ]; then
 		# with "odxtgt binary missing".
 		(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -o "$share/bin/odxtgt" ./cmd/odxtgt) ||
 			linuxvm_log "WARNING: go build ./cmd/odxtgt failed; odxtgt scenarios will fail"
+		# The benchmark tool bench/caw-throughput.sh drives both targets with.
+		(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -o "$share/bin/odxtgt-vaai" ./conformance/bench/vaai) ||
+			linuxvm_log "WARNING: go build ./conformance/bench/vaai failed; bench/caw-throughput.sh will fail"
 	else
 		linuxvm_log "WARNING: $REPO_ROOT/cmd/odxtgt does not exist; odxtgt scenarios will fail"
 	fi
