@@ -354,12 +354,15 @@ func (ls *loginState) identify(keys TextKeys) *LoginError {
 	if !ok || name == "" {
 		return loginErr(LoginMissingParameter, "no InitiatorName")
 	}
+	// iSCSI names compare in their normalized, lowercase form (RFC 7143
+	// 4.2.7.2, RFC 3722): configured names are lowercase already. The
+	// limit applies to that form, which can be longer than what was sent
+	// (U+023A lowercases to three bytes): the name goes into persistent
+	// reservation state files, which refuse longer ones.
+	name = strings.ToLower(name)
 	if len(name) > maxNameLength {
 		return loginErr(LoginInitiatorError, "InitiatorName longer than %d bytes", maxNameLength)
 	}
-	// iSCSI names compare in their normalized, lowercase form (RFC 7143
-	// 4.2.7.2, RFC 3722): configured names are lowercase already.
-	name = strings.ToLower(name)
 	ls.initiatorName = name
 	ls.initiatorAlias, _ = keys.Get("InitiatorAlias")
 	switch st, _ := keys.Get("SessionType"); st {

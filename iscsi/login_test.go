@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -144,6 +145,11 @@ func TestLoginFailures(t *testing.T) {
 		{"no InitiatorName", nil, func(tt *tester) *PDU {
 			return tt.loginPDU(stageOperational, stageFullFeature, true, kv("TargetName", testTarget))
 		}, LoginMissingParameter},
+		{"InitiatorName longer than 223 bytes once lowercased", nil, func(tt *tester) *PDU {
+			// 222 bytes as sent; U+023A lowercases to three bytes.
+			name := "iqn." + strings.Repeat("\u023a", 109)
+			return tt.loginPDU(stageOperational, stageFullFeature, true, kv("InitiatorName", name, "TargetName", testTarget))
+		}, LoginInitiatorError},
 		{"no TargetName", nil, func(tt *tester) *PDU {
 			return tt.loginPDU(stageOperational, stageFullFeature, true, kv("InitiatorName", testInitiator))
 		}, LoginMissingParameter},

@@ -128,12 +128,17 @@ type Registration struct {
 
 // initiatorOf returns the initiator port of a nexus as a TransportID:
 // InitiatorPort is "<name>,i,0x<ISID>" for iSCSI (RFC 7143 10.1).
-func initiatorOf(n *Nexus) TransportID {
-	if name, isid, ok := strings.Cut(n.InitiatorPort, ",i,0x"); ok {
-		return TransportID{Name: name, ISID: strings.ToLower(isid)}
+func initiatorOf(n *Nexus) TransportID { return portTransportID(n.InitiatorPort) }
+
+// portTransportID splits an initiator port name at its last ",i,0x": a
+// login accepts any InitiatorName, which may hold ",i,0x" itself, while
+// the ISID the transport appends never does.
+func portTransportID(port string) TransportID {
+	if i := strings.LastIndex(port, ",i,0x"); i >= 0 {
+		return TransportID{Name: port[:i], ISID: strings.ToLower(port[i+len(",i,0x"):])}
 	}
 	// Not an iSCSI port name: the whole name stands for the port.
-	return TransportID{Name: n.InitiatorPort, ISID: "-"}
+	return TransportID{Name: port, ISID: "-"}
 }
 
 // covers reports whether the registration's initiator includes the port p.
@@ -152,15 +157,10 @@ func (r *Registration) matches(n *Nexus) bool {
 // matchesKey reports whether the registration is that of the nexus with
 // the given key (see Nexus.Key: "<initiator port>|<target port>").
 func (r *Registration) matchesKey(key string) bool {
-	port, target, ok := strings.Cut(key, "|")
-	if !ok || target != r.TargetPort {
-		return false
-	}
-	ip := TransportID{Name: port, ISID: "-"}
-	if name, isid, ok := strings.Cut(port, ",i,0x"); ok {
-		ip = TransportID{Name: name, ISID: strings.ToLower(isid)}
-	}
-	return r.covers(ip)
+	// Either name may hold "|" (a login accepts any InitiatorName): match
+	// the target port as the key's suffix.
+	port, ok := strings.CutSuffix(key, "|"+r.TargetPort)
+	return ok && r.covers(portTransportID(port))
 }
 
 // sameRegistrant reports whether two registrations are for the same

@@ -115,3 +115,25 @@ func TestRestoreNamesTheFile(t *testing.T) {
 	require.NoError(t, os.Remove(path))
 	require.NoError(t, lu.RestoreReservations(), "no file, no state")
 }
+
+// TestReservationFileHostileInitiatorName: an initiator whose name holds
+// ",i,0x" (a login accepts any name of up to 223 bytes) registers with
+// APTPL; the file saved must still restore, or the target cannot start
+// again with its state file.
+func TestReservationFileHostileInitiatorName(t *testing.T) {
+	b := newPRBench(t)
+	path := filepath.Join(t.TempDir(), "disk.json")
+	b.lu.prFile = path
+	const iname = "iqn.2025-01.io.odxtgt:evil,i,0xzz"
+	b.nexuses["E"] = NewNexus(Nexus{InitiatorName: iname, InitiatorPort: iname + ",i,0x400001370000",
+		TargetPort: tport, RelativePortID: 1}, map[uint64]*LU{0: b.lu}, nil)
+	require.NoError(t, b.out("E", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kH, APTPL: true}))
+	require.NoError(t, b.out("E", PROUTRequest{Action: PROUTReserve, Type: PRWriteExclusive, Key: kH}))
+	want := b.lu.Reservations()
+
+	lu := NewLU(LUConfig{Identity: Identity{Name: "pr", Serial: "s1"}, Store: backstore.NewMemory(1<<20, 512),
+		ReservationFile: path, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, lu.RestoreReservations())
+	assert.Equal(t, want, lu.Reservations())
+	assert.Equal(t, "E=1000* type=1", b.state())
+}

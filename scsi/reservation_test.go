@@ -567,3 +567,20 @@ func TestRunInternalReservations(t *testing.T) {
 	assert.Equal(t, StatusGood, b.cdb("O", 0xC6, 0, 0, 0, 0, 0).Status, "reading is allowed")
 	assert.Equal(t, StatusGood, b.cdb("H", 0xC6, 1, 0, 0, 0, 0).Status)
 }
+
+// TestHostileInitiatorNameUA: an initiator whose name holds "|" and
+// ",i,0x" still gets the unit attentions owed to its registration.
+func TestHostileInitiatorNameUA(t *testing.T) {
+	b := newPRBench(t)
+	const iname = "iqn.2025-01.io.odxtgt:e|v,i,0x1"
+	e := NewNexus(Nexus{InitiatorName: iname, InitiatorPort: iname + ",i,0x400001370000",
+		TargetPort: tport, RelativePortID: 1}, map[uint64]*LU{0: b.lu}, nil)
+	b.nexuses["E"] = e
+	b.cdb("E", 0, 0, 0, 0, 0, 0) // the power-on unit attention
+	require.NoError(t, b.out("E", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kR}))
+	require.NoError(t, b.out("H", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kH}))
+	require.NoError(t, b.out("H", PROUTRequest{Action: PROUTClear, Key: kH}))
+	s := b.lu.TakeUA(e)
+	require.NotNil(t, s)
+	assert.Equal(t, ASCReservationsPreempted, s.Code)
+}
