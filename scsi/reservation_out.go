@@ -491,13 +491,16 @@ func (p *prState) registerAndMove(n *Nexus, i int, req *PROUTRequest, ports []Ta
 		return InvalidFieldInParameterList(24, -1).WithReason("REGISTER AND MOVE needs one TransportID")
 	}
 	dest := req.TransportIDs[0]
-	self := initiatorOf(n)
-	if dest.Name == self.Name && (dest.ISID == "" || dest.ISID == self.ISID) {
-		return InvalidFieldInParameterList(24, -1).WithReason("REGISTER AND MOVE to the initiator port it came from")
-	}
 	pi := slices.IndexFunc(ports, func(tp TargetPortID) bool { return tp.RelativeID == req.RelativePortID })
 	if pi < 0 {
 		return InvalidFieldInParameterList(18, -1).WithReason("no target port with relative identifier %d", req.RelativePortID)
+	}
+	// Only the I_T nexus the command came in on is refused as the
+	// destination (SPC-4 REGISTER AND MOVE): the same initiator port
+	// through another target port is a move.
+	self := initiatorOf(n)
+	if dest.Name == self.Name && (dest.ISID == "" || dest.ISID == self.ISID) && ports[pi].Name == n.TargetPort {
+		return InvalidFieldInParameterList(24, -1).WithReason("REGISTER AND MOVE to the I_T nexus it came from")
 	}
 	r := Registration{Key: req.ServiceActionKey, Initiator: dest, TargetPort: ports[pi].Name, RelativePortID: ports[pi].RelativeID}
 	d := slices.IndexFunc(p.regs, func(o Registration) bool { return o.sameRegistrant(&r) })

@@ -295,6 +295,10 @@ func TestPROUTStateMachine(t *testing.T) {
 			TransportIDs: []TransportID{{Name: "iqn.2025-01.io.odxtgt:h"}}, RelativePortID: 1}, func(t ReservationType) want {
 			return pick(ar(t), conflict(t), want{"2600", holders(t), 0, ""})
 		}},
+		{"REGISTER AND MOVE to itself through another target port", "H", PROUTRequest{Action: PROUTRegisterAndMove, Key: kH, ServiceActionKey: moveKey,
+			TransportIDs: []TransportID{{Name: "iqn.2025-01.io.odxtgt:h", ISID: "000000000001"}}, RelativePortID: 2}, func(t ReservationType) want {
+			return pick(ar(t), conflict(t), want{"GOOD", "H=1000 R=2000 ?=7777* type=T", 1, ""})
+		}},
 		{"REGISTER AND MOVE to an unknown port", "H", PROUTRequest{Action: PROUTRegisterAndMove, Key: kH, ServiceActionKey: moveKey,
 			TransportIDs: []TransportID{{Name: "iqn.2025-01.io.odxtgt:o", ISID: "000000000003"}}, RelativePortID: 9}, func(t ReservationType) want {
 			return pick(ar(t), conflict(t), want{"2600", holders(t), 0, ""})
