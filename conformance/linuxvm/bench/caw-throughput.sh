@@ -52,12 +52,12 @@ for ((i = 1; i <= ROUNDS; i++)); do
 done
 {
 	printf 'COMPARE AND WRITE of 1 block, Go initiator in the guest, one session, tmpfs-backed LUNs, write cache off, median of %d rounds of %d s\n' "$ROUNDS" "$SECS"
-	printf '%-28s %12s %12s\n' "" "odxtgt" "LIO"
+	printf '%-38s %12s %12s\n' "" "odxtgt" "LIO"
 	for w in "${workloads[@]}"; do
 		o=$(median "${R[odxtgt $w]}") l=$(median "${R[lio $w]}")
 		set -- $w
 		name="QD$2, a block per worker (rounds/s)"
 		[ "$1" = caw-contended ] && name="QD$2, one block (wins/s)"
-		printf '%-28s %12s %12s   ratio odxtgt/LIO %s\n' "$name" "$o" "$l" "$(awk "BEGIN { printf \"%.2f\", $o / $l }")"
+		printf '%-38s %12s %12s   ratio odxtgt/LIO %s\n' "$name" "$o" "$l" "$(awk "BEGIN { printf \"%.2f\", $o / $l }")"
 	done
 } | tee "$OUT/bench.txt"
