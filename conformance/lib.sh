@@ -63,3 +63,26 @@ stop_odxtgt() {
 	wait "$ODXTGT_PID" 2>/dev/null || ODXTGT_STATUS=$?
 	ODXTGT_PID=
 }
+
+# start_tgt IMAGE LOG starts Debian's tgtd on 127.0.0.1:$TGT_PORT (default
+# 3299) with target TGT_IQN, LUN 1 backed by IMAGE, open to every
+# initiator; stop_tgt takes it down. Needs root.
+TGT_IQN=iqn.2025-01.io.odxtgt:tgt-peer
+start_tgt() {
+	TGT_PORT=${TGT_PORT:-3299}
+	tgtd -f --iscsi portal=127.0.0.1:$TGT_PORT >"$2" 2>&1 &
+	TGTD_PID=$!
+	sleep 1
+	tgtadm --lld iscsi --op new --mode target --tid 1 -T "$TGT_IQN"
+	tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$1"
+	tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL
+}
+
+stop_tgt() {
+	[ -n "${TGTD_PID:-}" ] || return 0
+	tgtadm --lld iscsi --op update --mode target --tid 1 -n state -v offline >/dev/null 2>&1 || true
+	tgtadm --lld iscsi --op delete --mode target --tid 1 --force >/dev/null 2>&1 || true
+	tgtadm --op delete --mode system >/dev/null 2>&1 || true
+	kill -KILL "$TGTD_PID" 2>/dev/null || true
+	TGTD_PID=
+}

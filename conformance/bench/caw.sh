@@ -24,17 +24,10 @@ need tgt tgtd tgtadm
 
 secs=${1:-5}
 reps=3
-tgt_port=${TGT_PORT:-3299}
 work=$(mktemp -d /tmp/odxtgt-caw.XXXXXX)
-tgtd_pid=
 cleanup() {
 	stop_odxtgt
-	if [ -n "$tgtd_pid" ]; then
-		tgtadm --lld iscsi --op update --mode target --tid 1 -n state -v offline >/dev/null 2>&1 || true
-		tgtadm --lld iscsi --op delete --mode target --tid 1 --force >/dev/null 2>&1 || true
-		tgtadm --op delete --mode system >/dev/null 2>&1 || true
-		kill -KILL "$tgtd_pid" 2>/dev/null || true
-	fi
+	stop_tgt
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,14 +50,8 @@ YAML
 start_odxtgt "$work/odxtgt.yaml" "$work/odxtgt.log"
 odx=(-addr "127.0.0.1:$(head -n1 <<<"$ODXTGT_PORTS")" -target "$odx_iqn" -lun 0)
 
-tgtd -f --iscsi portal=127.0.0.1:$tgt_port >"$work/tgtd.log" 2>&1 &
-tgtd_pid=$!
-sleep 1
-tgt_iqn=iqn.2025-01.io.odxtgt:tgt-peer
-tgtadm --lld iscsi --op new --mode target --tid 1 -T "$tgt_iqn"
-tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$work/tgt.img"
-tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL
-tgt=(-addr "127.0.0.1:$tgt_port" -target "$tgt_iqn" -lun 1)
+start_tgt "$work/tgt.img" "$work/tgtd.log"
+tgt=(-addr "127.0.0.1:$TGT_PORT" -target "$TGT_IQN" -lun 1)
 
 # bench WHO MODE QD: one run; prints the tool's numbers, dies on its error.
 bench() {
