@@ -366,6 +366,10 @@ func (c *conn) teardown() {
 		c.log.Info("logout")
 	case errors.Is(c.ending, io.EOF), errors.Is(c.ending, net.ErrClosed):
 		c.log.Info("connection closed by the initiator")
+	case errors.Is(c.ending, errShutdown):
+		// The operator stopped the target: an expected end, even when
+		// the initiator was about to close the connection itself.
+		c.log.Info("connection closed for shutdown")
 	case errors.Is(c.ending, syscall.ECONNRESET):
 		// open-iscsi ends discovery sessions with a reset rather than a
 		// Logout: the initiator's choice, not a target problem.
