@@ -17,6 +17,10 @@ type FileOptions struct {
 	// ReadOnly opens the file read-only; WriteAt fails with ErrReadOnly and
 	// a missing file is an error rather than created.
 	ReadOnly bool
+	// PhysicalBlockSize is the physical block size to report: 0 for the
+	// logical block size, or a power of two that is a multiple of it, at
+	// most [MaxPhysicalBlockSize].
+	PhysicalBlockSize int
 }
 
 // File is a [Store] backed by a regular file. Reads and writes go straight
@@ -38,6 +42,8 @@ type File struct {
 	// noZeroRange and noPunchHole are set once fallocate reports
 	// FALLOC_FL_ZERO_RANGE or FALLOC_FL_PUNCH_HOLE unsupported here.
 	noZeroRange, noPunchHole atomic.Bool
+	// physBlockSize is what PhysicalBlockSize reports.
+	physBlockSize int
 }
 
 // OpenFile opens the regular file at path as a store with the given logical
@@ -51,6 +57,13 @@ func OpenFile(path string, size int64, blockSize int, opts FileOptions) (*File, 
 	if err := validateBlockSize(blockSize); err != nil {
 		return nil, err
 	}
+	pbs := opts.PhysicalBlockSize
+	if pbs == 0 {
+		pbs = blockSize
+	}
+	if err := ValidatePhysicalBlockSize(pbs, blockSize); err != nil {
+		return nil, fmt.Errorf("backstore: file %s: %w", path, err)
+	}
 	if size != 0 {
 		if err := ValidateGeometry(size, blockSize); err != nil {
 			return nil, fmt.Errorf("backstore: file %s: %w", path, err)
@@ -60,7 +73,7 @@ func OpenFile(path string, size int64, blockSize int, opts FileOptions) (*File, 
 	if err != nil {
 		return nil, err
 	}
-	s := &File{osStore: osStore{fd: fdio{f: f, path: path}, blockSize: blockSize, readOnly: opts.ReadOnly}}
+	s := &File{osStore: osStore{fd: fdio{f: f, path: path}, blockSize: blockSize, readOnly: opts.ReadOnly}, physBlockSize: pbs}
 	if err := s.setup(size, created); err != nil {
 		_ = f.Close()
 		if created {
@@ -198,5 +211,6 @@ func (s *File) WriteAt(p []byte, off int64, fua bool) error {
 	return s.opError(op, off, int64(len(p)), s.fd.writeFull(p, off, fua))
 }
 
-// PhysicalBlockSize implements [PhysicalBlockSizer]; it equals BlockSize.
-func (s *File) PhysicalBlockSize() int { return s.blockSize }
+// PhysicalBlockSize implements [PhysicalBlockSizer]: the size given in
+// [FileOptions], by default BlockSize.
+func (s *File) PhysicalBlockSize() int { return s.physBlockSize }

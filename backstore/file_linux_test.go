@@ -34,6 +34,13 @@ func TestFileCreatesSparse(t *testing.T) {
 	assert.False(t, s.ReadOnly())
 	assert.Equal(t, 4096, s.PhysicalBlockSize())
 
+	_, err = OpenFile(filepath.Join(t.TempDir(), "odd.img"), 1<<20, 512, FileOptions{PhysicalBlockSize: 1536})
+	assert.ErrorContains(t, err, "physical block size 1536")
+	p, err := OpenFile(filepath.Join(t.TempDir(), "phys.img"), 1<<20, 512, FileOptions{PhysicalBlockSize: 4096})
+	require.NoError(t, err)
+	assert.Equal(t, 4096, p.PhysicalBlockSize())
+	require.NoError(t, p.Close())
+
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, int64(64<<20), fi.Size())

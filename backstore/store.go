@@ -66,6 +66,21 @@ func ValidateGeometry(size int64, blockSize int) error {
 	return nil
 }
 
+// MaxPhysicalBlockSize is the largest physical block size a store may be
+// configured to report.
+const MaxPhysicalBlockSize = 64 << 10
+
+// ValidatePhysicalBlockSize checks a configured physical block size
+// against the logical one: a power of two, a multiple of blockSize, at
+// most [MaxPhysicalBlockSize]. READ CAPACITY (16) reports the ratio as a
+// power of two (SBC-3 5.16.2, LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT).
+func ValidatePhysicalBlockSize(pbs, blockSize int) error {
+	if pbs < blockSize || pbs%blockSize != 0 || pbs&(pbs-1) != 0 || pbs > MaxPhysicalBlockSize {
+		return fmt.Errorf("physical block size %d is not a power of two from the block size %d to %d", pbs, blockSize, MaxPhysicalBlockSize)
+	}
+	return nil
+}
+
 func validateBlockSize(blockSize int) error {
 	if blockSize != BlockSize512 && blockSize != BlockSize4096 {
 		return fmt.Errorf("backstore: block size %d is not supported (want %d or %d)",

@@ -20,6 +20,8 @@ const (
 	DefaultPort = 3260
 	// DefaultBlockSize is the logical block size when block_size is absent.
 	DefaultBlockSize = 512
+	// MaxPhysicalBlockSize is the largest physical_block_size.
+	MaxPhysicalBlockSize = 64 << 10
 	// MaxLUN is the highest LUN odxtgt accepts: the 14-bit range of the
 	// peripheral device / flat space LUN addressing methods of SAM-5.
 	MaxLUN = 16383
@@ -121,6 +123,11 @@ type Backstore struct {
 	Size int64
 	// BlockSize is the logical block size: 512 or 4096.
 	BlockSize int
+	// PhysicalBlockSize is the physical block size a TypeFile store
+	// reports (READ CAPACITY (16), Block Limits VPD page): 0 for
+	// BlockSize, or a power of two from BlockSize to
+	// MaxPhysicalBlockSize.
+	PhysicalBlockSize int
 	// Serial is the unit serial number (VPD page 80h), also the seed of the
 	// NAA designator; printable ASCII.
 	Serial string

@@ -318,7 +318,7 @@ func (d *decoder) backstore(n *yaml.Node, path string) Backstore {
 	d.pos.lines[path] = at(n)
 	b := Backstore{Line: n.Line, BlockSize: DefaultBlockSize, WriteCache: true}
 	f := d.mapping(n, path, "name", "type", "path", "size", "block_size",
-		"serial", "product", "readonly", "write_cache", "direct")
+		"physical_block_size", "serial", "product", "readonly", "write_cache", "direct")
 	if f.m == nil {
 		return b
 	}
@@ -334,6 +334,15 @@ func (d *decoder) backstore(n *yaml.Node, path string) Backstore {
 				d.fail(v, path+".block_size", "must be 512 or 4096, not %d", bs)
 			}
 			b.BlockSize = int(bs)
+		}
+	}
+	if v := f.m["physical_block_size"]; v != nil {
+		if pbs, ok := d.integer(v, path+".physical_block_size"); ok {
+			if pbs <= 0 || pbs > MaxPhysicalBlockSize {
+				d.fail(v, path+".physical_block_size", "must be from 512 to %d, not %d", MaxPhysicalBlockSize, pbs)
+			} else {
+				b.PhysicalBlockSize = int(pbs)
+			}
 		}
 	}
 	// The defaults derive from the name; when the name is unusable, they

@@ -37,6 +37,11 @@
 //	                           # memory: required. block: not allowed (the device
 //	                           #   has its own size).
 //	    block_size: 512        # 512 (default) or 4096
+//	    physical_block_size: 4096
+//	                           # file only: the physical block size to report
+//	                           # (READ CAPACITY (16) exponent, Block Limits
+//	                           # granularities); a power of two from block_size
+//	                           # to 65536. Default: block_size, as LIO fileio.
 //	    serial: "..."          # unit serial number (VPD page 80h), also the seed of
 //	                           # the NAA designator: printable ASCII, at most 254
 //	                           # characters, unique. Default: DefaultSerial(name),

@@ -111,6 +111,9 @@ func backstoreNode(b *Backstore) *yaml.Node {
 	if b.BlockSize != DefaultBlockSize {
 		addPair(n, "block_size", intNode(int64(b.BlockSize)))
 	}
+	if b.PhysicalBlockSize != 0 {
+		addPair(n, "physical_block_size", intNode(int64(b.PhysicalBlockSize)))
+	}
 	if b.Serial != DefaultSerial(b.Name) {
 		addPair(n, "serial", strNode(b.Serial))
 	}

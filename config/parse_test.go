@@ -20,22 +20,22 @@ func TestParseExample(t *testing.T) {
 	require.Len(t, cfg.Backstores, 3)
 	assert.Equal(t, Backstore{
 		Name: "disk0", Type: TypeFile, Path: "/var/lib/odxtgt/disk0.img", Size: 10 << 30,
-		BlockSize: 512, Serial: DefaultSerial("disk0"), Product: "disk0", WriteCache: true, Line: 3,
+		BlockSize: 512, PhysicalBlockSize: 4096, Serial: DefaultSerial("disk0"), Product: "disk0", WriteCache: true, Line: 3,
 	}, cfg.Backstores[0])
 	assert.Equal(t, Backstore{
 		Name: "fast", Type: TypeBlock, Path: "/dev/nvme0n1", BlockSize: 4096,
-		Serial: "6f1c2a9e-0d5b-4c1e-9a77-3e2b8f40c001", Product: "NVMe pool", Direct: true, Line: 7,
+		Serial: "6f1c2a9e-0d5b-4c1e-9a77-3e2b8f40c001", Product: "NVMe pool", Direct: true, Line: 8,
 	}, cfg.Backstores[1])
 	assert.Equal(t, Backstore{
 		Name: "scratch", Type: TypeMemory, Size: 256 << 20, BlockSize: 512,
-		Serial: DefaultSerial("scratch"), Product: "scratch", ReadOnly: true, WriteCache: true, Line: 15,
+		Serial: DefaultSerial("scratch"), Product: "scratch", ReadOnly: true, WriteCache: true, Line: 16,
 	}, cfg.Backstores[2])
 
 	require.Len(t, cfg.Targets, 2)
 	t1 := cfg.Targets[0]
 	assert.Equal(t, "iqn.2025-01.io.odxtgt:t1", t1.IQN)
 	assert.Equal(t, "Test target", t1.Alias)
-	assert.Equal(t, 21, t1.Line)
+	assert.Equal(t, 22, t1.Line)
 	assert.Equal(t, []TPG{{
 		Tag:     1,
 		Portals: []string{"127.0.0.1:3260", "[::1]:3260", "192.0.2.10:3260"},
@@ -155,6 +155,16 @@ func TestParseErrors(t *testing.T) {
 			[]wantErr{{5, "backstores[0].size", "not allowed for type block"}}},
 		{"direct on memory", strings.Replace(minimal, "    size: 1MiB\n", "    size: 1MiB\n    direct: true\n", 1),
 			[]wantErr{{5, "backstores[0].direct", "only valid for type block"}}},
+		{"physical block size on memory", strings.Replace(minimal, "    size: 1MiB\n", "    size: 1MiB\n    physical_block_size: 4096\n", 1),
+			[]wantErr{{5, "backstores[0].physical_block_size", "only valid for type file"}}},
+		{"physical block size not a power of two", strings.Replace(minimal, "type: memory\n    size: 1MiB", "type: file\n    path: /d.img\n    physical_block_size: 3072", 1),
+			[]wantErr{{5, "backstores[0].physical_block_size", "must be a power of two from block_size 512 to 65536, not 3072"}}},
+		{"physical block size below block size", strings.Replace(minimal, "type: memory\n    size: 1MiB", "type: file\n    path: /d.img\n    block_size: 4096\n    physical_block_size: 512", 1),
+			[]wantErr{{6, "backstores[0].physical_block_size", "must be a power of two from block_size 4096 to 65536, not 512"}}},
+		{"physical block size too large", strings.Replace(minimal, "type: memory\n    size: 1MiB", "type: file\n    path: /d.img\n    physical_block_size: 131072", 1),
+			[]wantErr{{5, "backstores[0].physical_block_size", "must be from 512 to 65536, not 131072"}}},
+		{"physical block size negative", strings.Replace(minimal, "type: memory\n    size: 1MiB", "type: file\n    path: /d.img\n    physical_block_size: -4096", 1),
+			[]wantErr{{5, "backstores[0].physical_block_size", "must be from 512 to 65536, not -4096"}}},
 		{"size unit", strings.Replace(minimal, "size: 1MiB", "size: 1mb", 1),
 			[]wantErr{{4, "backstores[0].size", `unknown unit "mb"`}}},
 		{"size zero", strings.Replace(minimal, "size: 1MiB", "size: 0", 1),

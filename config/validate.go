@@ -126,6 +126,14 @@ func (v *validator) checkBackstores() {
 		if serialOK {
 			v.checkDesignators(i, productOK, ids)
 		}
+		if pbs := b.PhysicalBlockSize; pbs != 0 {
+			switch {
+			case b.Type != TypeFile:
+				v.add(p+".physical_block_size", "only valid for type file (a block device reports its own)")
+			case blockSizeOK && (pbs < b.BlockSize || pbs%b.BlockSize != 0 || pbs&(pbs-1) != 0 || pbs > MaxPhysicalBlockSize):
+				v.add(p+".physical_block_size", "must be a power of two from block_size %d to %d, not %d", b.BlockSize, MaxPhysicalBlockSize, pbs)
+			}
+		}
 		if b.Direct && b.Type != TypeBlock {
 			v.add(p+".direct", "only valid for type block")
 		}

@@ -120,8 +120,12 @@ func predict(tb testing.TB, cdb, dataOut, before []byte, bs int) []byte {
 		} else {
 			lba, n = binary.BigEndian.Uint64(cdb[2:]), uint64(binary.BigEndian.Uint32(cdb[10:]))
 		}
+		if n == 0 { // through the last block
+			n = uint64(len(before)/bs) - lba
+		}
+		// NDOB sends no block, UNMAP deallocates: zeroes either way.
 		block := make([]byte, bs)
-		if cdb[1]&wsNDOBBit == 0 {
+		if cdb[1]&(wsNDOBBit|wsUnmapBit) == 0 {
 			copy(block, dataOut)
 		}
 		for i := lba; i < lba+n; i++ {

@@ -349,8 +349,15 @@ func (g *opGenerator) nextThin(k int) op {
 		if len(o.dataOut) != want {
 			o.refusal = scsi.ASCInvalidFieldInCommandIU
 		}
-		if o.n == 0 {
-			o.refusal, o.fieldFirst = scsi.ASCInvalidFieldInCDB, true
+		if o.n == 0 { // WSNZ clear: through the last block
+			switch {
+			case o.lba >= g.blocks:
+				o.refusal, o.fieldFirst = scsi.ASCLBAOutOfRange, true
+			case g.blocks-o.lba > 0xFFFF: // MAXIMUM WRITE SAME LENGTH
+				o.refusal, o.fieldFirst = scsi.ASCInvalidFieldInCDB, true
+			default:
+				o.n = g.blocks - o.lba
+			}
 		}
 		return o
 	case 3:
@@ -408,7 +415,9 @@ func (g *opGenerator) check(t *testing.T, where string, o op, c *scsi.Command) {
 	case kindWriteSame:
 		requireGood(t, c)
 		block := make([]byte, g.bs)
-		copy(block, o.payload)
+		if o.cdb[1]&wsUnmapBit == 0 { // UNMAP deallocates: zeroes
+			copy(block, o.payload)
+		}
 		for i := range o.n {
 			copy(g.modelRange(o.lba+i, 1), block)
 		}

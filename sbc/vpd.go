@@ -41,7 +41,8 @@ const (
 )
 
 // blockLimits is the Block Limits page (SBC-3 6.6.3), page length 3Ch.
-// Like LIO, it sets WSNZ (WRITE SAME with zero blocks is refused). Each
+// WSNZ is clear: WRITE SAME with zero blocks writes through the last
+// block (LIO sets WSNZ and refuses it; SBC-3 allows either). Each
 // limit is reported only when the command table has the command it
 // limits: MAXIMUM COMPARE AND WRITE LENGTH, MAXIMUM WRITE SAME LENGTH, and
 // the UNMAP fields, which also need a store that can deallocate. The
@@ -52,7 +53,7 @@ const (
 func blockLimits(lu *scsi.LU) []byte {
 	b := scsi.NewVPD(lu, vpdBlockLimits, 0x3C)
 	bs := lu.Store.BlockSize()
-	b[4] = 0x01 // WSNZ
+	// Byte 4: WSNZ clear.
 	if lu.Table.Find(opCompareAndWrite, 0) != nil {
 		b[5] = maxCompareAndWriteBlocks // MAXIMUM COMPARE AND WRITE LENGTH
 	}

@@ -44,16 +44,23 @@ func writeSameCommands() []scsi.CommandDesc {
 // layout.
 //
 // SBC-3 5.44: the device server writes the one block of the Data-Out
-// Buffer to every block of the range. A NUMBER OF LOGICAL BLOCKS of zero
-// would mean "to the last block", but odxtgt sets WSNZ, as LIO does, so it
-// is refused with INVALID FIELD IN CDB; so is a number above the MAXIMUM
-// WRITE SAME LENGTH. With NDOB set (WRITE SAME (16); the usage mask of
+// Buffer to every block of the range. WSNZ is clear (unlike LIO, which
+// sets it), so a NUMBER OF LOGICAL BLOCKS of zero means from the LBA
+// through the last block of the medium: an LBA past the last block is
+// LOGICAL BLOCK ADDRESS OUT OF RANGE, and a range to the end longer than
+// the MAXIMUM WRITE SAME LENGTH is INVALID FIELD IN CDB, as an explicit
+// number above it is (SBC-3 6.6.3). With NDOB set (WRITE SAME (16); the usage mask of
 // WRITE SAME (10) refuses it) no data is transferred and the block is
-// zeroes. With UNMAP set and a block of zeroes the range is deallocated
-// where the store can (LBPRZ: it then reads as zeroes, as written); a
-// block that is not zeroes is written whatever UNMAP says, since a
-// deallocated block would not read back as it. A block of zeroes with UNMAP clear is zeroed by the store
-// ([backstore.WriteZeroes]), which reads back the same as writing it.
+// zeroes. With UNMAP set on a logical unit with logical block
+// provisioning management, the range is deallocated whatever the block
+// holds (SBC-4, the ANCHOR and UNMAP bits of WRITE SAME: UNMAP one, ANCHOR
+// zero is an unmap operation; the Data-Out Buffer is still transferred and
+// checked): LBPRZ is set, so the blocks then read as zeroes, and a store
+// that cannot deallocate a piece zeroes it instead. Without UNMAP, or on a
+// logical unit that cannot deallocate (LBPME clear, where the bit has no
+// effect), a block of zeroes is zeroed by the store
+// ([backstore.WriteZeroes]), which reads back the same as writing it, and
+// any other block is written.
 //
 // The Data-Out Buffer must be exactly one block: more or less means the
 // initiator has another block size in mind, and writing part of its
@@ -63,10 +70,17 @@ func writeSame(l layout) scsi.Handler {
 		g := geometryOf(cmd)
 		e := l.decode(cmd.CDB)
 		flags := cmd.CDB[1]
-		switch {
-		case e.Blocks == 0:
-			return scsi.InvalidFieldInCDB(e.LengthAt, -1).WithReason("NUMBER OF LOGICAL BLOCKS zero with WSNZ set")
-		case e.Blocks > maxWriteSameBlocks:
+		if e.Blocks == 0 {
+			if e.LBA >= g.blocks {
+				return scsi.LBAOutOfRange().
+					WithReason("LBA %d is past the last block %d (NUMBER OF LOGICAL BLOCKS zero: through the last block)", e.LBA, g.blocks-1)
+			}
+			e.Blocks = g.blocks - e.LBA
+			if e.Blocks > maxWriteSameBlocks {
+				return scsi.InvalidFieldInCDB(e.LengthAt, -1).
+					WithReason("NUMBER OF LOGICAL BLOCKS zero: the %d blocks from LBA %d to the end exceed the MAXIMUM WRITE SAME LENGTH %d", e.Blocks, e.LBA, maxWriteSameBlocks)
+			}
+		} else if e.Blocks > maxWriteSameBlocks {
 			return scsi.InvalidFieldInCDB(e.LengthAt, -1).
 				WithReason("NUMBER OF LOGICAL BLOCKS %d exceeds the MAXIMUM WRITE SAME LENGTH %d", e.Blocks, maxWriteSameBlocks)
 		}
@@ -81,7 +95,8 @@ func writeSame(l layout) scsi.Handler {
 		if err != nil {
 			return err
 		}
-		if want == 0 || allZero(block) {
+		unmap := flags&wsUnmap != 0 && provisioningOf(cmd.LU()).lbpme
+		if want == 0 || unmap || allZero(block) {
 			return zeroBlocks(cmd, g, e.LBA, e.Blocks, flags&wsUnmap != 0)
 		}
 		return writeRepeated(cmd, g, e, block)

@@ -179,7 +179,7 @@ func chap(a *config.Auth) *iscsi.CHAP {
 func openStore(b config.Backstore) (backstore.Store, error) {
 	switch b.Type {
 	case config.TypeFile:
-		return backstore.OpenFile(b.Path, b.Size, b.BlockSize, backstore.FileOptions{ReadOnly: b.ReadOnly})
+		return backstore.OpenFile(b.Path, b.Size, b.BlockSize, backstore.FileOptions{ReadOnly: b.ReadOnly, PhysicalBlockSize: b.PhysicalBlockSize})
 	case config.TypeBlock:
 		return backstore.OpenBlock(b.Path, backstore.BlockOptions{ReadOnly: b.ReadOnly, Direct: b.Direct, BlockSize: b.BlockSize})
 	case config.TypeMemory:

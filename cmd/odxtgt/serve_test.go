@@ -81,7 +81,7 @@ func TestServeFileLUN(t *testing.T) {
 	img := filepath.Join(dir, "disk0.img")
 	cfg := writeConfig(t, dir, `
 backstores:
-  - {name: disk0, type: file, path: `+img+`, size: 4MiB}
+  - {name: disk0, type: file, path: `+img+`, size: 4MiB, physical_block_size: 4096}
   - {name: scratch, type: memory, size: 1MiB, block_size: 4096}
 targets:
   - iqn: iqn.2025-01.io.odxtgt:a
@@ -118,6 +118,12 @@ targets:
 	require.Equal(t, scsi.StatusGood, inq.Status)
 	assert.Equal(t, "LIO-ORG ", string(inq.DataIn[8:16]))
 	assert.Equal(t, "disk0           ", string(inq.DataIn[16:32]))
+
+	// physical_block_size: eight 512-byte blocks per physical block, the
+	// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of READ CAPACITY (16).
+	rc16 := command(t, a, initiator.Request{CDB: []byte{0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}, ReadLen: 32})
+	require.Equal(t, scsi.StatusGood, rc16.Status)
+	assert.Equal(t, byte(3), rc16.DataIn[13]&0x0F)
 
 	payload := bytes.Repeat([]byte("odxtgt!!"), 512) // 8 blocks
 	write := make([]byte, 10)

@@ -734,7 +734,7 @@ func (s *session) writeSame(ctx context.Context, unmap bool) error {
 	case !unmap:
 		block = s.fill(1)
 	case s.rng.IntN(4) == 0:
-		block = s.fill(1) // not zeroes: written whatever UNMAP says
+		block = s.fill(1) // not zeroes: deallocated all the same
 		flags = 0x08
 	case s.rng.IntN(3) == 0:
 		flags = 0x09 // UNMAP, NDOB
@@ -749,7 +749,9 @@ func (s *session) writeSame(ctx context.Context, unmap bool) error {
 	if err := s.expectGood(l, rg.lba, resp, "WRITE SAME"); err != nil {
 		return err
 	}
-	if block == nil {
+	if unmap {
+		// An unmap operation on a thin LU (every LU here: file and
+		// memory), whatever the block; LBPRZ: the blocks read as zeroes.
 		block = make([]byte, BlockSize)
 	}
 	s.touch(l, rg.lba, rg.n, fmt.Sprintf("flags %#x", flags))
