@@ -36,6 +36,11 @@ func (m *Manager) Execute(cmd *scsi.Command, id uint32, usage ListIDUsage, sa by
 		case s == nil:
 		case ctx.Err() != nil && s.Key == scsi.AbortedCommand:
 			status, s = scsi.StatusTaskAborted, nil
+		case !immed && cmd.EndsInConflict():
+			// The command ends with RESERVATION CONFLICT
+			// (scsi.RunInternal marked it): the record says the
+			// same.
+			status, s = scsi.StatusReservationConflict, nil
 		default:
 			status = scsi.StatusCheckCondition
 		}
@@ -52,6 +57,9 @@ func (m *Manager) Execute(cmd *scsi.Command, id uint32, usage ListIDUsage, sa by
 		return nil
 	}
 	status, s := finish()
+	if status == scsi.StatusReservationConflict {
+		return nil // the task set ends the command so
+	}
 	if status == scsi.StatusTaskAborted {
 		cmd.Status = status
 		return nil

@@ -111,3 +111,11 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 	}
 	return fn(run)
 }
+
+// EndsInConflict reports whether cmd is marked to end with RESERVATION
+// CONFLICT because an internal task made for it met a reservation (see
+// [RunInternal]).
+func (c *Command) EndsInConflict() bool {
+	t, ok := c.Context().Value(taskKey{}).(*task)
+	return ok && t.conflict.Load()
+}

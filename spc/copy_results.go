@@ -86,10 +86,10 @@ func transferCount32(n uint64) (units byte, count uint32) {
 }
 
 // failedSegmentDetails is RECEIVE COPY FAILURE DETAILS (LID1) (SPC-4
-// 6.18.5): the status and sense data of a held list that failed. A list
-// still running, or one that completed without error, has no details:
-// AVAILABLE DATA is zero. Reading the details of a failed list releases
-// it.
+// 6.18.5): the status and sense data (if any) of a held list that
+// failed. A list still running, or one that completed without error, has
+// no details: AVAILABLE DATA is zero. Reading the details of a failed
+// list releases it.
 func failedSegmentDetails(m *rod.Manager) scsi.Handler {
 	return func(cmd *scsi.Command) error {
 		id, alloc := copyResultsCDB(cmd.CDB, false)
@@ -97,12 +97,15 @@ func failedSegmentDetails(m *rod.Manager) scsi.Handler {
 		if !ok {
 			return noSuchList(id)
 		}
-		if !p.Done || p.Sense == nil {
+		if !p.Done || p.Status == scsi.StatusGood {
 			cmd.SetDataIn(make([]byte, 4), alloc)
 			return nil
 		}
 		m.Status(cmd.Nexus, cmd.LU(), id, true)
-		sense := p.Sense.Encode(cmd.LU().Mode().DSense)
+		var sense []byte // none for RESERVATION CONFLICT or TASK ABORTED
+		if p.Sense != nil {
+			sense = p.Sense.Encode(cmd.LU().Mode().DSense)
+		}
 		b := make([]byte, failureDetailsHeaderLen, failureDetailsHeaderLen+len(sense))
 		binary.BigEndian.PutUint32(b, uint32(failureDetailsHeaderLen-4+len(sense)))
 		b[56] = byte(p.Status)

@@ -209,7 +209,14 @@ func TestServeReservationConflicts(t *testing.T) {
 	// the write of LUN 0 conflicts, so the EXTENDED COPY does.
 	src, dst := naaCSCD(t, h1, 1), naaCSCD(t, h1, 0)
 	list := b2bList(1, src, dst, 8, 0, 0)
+	list[1] = 0x00 // LIST ID USAGE 00b: held, so its record can be read
 	conflict(t, h1, initiator.Request{LUN: 1, CDB: xcopyCDB(len(list)), DataOut: list})
+	// The record says what the command said: RECEIVE COPY FAILURE DETAILS
+	// shows COPY COMMAND STATUS RESERVATION CONFLICT and no sense data.
+	details := good(t, h1, initiator.Request{LUN: 1, CDB: []byte{0x84, 0x04, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}, ReadLen: 256})
+	require.Len(t, details.DataIn, 60, "% x", details.DataIn)
+	assert.Equal(t, byte(scsi.StatusReservationConflict), details.DataIn[56])
+	assert.Equal(t, []byte{0, 0}, details.DataIn[58:60], "SENSE DATA LENGTH")
 	// The other direction only reads LUN 0, which WRITE EXCLUSIVE allows.
 	list = b2bList(2, dst, src, 8, 0, 0)
 	good(t, h1, initiator.Request{LUN: 1, CDB: xcopyCDB(len(list)), DataOut: list})
