@@ -158,13 +158,16 @@ func (lu *LU) deliver(from *Nexus, notices []prNotice) {
 // abortPreempted aborts every task of the I_T nexuses whose registrations
 // PREEMPT AND ABORT removed, except the PREEMPT AND ABORT itself, and
 // waits for them to end; copies those nexuses run in the background on
-// this logical unit are aborted too (SPC-4 5.12.11.2.6).
+// this logical unit are aborted too (SPC-4 5.12.11.2.6). The wait ends
+// early if the PREEMPT AND ABORT is aborted itself: two of them from
+// nexuses that preempt each other (one re-registered in between) would
+// otherwise each wait for the other forever.
 func (lu *LU) abortPreempted(cmd *Command, regs []Registration) {
 	match := func(key string) bool {
 		return slices.ContainsFunc(regs, func(r Registration) bool { return r.matchesKey(key) })
 	}
 	waits, keys := lu.abortMatching(func(t *task) bool { return t.cmd != cmd && match(t.key) })
-	wait(waits)
+	waitUnless(cmd.Context(), waits)
 	if lu.events == nil {
 		return
 	}

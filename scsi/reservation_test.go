@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,7 +22,8 @@ import (
 type prBench struct {
 	lu      *LU
 	nexuses map[string]*Nexus
-	started chan struct{} // a BLOCKER (C0h) began
+	started chan struct{} // a BLOCKER (C0h) or STUBBORN (C8h) began
+	release chan struct{} // closed, it lets a STUBBORN end
 }
 
 const (
@@ -37,7 +39,7 @@ var prTypes = []ReservationType{PRWriteExclusive, PRExclusiveAccess, PRWriteExcl
 
 func newPRBench(t *testing.T) *prBench {
 	t.Helper()
-	b := &prBench{nexuses: map[string]*Nexus{}, started: make(chan struct{}, 8)}
+	b := &prBench{nexuses: map[string]*Nexus{}, started: make(chan struct{}, 8), release: make(chan struct{})}
 	ok := func(*Command) error { return nil }
 	table, err := NewTable(CommandSet{Commands: []CommandDesc{
 		{Name: "TEST UNIT READY", Opcode: 0x00, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: ok},
@@ -58,6 +60,12 @@ func newPRBench(t *testing.T) *prBench {
 		{Name: "BLOCKER", Opcode: 0xC0, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: func(c *Command) error {
 			b.started <- struct{}{}
 			<-c.Context().Done()
+			return TaskAborted()
+		}},
+		{Name: "STUBBORN", Opcode: 0xC8, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: func(c *Command) error {
+			// Outlives its abort until released.
+			b.started <- struct{}{}
+			<-b.release
 			return TaskAborted()
 		}},
 	}})
@@ -501,6 +509,43 @@ func TestPreemptAndAbort(t *testing.T) {
 	assert.True(t, rc.Aborted)
 	assert.Equal(t, "R=2000* type=3", b.state())
 	assert.Equal(t, "H:2A05", b.uas())
+}
+
+// TestPreemptAndAbortAbortedWhileWaiting: a PREEMPT AND ABORT that is
+// itself aborted while it waits for a preempted task (one that ends only
+// after the PREEMPT AND ABORT does, as another PREEMPT AND ABORT waiting
+// for it would) stops waiting instead of deadlocking.
+func TestPreemptAndAbortAbortedWhileWaiting(t *testing.T) {
+	b := newPRBench(t)
+	b.setUp(t, PRWriteExclusive)
+	b.uas()
+	stubborn := &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 9}
+	hd := make(chan struct{})
+	Submit(stubborn, func(*Command) { close(hd) })
+	<-b.started
+
+	ctx, abort := context.WithCancel(context.Background())
+	pa := &Command{Nexus: b.nexuses["R"], ctx: ctx}
+	done := make(chan error, 1)
+	go func() {
+		done <- b.lu.PersistentReserveOut(pa, &PROUTRequest{Action: PROUTPreemptAndAbort, Type: PRExclusiveAccess, Key: kR, ServiceActionKey: kH})
+	}()
+	select {
+	case <-done:
+		t.Fatal("PREEMPT AND ABORT returned while a preempted task was still running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	abort()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "the reservation changed before the wait")
+	case <-time.After(10 * time.Second):
+		t.Fatal("an aborted PREEMPT AND ABORT kept waiting for the task it aborted")
+	}
+	close(b.release)
+	<-hd
+	assert.True(t, stubborn.Aborted)
+	assert.Equal(t, "R=2000* type=3", b.state())
 }
 
 // TestRegisterSpecIPTAndAllTargetPorts registers TransportIDs with

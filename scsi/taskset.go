@@ -218,6 +218,17 @@ func wait(chans []chan struct{}) {
 	}
 }
 
+// waitUnless is wait that gives up when ctx ends.
+func waitUnless(ctx context.Context, chans []chan struct{}) {
+	for _, c := range chans {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // AbortTask aborts the task with the given tag from the nexus and waits
 // until it has ended. It reports whether such a task was in the task set.
 func (lu *LU) AbortTask(n *Nexus, tag uint64) bool {
