@@ -158,7 +158,9 @@ func (lu *LU) deliver(from *Nexus, notices []prNotice) {
 // abortPreempted aborts every task of the I_T nexuses whose registrations
 // PREEMPT AND ABORT removed, except the PREEMPT AND ABORT itself, and
 // waits for them to end; copies those nexuses run in the background on
-// this logical unit are aborted too (SPC-4 5.12.11.2.6). The wait ends
+// this logical unit are aborted too (SPC-4 5.12.11.2.6). A nexus that
+// lost tasks also gets COMMANDS CLEARED BY ANOTHER INITIATOR, as TAS is
+// zero (SAM-5 5.6: commands aborted by another I_T nexus). The wait ends
 // early if the PREEMPT AND ABORT is aborted itself: two of them from
 // nexuses that preempt each other (one re-registered in between) would
 // otherwise each wait for the other forever.
@@ -168,10 +170,16 @@ func (lu *LU) abortPreempted(cmd *Command, regs []Registration) {
 	}
 	waits, keys := lu.abortMatching(func(t *task) bool { return t.cmd != cmd && match(t.key) })
 	waitUnless(cmd.Context(), waits)
+	lu.mu.Lock()
+	for key := range keys {
+		if cmd.Nexus == nil || key != cmd.Nexus.Key() {
+			lu.queueUALocked(key, ASCCommandsClearedByAnotherInit)
+		}
+	}
 	if lu.events == nil {
+		lu.mu.Unlock()
 		return
 	}
-	lu.mu.Lock()
 	for key := range lu.seen {
 		if match(key) {
 			keys[key] = true

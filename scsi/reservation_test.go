@@ -508,7 +508,9 @@ func TestPreemptAndAbort(t *testing.T) {
 	<-rd
 	assert.True(t, rc.Aborted)
 	assert.Equal(t, "R=2000* type=3", b.state())
-	assert.Equal(t, "H:2A05", b.uas())
+	// REGISTRATIONS PREEMPTED, then COMMANDS CLEARED BY ANOTHER INITIATOR
+	// for the task it lost; R's own abort (ABORT TASK SET) gives none.
+	assert.Equal(t, "H:2A05 H:2F00", b.uas())
 }
 
 // TestPreemptAndAbortAbortedWhileWaiting: a PREEMPT AND ABORT that is
