@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # I/O benchmark: odxtgt against Debian's tgt in the same run, both on
-# loopback with a file LUN of the same size (page cache warm), driven by
-# libiscsi's iscsi-perf. Prints the median of three runs of each workload
-# and the ratio odxtgt/tgt. Not a test: it measures, it does not judge.
+# loopback with a file LUN of the same size (page cache warm). Reads are
+# driven by libiscsi's iscsi-perf; writes and the 70/30 mix, which
+# iscsi-perf cannot do, by conformance/bench/load (the project's Go
+# initiator, the same client for both targets). For every run it also
+# reads the target process's CPU time (/proc/PID/stat) and reports IOPS
+# per core used. Prints the median of three runs of each workload and the
+# ratio odxtgt/tgt. Not a test: it measures, it does not judge.
 #
 #   conformance/bench/io.sh [SECONDS]   (default 8 s per run)
 set -euo pipefail
@@ -24,6 +28,7 @@ trap cleanup EXIT
 
 build_odxtgt "$work"
 ODXTGT_BIN=$work/odxtgt
+(cd "$repo_root" && go build -o "$work/load" ./conformance/bench/load) || die "go build ./conformance/bench/load failed"
 
 # Same size, same data (zeros, then filled), page cache warm for both.
 truncate -s "$size" "$work/odxtgt.img" "$work/tgt.img"
@@ -40,37 +45,68 @@ targets:
     luns: [{lun: 0, backstore: bench}]
 YAML
 start_odxtgt "$work/odxtgt.yaml" "$work/odxtgt.log"
-odx_url="iscsi://127.0.0.1:$(head -n1 <<<"$ODXTGT_PORTS")/iqn.2025-01.io.odxtgt:bench/0"
+odx_port=$(head -n1 <<<"$ODXTGT_PORTS")
+odx_url="iscsi://127.0.0.1:$odx_port/iqn.2025-01.io.odxtgt:bench/0"
 
 start_tgt "$work/tgt.img" "$work/tgtd.log"
 tgt_url="iscsi://127.0.0.1:$TGT_PORT/$TGT_IQN/1"
 
-# perf URL ARGS...: prints "IOPS MBPS" of one iscsi-perf run.
-perf() {
-	local url=$1; shift
-	timeout -s KILL $((secs + 15)) iscsi-perf "$@" -t "$secs" "$url" 2>&1 |
-		tr '\r' '\n' | sed -n 's/.*iops average \([0-9]*\) (\([0-9]*\) MB\/s).*/\1 \2/p' | tail -n1
+hz=$(getconf CLK_TCK)
+# cpu_ticks PID: the user and system CPU time of a process, in ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# measure WHO TOOL ARGS...: one run against odxtgt or tgt with iscsi-perf
+# (TOOL perf) or load (TOOL load); prints "IOPS MBPS CORES", CORES being
+# the target's CPU time over the run's wall time.
+measure() {
+	local who=$1 tool=$2; shift 2
+	local pid url addr target lun
+	if [ "$who" = odxtgt ]; then
+		pid=$ODXTGT_PID url=$odx_url addr=127.0.0.1:$odx_port target=iqn.2025-01.io.odxtgt:bench lun=0
+	else
+		pid=$TGTD_PID url=$tgt_url addr=127.0.0.1:$TGT_PORT target=$TGT_IQN lun=1
+	fi
+	local c0 t0 r c1 t1
+	c0=$(cpu_ticks "$pid") t0=$(date +%s.%N)
+	if [ "$tool" = perf ]; then
+		r=$(timeout -s KILL $((secs + 15)) iscsi-perf "$@" -t "$secs" "$url" 2>&1 |
+			tr '\r' '\n' | sed -n 's/.*iops average \([0-9]*\) (\([0-9]*\) MB\/s).*/\1 \2/p' | tail -n1)
+	else
+		r=$(timeout -s KILL $((secs + 15)) "$work/load" -addr "$addr" -target "$target" -lun "$lun" -seconds "$secs" "$@" | cut -d' ' -f1,2)
+	fi
+	c1=$(cpu_ticks "$pid") t1=$(date +%s.%N)
+	awk -v r="${r:-0 0}" -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" \
+		'BEGIN { printf "%s %.3f\n", r, c / hz / (t1 - t0) }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
 
-# workload NAME FIELD ARGS...: FIELD 1 = IOPS, 2 = MB/s.
+# workload NAME FIELD TOOL ARGS...: FIELD 1 = IOPS, 2 = MB/s. Prints the
+# medians, the ratio, and IOPS per core used (median over the runs).
 workload() {
-	local name=$1 field=$2; shift 2
-	local o=() t=() i r
+	local name=$1 field=$2 tool=$3; shift 3
+	local o=() t=() oe=() te=() i r
 	for i in $(seq 1 $reps); do
-		r=$(perf "$odx_url" "$@"); o+=("$(cut -d' ' -f"$field" <<<"${r:-0 0}")")
-		r=$(perf "$tgt_url" "$@"); t+=("$(cut -d' ' -f"$field" <<<"${r:-0 0}")")
+		r=$(measure odxtgt "$tool" "$@")
+		o+=("$(cut -d' ' -f"$field" <<<"$r")") oe+=("$(awk '{print ($3 > 0 ? $1 / $3 : 0)}' <<<"$r")")
+		r=$(measure tgt "$tool" "$@")
+		t+=("$(cut -d' ' -f"$field" <<<"$r")") te+=("$(awk '{print ($3 > 0 ? $1 / $3 : 0)}' <<<"$r")")
 	done
-	local om tm
+	local om tm oem tem
 	om=$(printf '%s\n' "${o[@]}" | median)
 	tm=$(printf '%s\n' "${t[@]}" | median)
+	oem=$(printf '%s\n' "${oe[@]}" | median)
+	tem=$(printf '%s\n' "${te[@]}" | median)
 	local unit=IOPS; [ "$field" = 2 ] && unit=MB/s
-	awk -v n="$name" -v u="$unit" -v o="$om" -v t="$tm" -v os="${o[*]}" -v ts="${t[*]}" \
-		'BEGIN { printf "%-28s odxtgt %8d %s  tgt %8d %s  ratio %.2f   (runs: odxtgt %s; tgt %s)\n", n, o, u, t, u, (t ? o/t : 0), os, ts }'
+	awk -v n="$name" -v u="$unit" -v o="$om" -v t="$tm" -v oe="$oem" -v te="$tem" -v os="${o[*]}" -v ts="${t[*]}" \
+		'BEGIN { printf "%-32s odxtgt %8d %s  tgt %8d %s  ratio %.2f | IOPS per core: odxtgt %d, tgt %d, ratio %.2f   (runs: odxtgt %s; tgt %s)\n",
+			n, o, u, t, u, (t ? o/t : 0), oe, te, (te ? oe/te : 0), os, ts }'
 }
 
-echo "iscsi-perf, $reps runs of $secs s each, medians (machine: $(nproc) cores)"
-workload "4 KiB random read QD32" 1 -r -b 8 -m 32
-workload "4 KiB random read QD1" 1 -r -b 8 -m 1
-workload "1 MiB sequential read QD8" 2 -b 2048 -m 8
+echo "$reps runs of $secs s each, medians (machine: $(nproc) cores); reads by iscsi-perf, writes by conformance/bench/load"
+workload "4 KiB random read QD32" 1 perf -r -b 8 -m 32
+workload "4 KiB random read QD1" 1 perf -r -b 8 -m 1
+workload "1 MiB sequential read QD8" 2 perf -b 2048 -m 8
+workload "4 KiB random write QD32" 1 load -bs 4096 -qd 32 -read 0
+workload "1 MiB sequential write QD8" 2 load -bs 1048576 -qd 8 -read 0 -seq
+workload "4 KiB random 70/30 read/write QD32" 1 load -bs 4096 -qd 32 -read 70
