@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # all.sh runs every scenario under scenarios/ in one boot of the guest (a
-# failing scenario does not stop the others), then the dd, sg_xcopy, ODX
+# failing scenario does not stop the others), then the dd, fio, sg_xcopy, ODX
 # and COMPARE AND WRITE benchmarks.
 #
 #   all.sh [--no-bench] [-t SECONDS] [-m MIB] [OUTDIR]
@@ -11,7 +11,7 @@
 # run fails saying what is missing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-opts=() bench=(bench/dd-throughput.sh bench/xcopy-throughput.sh bench/odx-throughput.sh bench/caw-throughput.sh)
+opts=() bench=(bench/dd-throughput.sh bench/fio-throughput.sh bench/xcopy-throughput.sh bench/odx-throughput.sh bench/caw-throughput.sh)
 while [ $# -gt 0 ]; do
 	case $1 in
 	--no-bench) bench=() ;;

@@ -14,7 +14,7 @@ GUEST_MIRROR=${ODXTGT_VM_MIRROR:-http://deb.debian.org/debian}
 
 # Packages installed into the guest on top of debootstrap's minbase.
 GUEST_PACKAGES=(
-	open-iscsi sg3-utils ddpt lsscsi
+	open-iscsi sg3-utils ddpt lsscsi fio tgt
 	targetcli-fb python3-rtslib-fb python3-configshell-fb python3-gi python3-dbus dbus
 	e2fsprogs util-linux kmod iproute2 procps psmisc coreutils
 )
