@@ -63,8 +63,9 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 // MaxSessionSeries bounds the (target, initiator) pairs of
-// odxtgt_sessions; sessions beyond them are counted under initiator
-// OtherInitiators.
+// odxtgt_sessions: when there are more, the first MaxSessionSeries-1 in
+// name order keep their series and the others are summed per target under
+// initiator OtherInitiators.
 const MaxSessionSeries = 256
 
 // OtherInitiators is the initiator label of the sessions past
@@ -130,9 +131,8 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dataOutRefused, s.DataOutRefused)
 }
 
-// sessionSeries counts sessions by target and initiator, keeping the
-// first MaxSessionSeries pairs in name order and summing the rest under
-// OtherInitiators for their target.
+// sessionSeries counts sessions by target and initiator, bounded as
+// MaxSessionSeries says.
 func sessionSeries(sessions []iscsi.SessionInfo) map[iscsi.SessionInfo]int {
 	counts := map[iscsi.SessionInfo]int{}
 	for _, s := range sessions {

@@ -11,7 +11,8 @@
 //
 // Labels are bounded: logical units by backstore name, commands by class
 // (read, write, copy, token, other), never by opcode, LBA or task tag;
-// initiator names appear only for sessions that are logged in, at most
-// MaxSessionSeries (target, initiator) pairs, the rest summed under
-// initiator OtherInitiators.
+// initiator names appear only for sessions that are logged in: past
+// MaxSessionSeries (target, initiator) pairs, the sessions of the pairs
+// last in name order are summed, per target, under initiator
+// OtherInitiators.
 package metrics
