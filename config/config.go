@@ -40,6 +40,20 @@ type Config struct {
 	Tokens       Tokens
 	Limits       Limits
 	Reservations Reservations
+	Metrics      Metrics
+}
+
+// DefaultMetricsPort is the port of metrics.listen when it gives none
+// (9469, unassigned in the Prometheus default port allocations list).
+const DefaultMetricsPort = 9469
+
+// Metrics configures the HTTP endpoint that serves Prometheus metrics
+// (/metrics) and a health check (/healthz).
+type Metrics struct {
+	// Listen is the canonical "ip:port" the endpoint listens on, as
+	// produced by ParseListen(...).String(); empty (the default) serves
+	// no endpoint.
+	Listen string
 }
 
 // Limits bound what initiators can make the target hold (YAML limits).

@@ -272,7 +272,7 @@ func editDistance(a, b string) int {
 }
 
 func (d *decoder) config(root *yaml.Node) *Config {
-	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens", "limits", "reservations")
+	f := d.mapping(root, "", "backstores", "targets", "copy", "tokens", "limits", "reservations", "metrics")
 	if f.m == nil {
 		return nil
 	}
@@ -304,6 +304,9 @@ func (d *decoder) config(root *yaml.Node) *Config {
 				d.fail(r.m["state_dir"], "reservations.state_dir", "must be an absolute path")
 			}
 		}
+	}
+	if n := f.m["metrics"]; n != nil {
+		cfg.Metrics = d.metrics(n)
 	}
 	if n := f.m["copy"]; n != nil {
 		d.pos.lines["copy"] = at(n)
@@ -646,4 +649,21 @@ func (d *decoder) limits(n *yaml.Node) Limits {
 		}
 	}
 	return l
+}
+
+func (d *decoder) metrics(n *yaml.Node) Metrics {
+	d.pos.lines["metrics"] = at(n)
+	var m Metrics
+	f := d.mapping(n, "metrics", "listen")
+	if f.m == nil {
+		return m
+	}
+	if f.str("listen", &m.Listen) && !d.pos.quiet["metrics.listen"] {
+		if ap, err := ParseListen(m.Listen); err != nil {
+			d.fail(f.m["listen"], "metrics.listen", "%v", err)
+		} else {
+			m.Listen = ap.String()
+		}
+	}
+	return m
 }

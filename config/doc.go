@@ -148,6 +148,16 @@
 //	                           # that cannot be read or is not valid stops odxtgt
 //	                           # with its path; it is removed when APTPL goes to 0.
 //
+//	metrics:                   # optional: Prometheus metrics and a health check
+//	  listen: "127.0.0.1:9469" # IP address and optional port (default 9469; 0 picks
+//	                           # a free one, logged) of an HTTP endpoint serving
+//	                           # /metrics (Prometheus text format) and /healthz (200
+//	                           # when every portal accepts a TCP connection, else
+//	                           # 503 with the reason). Absent: no endpoint. Must not
+//	                           # be a portal's address. The endpoint has no
+//	                           # authentication: keep it on loopback or a
+//	                           # management network.
+//
 // # Migrating from LIO
 //
 // ImportLIO reads /etc/target/saveconfig.json and returns an equivalent

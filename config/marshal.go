@@ -77,6 +77,11 @@ func (c *Config) Marshal() ([]byte, error) {
 		addPair(rm, "state_dir", strNode(c.Reservations.StateDir))
 		addPair(root, "reservations", rm)
 	}
+	if c.Metrics.Listen != "" {
+		mm := mappingNode()
+		addPair(mm, "listen", strNode(c.Metrics.Listen))
+		addPair(root, "metrics", mm)
+	}
 	if c.Copy.CrossTarget {
 		copyMap := mappingNode()
 		addPair(copyMap, "cross_target", boolNode(true))

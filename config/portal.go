@@ -10,6 +10,22 @@ import (
 // ErrPortal is wrapped by every ParsePortal error.
 var ErrPortal = errors.New("invalid portal")
 
+// ParseListen parses the address of an HTTP endpoint (metrics.listen):
+// an IP address with an optional TCP port, written as for ParsePortal, but
+// DefaultMetricsPort stands for a missing port. Port 0 asks the kernel
+// for any free port.
+func ParseListen(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	ap, err := ParsePortal(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("invalid listen address %q: want an IP address and optional port, e.g. 127.0.0.1:%d or [::1]:%d",
+			s, DefaultMetricsPort, DefaultMetricsPort)
+	}
+	return netip.AddrPortFrom(ap.Addr(), DefaultMetricsPort), nil
+}
+
 // ParsePortal parses a network portal: an IP address with an optional TCP
 // port, "192.0.2.1:3260", "192.0.2.1", "[2001:db8::1]:3260", "[2001:db8::1]"
 // or "2001:db8::1"; DefaultPort applies when the port is absent. Unspecified

@@ -63,6 +63,7 @@ func validate(c *Config, r *reporter) {
 	v.checkBackstores()
 	v.checkTargets()
 	v.checkSecretReuse()
+	v.checkMetrics()
 }
 
 func (v *validator) checkBackstores() {
@@ -439,6 +440,37 @@ func (v *validator) checkSecretReuse() {
 	for _, t := range v.targetSecrets {
 		if ip, reused := v.initiatorSecrets[t.secret]; reused {
 			v.add(t.path, "same secret as %s; a secret must not authenticate both initiators and targets (RFC 7143 §9.2.1)", ip)
+		}
+	}
+}
+
+// checkMetrics checks the metrics endpoint's address: canonical, and not
+// one a portal listens on.
+func (v *validator) checkMetrics() {
+	l := v.cfg.Metrics.Listen
+	if l == "" {
+		return
+	}
+	ap, err := ParseListen(l)
+	if err != nil {
+		v.add("metrics.listen", "%v", err)
+		return
+	}
+	if canon := ap.String(); canon != l {
+		v.add("metrics.listen", "listen address %q is not in canonical form %q", l, canon)
+		return
+	}
+	if ap.Port() == 0 {
+		return // any free port: it cannot clash
+	}
+	for ti := range v.cfg.Targets {
+		for _, g := range v.cfg.Targets[ti].TPGs {
+			for _, p := range g.Portals {
+				if q, err := ParsePortal(p); err == nil && (portalRef{addr: q}).overlaps(ap) {
+					v.add("metrics.listen", "%s is also portal %s of %s", l, p, v.cfg.Targets[ti].IQN)
+					return
+				}
+			}
 		}
 	}
 }

@@ -124,6 +124,7 @@ func (c *conn) run() {
 	defer close(c.finished)
 	if err := c.guardedLogin(); err != nil {
 		c.nc.Close()
+		c.srv.countLoginFailure(err)
 		if c.sess != nil {
 			c.srv.finishSession(c.sess)
 		}

@@ -51,6 +51,7 @@ func (c *conn) nopTimer() {
 	idle := c.rxCount == c.ping.rxAt
 	switch {
 	case c.ping.pending && idle:
+		c.srv.counters.nopTimeouts.Add(1)
 		c.end(errNOPTimeout, false)
 	case !idle:
 		c.ping.pending = false

@@ -384,6 +384,7 @@ func (c *conn) growData(t *task) {
 	}
 	if !c.srv.dataOut.reserve(c.sess.share, int64(want)-t.reserved) {
 		c.log.Debug("data-out budget exhausted", "itt", t.itt, "edtl", t.edtl, "want", want)
+		c.srv.counters.dataOutRefused.Add(1)
 		t.refuse(scsi.StatusTaskSetFull, nil)
 		return
 	}

@@ -34,7 +34,8 @@ type Server struct {
 	// maxConns and maxConnsPerHost cap the connections served at once.
 	maxConns, maxConnsPerHost int
 	refuseLog                 throttledLog
-	dataOut                   *budget // data-out bytes buffered by all connections
+	counters                  counters // see Stats
+	dataOut                   *budget  // data-out bytes buffered by all connections
 	// hook, set only by tests, is called at the points hookPoint names.
 	hook func(*conn, hookPoint)
 
@@ -231,6 +232,7 @@ func (s *Server) serveConn(nc net.Conn, p *portal) {
 		total, fromHost := len(s.conns), s.perHost[host]
 		s.mu.Unlock()
 		nc.Close()
+		s.counters.connsRefused.Add(1)
 		s.refuseLog.warn(s.log, "connection refused: too many connections",
 			"remote", nc.RemoteAddr().String(), "total", total, "from_source", fromHost)
 		return

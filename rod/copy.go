@@ -58,6 +58,7 @@ func (m *Manager) Run(parent context.Context, l *List, req Request, p *Params) *
 	attrs := []any{"list_id", l.key.id, "segments", l.segments.Load(), "of", len(p.Segments),
 		"bytes", l.bytes.Load(), "duration", time.Since(start).Round(time.Microsecond)}
 	attrs = append(attrs, paths.attrs()...)
+	m.counters.addPaths(&paths)
 	if failed != nil && failed.Key == scsi.AbortedCommand && parent.Err() == nil {
 		failed.WithReason("an internal task of the copy was aborted")
 	}

@@ -37,14 +37,15 @@ const DefaultBufferBytes = 64 << 20
 // so copies between targets work when allowed. It implements
 // scsi.NexusEvents; logical units are built with it as their Events.
 type Manager struct {
-	log     *slog.Logger
-	cross   func() []*scsi.LU
-	ttl     time.Duration
-	buffers chan []byte // pooled copy buffers, bounded in number
-	now     func() time.Time
-	tcfg    TokenConfig
-	tok     *tokens
-	active  sync.WaitGroup // lists begun and not finished
+	log      *slog.Logger
+	cross    func() []*scsi.LU
+	ttl      time.Duration
+	buffers  chan []byte // pooled copy buffers, bounded in number
+	now      func() time.Time
+	tcfg     TokenConfig
+	tok      *tokens
+	active   sync.WaitGroup // lists begun and not finished
+	counters counters       // see Stats
 
 	mu      sync.Mutex // guards everything below and the done fields of List
 	lists   map[listKey]*List
@@ -227,6 +228,15 @@ func (m *Manager) Finish(l *List, status scsi.Status, sense *scsi.Sense) {
 		return
 	}
 	l.done, l.status, l.sense, l.finished = true, status, sense, m.now()
+	result := ResultGood
+	switch status {
+	case scsi.StatusGood:
+	case scsi.StatusTaskAborted:
+		result = ResultAborted
+	default:
+		result = ResultFailed
+	}
+	m.counters.finished[kindOf(l.ServiceAction)][result].Add(1)
 	m.running--
 	m.active.Done()
 	if m.lists[l.key] != l {

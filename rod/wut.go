@@ -211,13 +211,16 @@ func (w *tokenWrite) offload(srcOff, dstOff, n int64) bool {
 			return false
 		}
 		p := ps[0]
+		path := PathClone
 		err = backstore.CloneRange(dst, dstOff+done, p.store, p.off, p.n, fua)
 		if err != nil {
+			path = PathCopyFileRange
 			err = backstore.CopyRange(dst, dstOff+done, p.store, p.off, p.n, fua)
 		}
 		if err != nil {
 			return false
 		}
+		w.m.counters.bytes[path].Add(uint64(p.n))
 		done += p.n
 	}
 	return true
@@ -236,6 +239,7 @@ func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
 		if err := lu.Store.WriteAt(p, dstOff+done, !lu.WriteCacheEnabled()); err != nil {
 			return scsi.WriteError(err, uint64((dstOff+done)/w.bs))
 		}
+		w.m.counters.bytes[PathBuffered].Add(uint64(k))
 		done += k
 	}
 	return nil

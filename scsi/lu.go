@@ -54,6 +54,7 @@ type LU struct {
 	extents     extentLock
 	ports       []TargetPortID // see LUConfig.Ports
 	prFile      string         // see LUConfig.ReservationFile
+	stats       luStats        // see Stats
 
 	// prMu serializes the commands that change reservations; resv is the
 	// current state, replaced whole (see reservation.go).

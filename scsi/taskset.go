@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // task is one command in a logical unit's task set.
@@ -25,6 +26,9 @@ type task struct {
 	// reservation conflict (RunInternal), so the command ends with
 	// RESERVATION CONFLICT whatever its handler made of it.
 	conflict atomic.Bool
+	// start is when the transport submitted the command, for the
+	// latency counters.
+	start time.Time
 }
 
 // taskKey is the context key under which a task's context carries the
@@ -44,6 +48,7 @@ func Submit(cmd *Command, done func(*Command)) {
 	lu := cmd.Nexus.LU(cmd.LUN)
 	cmd.lu = lu
 	t := lu.enter(cmd)
+	t.start = time.Now()
 	go lu.run(t, done)
 }
 
@@ -90,6 +95,7 @@ func (lu *LU) run(t *task, done func(*Command)) {
 		}
 	}
 	lu.leave(t)
+	lu.stats.record(t.cmd, time.Since(t.start))
 	done(t.cmd)
 }
 
@@ -184,6 +190,7 @@ func (lu *LU) execute(cmd *Command) {
 // fail ends cmd with CHECK CONDITION and s encoded per D_SENSE.
 func (lu *LU) fail(cmd *Command, s *Sense) {
 	lu.Log.Debug("check condition", "cdb", fmt.Sprintf("% x", cmd.CDB), "sense", s)
+	lu.stats.checkCondition(s)
 	cmd.Status = StatusCheckCondition
 	cmd.Sense = s.Encode(lu.Mode().DSense)
 	cmd.DataIn = nil

@@ -28,6 +28,8 @@ type serveOptions struct {
 	dataDir    string
 	logFormat  string
 	logLevel   string
+	// metricsReady, if set, is told the metrics endpoint's address.
+	metricsReady func(net.Addr)
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
@@ -117,6 +119,12 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func([]
 		_ = rt.close()
 		return err
 	}
+	stopMetrics, err := startMetrics(cfg.Metrics, rt, srv, log, o.metricsReady)
+	if err != nil {
+		_ = rt.close()
+		return err
+	}
+	defer stopMetrics()
 	if err := srv.Listen(); err != nil {
 		_ = rt.close()
 		return err

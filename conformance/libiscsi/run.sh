@@ -13,6 +13,9 @@
 #     below or every skip message in it says that a command assigned to a
 #     later issue is not implemented;
 #   - no test on the allowed list passed (delete its line when it does);
+#   - /metrics, scraped once after the runs (metrics.listen on loopback),
+#     shows read and write commands counted on the LUNs, and /healthz
+#     answers 200;
 #   - odxtgt's log has no panic, no level=ERROR line, no Go runtime fatal
 #     error, fatal signal, data race report or goroutine dump, and odxtgt
 #     exits 0 on SIGTERM.
@@ -27,6 +30,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
 need libiscsi-bin iscsi-test-cu
+need curl curl
 export ODXTGT_RACE=${ODXTGT_RACE:-1}
 [ "$ODXTGT_RACE" = 1 ] && need gcc gcc
 
@@ -60,6 +64,8 @@ targets:
     portals: ["127.0.0.1:0"]
     luns: [{lun: 0, backstore: rodisk}]
     acls: [{initiator: $init1}, {initiator: $init2}]
+metrics:
+  listen: "127.0.0.1:0"
 YAML
 # A read-only file backstore is never created: make it first.
 truncate -s 64M "$work/rodisk.img"
@@ -136,6 +142,8 @@ start_odxtgt "$work/odxtgt.yaml" "$out/odxtgt.log"
 # Both targets share the one portal 127.0.0.1:0, so one ephemeral port.
 port=$(head -n1 <<<"$ODXTGT_PORTS")
 [ -n "$port" ] || die "could not read the portal port from the odxtgt log"
+metrics_addr=$(sed -n 's/.*msg="serving metrics" addr=\([^ ]*\).*/\1/p' "$out/odxtgt.log" | head -n1)
+[ -n "$metrics_addr" ] || die "could not read the metrics address from the odxtgt log"
 
 runs=()
 declare -A run_min run_allowed
@@ -171,6 +179,9 @@ run_suite lun1-4k 58 "$work/allowed-skip-lbppb1.txt" 900 --dataloss \
 	-t 'ALL.Read10,ALL.Read16,ALL.Write10,ALL.Write16,ALL.ReadCapacity16,ALL.Verify10,ALL.WriteVerify10,ALL.iSCSIResiduals,ALL.ExtendedCopy,ALL.ReceiveCopyResults' \
 	"iscsi://127.0.0.1:$port/$rw/1"
 run_suite readonly 1 "$work/allowed-skip.txt" 600 --dataloss -t ALL.ReadOnly "iscsi://127.0.0.1:$port/$ro/0"
+metrics_rc=0 health=000
+curl -fsS --max-time 10 -o "$out/metrics.txt" "http://$metrics_addr/metrics" || metrics_rc=$?
+health=$(curl -sS --max-time 10 -o "$out/healthz.txt" -w '%{http_code}' "http://$metrics_addr/healthz") || true
 stop_odxtgt
 
 problems=()
@@ -190,6 +201,19 @@ for name in "${runs[@]}"; do
 	echo "$name: $counts (at least ${run_min[$name]} tests expected; exit status $rc)"
 	grep -v -E '^(passed|skipped) ' "$verdicts" | sed 's/^/    /' || true
 done
+
+# The counters must have seen the runs' commands.
+if [ "$metrics_rc" != 0 ]; then
+	problems+=("could not scrape http://$metrics_addr/metrics (curl exit status $metrics_rc)")
+else
+	read -r reads writes < <(awk '/^odxtgt_scsi_commands_total\{/ {
+			if ($0 ~ /class="read"/) r += $NF; if ($0 ~ /class="write"/) w += $NF }
+		END { printf "%d %d\n", r, w }' "$out/metrics.txt")
+	echo "metrics: $reads read and $writes write commands counted; /healthz answered $health"
+	[ "$reads" -gt 0 ] && [ "$writes" -gt 0 ] ||
+		problems+=("odxtgt_scsi_commands_total did not move: $reads reads, $writes writes (see $out/metrics.txt)")
+fi
+[ "$health" = 200 ] || problems+=("/healthz answered $health, not 200: $(head -c 200 "$out/healthz.txt" 2>/dev/null)")
 
 # The log must show no sign of trouble, whatever the tests said.
 # Goroutine dumps start "goroutine 1 [running]:" (older Go) or
