@@ -30,10 +30,14 @@ wait_for 20 port_listening "$TGT_PORT" || fail "tgtd did not listen on $TGT_PORT
 tgtadm --lld iscsi --op new --mode target --tid 1 -T "$TGT_IQN" || fail "tgtadm: new target"
 tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$tgt_img" || fail "tgtadm: new LUN"
 tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL || fail "tgtadm: bind"
+# stop_tgtd logs out of tgt and takes it down (tgtd does not stop on
+# SIGTERM while it has targets).
 stop_tgtd() {
-	iscsi_logout "$TGT_IQN" "$TGT_PORT" >/dev/null 2>&1 || true
+	timeout 30 iscsiadm -m node -T "$TGT_IQN" -p "$ADDR:$TGT_PORT" --logout >/dev/null 2>&1 || true
+	tgtadm --lld iscsi --op update --mode target --tid 1 -n state -v offline >/dev/null 2>&1 || true
 	tgtadm --lld iscsi --op delete --mode target --tid 1 --force >/dev/null 2>&1 || true
-	kill "$TGTD_PID" 2>/dev/null || true
+	tgtadm --op delete --mode system >/dev/null 2>&1 || true
+	kill -KILL "$TGTD_PID" 2>/dev/null || true
 	wait "$TGTD_PID" 2>/dev/null || true
 }
 # lib_cleanup reads the script's exit status from $?: keep it for it.
