@@ -15,6 +15,24 @@ import (
 // BenchmarkRead4KQD32 measures 4 KiB reads with 32 commands in flight
 // over loopback TCP, the shape of iscsi-perf's random read test.
 func BenchmarkRead4KQD32(b *testing.B) {
+	benchQD32(b, func(tt *tester, i int) *PDU {
+		return tt.commandPDU(read10(uint32(i*8), 8), cmdOpts{read: true, edtl: 4096})
+	}, func(p *PDU) bool { return p.Opcode() == OpDataIn && p.Flags()&dataInStatus != 0 })
+}
+
+// BenchmarkWrite4KQD32 measures 4 KiB writes carried as immediate data,
+// 32 in flight, the shape of a random write test.
+func BenchmarkWrite4KQD32(b *testing.B) {
+	data := make([]byte, 4096)
+	benchQD32(b, func(tt *tester, i int) *PDU {
+		return tt.commandPDU(write10(uint32(i*8), 8), cmdOpts{write: true, edtl: 4096, data: data})
+	}, func(p *PDU) bool { return p.Opcode() == OpSCSIResponse })
+}
+
+// benchQD32 logs in to a memory LU over loopback TCP and keeps 32 commands
+// built by cmd in flight until b.N have ended, a PDU for which ends says
+// so.
+func benchQD32(b *testing.B, cmd func(tt *tester, i int) *PDU, ends func(*PDU) bool) {
 	log := testLogger(b)
 	table := testTable(nil)
 	lu := scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: "bench"}, Store: backstore.NewMemory(testLUSize, testBlock), Table: table, Logger: log})
@@ -42,7 +60,7 @@ func BenchmarkRead4KQD32(b *testing.B) {
 	cmdSN := tt.cmdSN
 	cmds := make([]*PDU, depth)
 	for i := range cmds {
-		cmds[i] = tt.commandPDU(read10(uint32(i*8), 8), cmdOpts{read: true, edtl: 4096})
+		cmds[i] = cmd(tt, i)
 	}
 	tt.cmdSN = cmdSN
 	// Each slot reuses the ITT of the command that finished.
@@ -63,7 +81,7 @@ func BenchmarkRead4KQD32(b *testing.B) {
 	for done := 0; done < b.N; {
 		p, err := tt.fr.ReadPDU()
 		require.NoError(b, err)
-		if p.Opcode() == OpDataIn && p.Flags()&dataInStatus != 0 {
+		if ends(p) {
 			done++
 			if sent < b.N {
 				send(p.ITT())
