@@ -114,3 +114,25 @@ func TestBinarySIGHUP(t *testing.T) {
 	assert.Contains(t, stderr.String(), `msg="reload: LUN added"`)
 	assert.NotContains(t, stderr.String(), "level=ERROR")
 }
+
+// TestSystemdUnit verifies contrib/odxtgt.service with systemd-analyze,
+// ExecStart pointing at this test binary; conformance/systemd.sh does
+// the same with the real binary and fails where this skips.
+func TestSystemdUnit(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not found (Debian package systemd): conformance/systemd.sh installs it and verifies the unit")
+	}
+	unit, err := os.ReadFile(filepath.Join("..", "..", "contrib", "odxtgt.service"))
+	require.NoError(t, err)
+	self, err := os.Executable()
+	require.NoError(t, err)
+	for _, want := range []string{"Type=notify\n", "ExecStart=/usr/local/bin/odxtgt serve", "ExecReload=/bin/kill -HUP $MAINPID\n"} {
+		assert.Contains(t, string(unit), want)
+	}
+	path := filepath.Join(t.TempDir(), "odxtgt.service")
+	require.NoError(t, os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/odxtgt", self)), 0o644))
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.NotContains(t, string(out), "odxtgt.service", "systemd-analyze verify has complaints")
+}
