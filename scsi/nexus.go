@@ -76,9 +76,10 @@ func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 // logical units it no longer sees forget it, as if it had ended there:
 // its pending unit attentions are dropped and NexusEvents hears of the
 // loss, but tasks it has already started on them run to completion.
+// An ended nexus does not change.
 func (n *Nexus) SetLUs(lus map[uint64]*LU) bool {
 	old := n.view.Load()
-	if maps.Equal(old.lus, lus) {
+	if n.Ended() || maps.Equal(old.lus, lus) {
 		return false
 	}
 	v := newNexusView(lus, n.absent)
