@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"maps"
 	"reflect"
 	"slices"
@@ -10,6 +11,24 @@ import (
 	"github.com/odxtgt/odxtgt/iscsi"
 	"github.com/odxtgt/odxtgt/scsi"
 )
+
+// reloadConfig re-reads the configuration on SIGHUP and applies it, or
+// logs why it is refused and keeps the running state.
+func reloadConfig(o *serveOptions, log *slog.Logger, rt *runtime, srv *iscsi.Server) error {
+	notifySystemd(log, reloadingState())
+	defer notifySystemd(log, "READY=1")
+	log.Info("reload: reading the configuration", "config", o.configPath)
+	cfg, err := loadConfig(o, log)
+	if err == nil {
+		err = rt.reload(cfg, srv)
+	}
+	if err != nil {
+		log.Warn("reload refused, the running configuration is kept", "err", err)
+		return err
+	}
+	log.Info("reload: done")
+	return nil
+}
 
 // reload applies a new configuration to the running target, or refuses it
 // and changes nothing. Refused: a configuration that does not validate;

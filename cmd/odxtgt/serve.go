@@ -107,29 +107,11 @@ func runServe(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// reloadConfig re-reads the configuration on SIGHUP and applies it, or
-// logs why it is refused and keeps the running state.
-func reloadConfig(o *serveOptions, log *slog.Logger, rt *runtime, srv *iscsi.Server) error {
-	notifySystemd(log, reloadingState())
-	defer notifySystemd(log, "READY=1")
-	log.Info("reload: reading the configuration", "config", o.configPath)
-	cfg, err := loadConfig(o, log)
-	if err == nil {
-		err = rt.reload(cfg, srv)
-	}
-	if err != nil {
-		log.Warn("reload refused, the running configuration is kept", "err", err)
-		return err
-	}
-	log.Info("reload: done")
-	return nil
-}
-
 // serve runs the target until ctx is cancelled, then stops accepting,
 // lets in-flight commands finish (aborting them after shutdownGrace) and
 // flushes the backstores; SIGHUP on o.reload reloads the configuration.
-// ready, if set, is told the listen addresses once
-// the portals accept connections.
+// ready, if set, is told the listen addresses once the portals accept
+// connections.
 func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func([]net.Addr)) error {
 	cfg, err := loadConfig(o, log)
 	if err != nil {
