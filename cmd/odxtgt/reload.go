@@ -20,7 +20,7 @@ func reloadConfig(o *serveOptions, log *slog.Logger, rt *runtime, srv *iscsi.Ser
 	log.Info("reload: reading the configuration", "config", o.configPath)
 	cfg, err := loadConfig(o, log)
 	if err == nil {
-		err = rt.reload(cfg, srv)
+		err = rt.reload(o.configPath, cfg, srv)
 	}
 	if err != nil {
 		log.Warn("reload refused, the running configuration is kept", "err", err)
@@ -30,8 +30,8 @@ func reloadConfig(o *serveOptions, log *slog.Logger, rt *runtime, srv *iscsi.Ser
 	return nil
 }
 
-// reload applies a new configuration to the running target, or refuses it
-// and changes nothing. Refused: a configuration that does not validate;
+// reload applies a new configuration, read from file, to the running
+// target, or refuses it and changes nothing. Refused: a configuration that does not validate;
 // a change to a backstore that stays (its path, size, block size, serial
 // or any other key: the open store and the identity hosts have recorded
 // cannot change under them, so a storage admin removes the backstore in
@@ -45,8 +45,8 @@ func reloadConfig(o *serveOptions, log *slog.Logger, rt *runtime, srv *iscsi.Ser
 // describes (sessions still allowed go on; the others are closed);
 // backstores no longer configured are closed once the commands already
 // running on them have ended. One INFO line is logged per change.
-func (r *runtime) reload(cfg *config.Config, srv *iscsi.Server) error {
-	if err := r.unchangeable(cfg); err != nil {
+func (r *runtime) reload(file string, cfg *config.Config, srv *iscsi.Server) error {
+	if err := r.unchangeable(file, cfg); err != nil {
 		return err
 	}
 	old := r.cfg
@@ -93,9 +93,9 @@ func (r *runtime) reload(cfg *config.Config, srv *iscsi.Server) error {
 	return nil
 }
 
-// unchangeable reports, with the line of each, the changes reload cannot
-// apply.
-func (r *runtime) unchangeable(cfg *config.Config) error {
+// unchangeable reports, with the file and line of each, the changes
+// reload cannot apply.
+func (r *runtime) unchangeable(file string, cfg *config.Config) error {
 	var errs config.Errors
 	for i, b := range cfg.Backstores {
 		j := slices.IndexFunc(r.cfg.Backstores, func(o config.Backstore) bool { return o.Name == b.Name })
@@ -104,9 +104,9 @@ func (r *runtime) unchangeable(cfg *config.Config) error {
 		}
 		o := r.cfg.Backstores[j]
 		for _, f := range changedFields(o, b) {
-			errs = append(errs, config.FieldError{Line: b.Line, Path: fmt.Sprintf("backstores[%d]", i),
-				Msg: fmt.Sprintf("backstore %s: %s cannot change while it is served (%v → %v); remove the backstore in one reload and add it back in another, or restart",
-					b.Name, f.name, f.was, f.now)})
+			errs = append(errs, config.FieldError{File: file, Line: b.Line, Path: fmt.Sprintf("backstores[%d].%s", i, f.name),
+				Msg: fmt.Sprintf("backstore %s: cannot change while it is served (%v → %v); remove the backstore in one reload and add it back in another, or restart",
+					b.Name, f.was, f.now)})
 		}
 	}
 	sections := []struct {
@@ -118,7 +118,7 @@ func (r *runtime) unchangeable(cfg *config.Config) error {
 	}
 	for _, s := range sections {
 		if !reflect.DeepEqual(s.was, s.now) {
-			errs = append(errs, config.FieldError{Path: s.name, Msg: "cannot change while the target runs; restart to apply"})
+			errs = append(errs, config.FieldError{File: file, Path: s.name, Msg: "cannot change while the target runs; restart to apply"})
 		}
 	}
 	if len(errs) == 0 {

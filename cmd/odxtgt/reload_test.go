@@ -245,7 +245,7 @@ func TestReloadRefused(t *testing.T) {
 
 	err = rl.reload(t, strings.Replace(good, "size: 1MiB", "size: 2MiB", 1))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "line 2: backstores[0]: backstore disk0: size cannot change while it is served")
+	assert.Contains(t, err.Error(), rl.cfgPath+": line 2: backstores[0].size: backstore disk0: cannot change while it is served (1048576 → 2097152)")
 
 	err = rl.reload(t, strings.Replace(good, "backstores:", "copy: {cross_target: true}\nbackstores:", 1))
 	require.Error(t, err)
