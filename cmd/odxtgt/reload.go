@@ -35,7 +35,9 @@ func reloadConfig(o *serveOptions, log *slog.Logger, rt *runtime, srv *iscsi.Ser
 // a change to a backstore that stays (its path, size, block size, serial
 // or any other key: the open store and the identity hosts have recorded
 // cannot change under them, so a storage admin removes the backstore in
-// one reload and adds it back in the next, or restarts); a change to the
+// one reload and adds it back in the next, or restarts); a new backstore
+// on the path of one still open (a rename: the old one holds the file's
+// lock until it is closed); a change to the
 // copy, tokens, limits or reservations sections, which are fixed at
 // start; a new backstore that cannot be opened; a new portal that cannot
 // be bound.
@@ -107,6 +109,15 @@ func (r *runtime) unchangeable(file string, cfg *config.Config) error {
 			errs = append(errs, config.FieldError{File: file, Line: b.Line, Path: fmt.Sprintf("backstores[%d].%s", i, f.name),
 				Msg: fmt.Sprintf("backstore %s: cannot change while it is served (%v → %v); remove the backstore in one reload and add it back in another, or restart",
 					b.Name, f.was, f.now)})
+		}
+	}
+	for i, b := range cfg.Backstores {
+		for _, o := range r.cfg.Backstores {
+			if o.Name != b.Name && b.Path != "" && o.Path == b.Path {
+				errs = append(errs, config.FieldError{File: file, Line: b.Line, Path: fmt.Sprintf("backstores[%d].path", i),
+					Msg: fmt.Sprintf("backstore %s: %s is still open as backstore %s; remove %s in one reload and add %s in the next",
+						b.Name, b.Path, o.Name, o.Name, b.Name)})
+			}
 		}
 	}
 	sections := []struct {

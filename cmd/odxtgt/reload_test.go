@@ -251,6 +251,10 @@ func TestReloadRefused(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "copy: cannot change while the target runs")
 
+	err = rl.reload(t, strings.NewReplacer("name: disk0", "name: renamed", "backstore: disk0", "backstore: renamed").Replace(good))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "line 2: backstores[0].path: backstore renamed: "+img+" is still open as backstore disk0")
+
 	// A new backstore that cannot be opened: nothing changes.
 	err = rl.reload(t, rlConfig(img, port, "  - {name: ro, type: file, path: "+filepath.Join(t.TempDir(), "missing.img")+", readonly: true}\n",
 		"    luns: [{lun: 0, backstore: disk0}, {lun: 1, backstore: ro}]\n"))
