@@ -371,6 +371,8 @@ func (c *conn) teardown() {
 		// The operator stopped the target: an expected end, even when
 		// the initiator was about to close the connection itself.
 		c.log.Info("connection closed for shutdown")
+	case errors.Is(c.ending, errReconfigured):
+		c.log.Info("connection closed: no longer allowed by the reloaded configuration")
 	case errors.Is(c.ending, syscall.ECONNRESET):
 		// open-iscsi ends discovery sessions with a reset rather than a
 		// Logout: the initiator's choice, not a target problem.

@@ -150,15 +150,15 @@ func (c *conn) sendTargets(val string, resp *TextKeys) {
 			resp.Add("SendTargets", ValueReject)
 			return
 		}
-		for _, t := range c.srv.cfg.Targets {
+		for _, t := range c.srv.topo.Load().list {
 			c.describeTarget(t, resp)
 		}
 	case val == "":
-		if !c.sess.discovery {
-			c.describeTarget(c.sess.target, resp)
+		if t := c.srv.topo.Load().targets[c.sess.targetName]; !c.sess.discovery && t != nil {
+			c.describeTarget(t, resp)
 		}
 	default:
-		if t := c.srv.targets[strings.ToLower(val)]; t != nil {
+		if t := c.srv.topo.Load().targets[strings.ToLower(val)]; t != nil {
 			c.describeTarget(t, resp)
 		}
 	}

@@ -159,6 +159,7 @@ var (
 	errLogout       = errors.New("logout")
 	errReinstated   = errors.New("session reinstated by a new login with the same ISID")
 	errShutdown     = errors.New("server shutting down")
+	errReconfigured = errors.New("no longer allowed by the reloaded configuration")
 	errNOPTimeout   = errors.New("no answer to NOP-In ping")
 	errColdReset    = errors.New("target cold reset")
 	errLoginTimeout = errors.New("login timed out")

@@ -85,7 +85,8 @@ type loginState struct {
 	target                        *Target
 	tpg                           *TPG
 	acl                           *ACL
-	auth                          *CHAP // credentials the initiator must prove; nil for none
+	topo                          *topology // where target, tpg and acl were found
+	auth                          *CHAP     // credentials the initiator must prove; nil for none
 	authMethod                    string
 	chap                          chapStep
 	chapAlg                       CHAPAlgorithm
@@ -380,11 +381,12 @@ func (ls *loginState) identify(keys TextKeys) *LoginError {
 		if !ok || tname == "" {
 			return loginErr(LoginMissingParameter, "no TargetName in a normal session")
 		}
-		t := srv.targets[strings.ToLower(tname)]
+		ls.topo = srv.topo.Load()
+		t := ls.topo.targets[strings.ToLower(tname)]
 		if t == nil {
 			return loginErr(LoginNotFound, "no target %q", tname)
 		}
-		tpg := ls.c.portal.tpgs[t]
+		tpg := ls.topo.tpg(ls.c.portal.addr, t)
 		if tpg == nil {
 			return loginErr(LoginNotFound, "target %q is not served on portal %s", tname, ls.c.portal.addr)
 		}

@@ -6,21 +6,17 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/odxtgt/odxtgt/scsi"
 )
 
 // Server is an iSCSI target server: it listens on the portals of every
 // target portal group and runs discovery and normal sessions.
 type Server struct {
-	cfg          Config
+	cfg          Config // Targets as first configured; topo has the current ones
 	log          *slog.Logger
-	targets      map[string]*Target
-	targetLUs    map[*Target][]*scsi.LU // every logical unit a target offers
-	portals      []*portal
+	topo         atomic.Pointer[topology]
 	nopInterval  time.Duration
 	nopTimeout   time.Duration
 	loginTimeout time.Duration
@@ -41,6 +37,8 @@ type Server struct {
 
 	mu           sync.Mutex
 	listening    bool
+	serving      bool      // Serve has started the accept loops
+	portals      []*portal // the listen addresses of topo, in order
 	shuttingDown bool
 	sessions     map[string]*session // normal sessions by identity key
 	byTSIH       map[uint16]*session
@@ -52,10 +50,10 @@ type Server struct {
 	acceptWG     sync.WaitGroup
 }
 
-// portal is one listen address and the target portal groups it serves.
+// portal is one listen address; the target portal groups it serves are
+// in the topology.
 type portal struct {
 	addr string // as configured
-	tpgs map[*Target]*TPG
 	ln   net.Listener
 }
 
@@ -68,8 +66,6 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:            cfg,
 		log:            cfg.Logger,
-		targets:        map[string]*Target{},
-		targetLUs:      map[*Target][]*scsi.LU{},
 		nopInterval:    orDefault(cfg.NOPInInterval, DefaultNOPInInterval),
 		nopTimeout:     orDefault(cfg.NOPInTimeout, DefaultNOPInTimeout),
 		loginTimeout:   orDefault(cfg.LoginTimeout, DefaultLoginTimeout),
@@ -91,31 +87,10 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	byAddr := map[string]*portal{}
-	for _, t := range cfg.Targets {
-		s.targets[t.Name] = t
-		add := func(luns map[uint64]*scsi.LU) {
-			for _, lu := range luns {
-				if !slices.Contains(s.targetLUs[t], lu) {
-					s.targetLUs[t] = append(s.targetLUs[t], lu)
-				}
-			}
-		}
-		for _, g := range t.TPGs {
-			add(g.LUNs)
-			for _, a := range g.ACLs {
-				add(a.LUNs)
-			}
-			for _, addr := range g.Portals {
-				p := byAddr[addr]
-				if p == nil {
-					p = &portal{addr: addr, tpgs: map[*Target]*TPG{}}
-					byAddr[addr] = p
-					s.portals = append(s.portals, p)
-				}
-				p.tpgs[t] = g
-			}
-		}
+	topo := newTopology(cfg.Targets)
+	s.topo.Store(topo)
+	for _, addr := range topo.addrs {
+		s.portals = append(s.portals, &portal{addr: addr})
 	}
 	return s, nil
 }
@@ -181,6 +156,7 @@ func (s *Server) Serve() error {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
+	s.serving = true
 	for _, p := range s.portals {
 		s.acceptWG.Add(1)
 		go s.acceptLoop(p)

@@ -19,15 +19,14 @@ type session struct {
 	// key identifies the session for reinstatement: initiator name, ISID,
 	// target name and portal group tag (RFC 7143 6.3.5). Empty for
 	// discovery sessions.
-	key    string
-	target *Target
-	tpg    *TPG
-	nexus  *scsi.Nexus
-	view   map[uint64]*scsi.LU
-	conn   *conn
-	log    *slog.Logger
-	share  *share    // of the data-out budget; nil for discovery sessions
-	finish sync.Once // finishSession
+	key        string
+	targetName string // empty for discovery sessions
+	tpgTag     uint16
+	nexus      *scsi.Nexus
+	conn       *conn
+	log        *slog.Logger
+	share      *share    // of the data-out budget; nil for discovery sessions
+	finish     sync.Once // finishSession
 }
 
 // startSession creates the session a login is about to complete, first
@@ -40,15 +39,13 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 		isid:          ls.req.isid,
 		initiatorName: ls.initiatorName,
 		discovery:     ls.discovery,
-		target:        ls.target,
-		tpg:           ls.tpg,
 		conn:          c,
 	}
 	isid := isidString(ls.req.isid)
 	if !ls.discovery {
 		view, _ := ls.tpg.view(ls.acl)
 		sess.key = fmt.Sprintf("%s|%s|%s|%d", ls.initiatorName, isid, ls.target.Name, ls.tpg.Tag)
-		sess.view = view
+		sess.targetName, sess.tpgTag = ls.target.Name, ls.tpg.Tag
 		sess.nexus = scsi.NewNexus(scsi.Nexus{
 			InitiatorName:  ls.initiatorName,
 			InitiatorPort:  fmt.Sprintf("%s,i,0x%s", ls.initiatorName, isid),
@@ -63,6 +60,12 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 		if s.shuttingDown {
 			s.mu.Unlock()
 			return 0, loginErr(LoginServiceUnavailable, "server shutting down")
+		}
+		if ls.topo != nil && s.topo.Load() != ls.topo {
+			// A reload changed the targets since this login looked them
+			// up: the initiator retries against the new ones.
+			s.mu.Unlock()
+			return 0, loginErr(LoginServiceUnavailable, "configuration reloaded during login")
 		}
 		old := s.sessions[sess.key]
 		if sess.key == "" || old == nil {
@@ -150,13 +153,13 @@ func (s *Server) sessionByTSIH(tsih uint16) *session {
 	return s.byTSIH[tsih]
 }
 
-// targetSessions returns the live sessions logged in to a target.
-func (s *Server) targetSessions(t *Target) []*session {
+// targetSessions returns the live sessions logged in to the named target.
+func (s *Server) targetSessions(name string) []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*session
 	for _, sess := range s.byTSIH {
-		if sess.target == t {
+		if !sess.discovery && sess.targetName == name {
 			out = append(out, sess)
 		}
 	}

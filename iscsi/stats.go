@@ -87,7 +87,7 @@ func (s *Server) Stats() Stats {
 		if sess.discovery {
 			st.DiscoverySessions++
 		} else {
-			st.Sessions = append(st.Sessions, SessionInfo{Target: sess.target.Name, Initiator: sess.initiatorName})
+			st.Sessions = append(st.Sessions, SessionInfo{Target: sess.targetName, Initiator: sess.initiatorName})
 		}
 	}
 	s.mu.Unlock()

@@ -66,8 +66,8 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 	tm := &tmfRequest{itt: p.ITT()}
 	nexus := c.sess.nexus
 	lun, err := scsi.DecodeLUN(p.LUN())
-	lu := c.sess.view[lun]
-	if err != nil {
+	lu := nexus.LU(lun)
+	if err != nil || !lu.Present() {
 		lu = nil
 	}
 	onLUN := func(t *task) bool { return t.cmd.LUN == lun }
@@ -102,7 +102,7 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 		return nil
 	case tmfTargetWarmReset, tmfTargetColdReset:
 		// Every logical unit of the target is reset (SAM-5 7.12).
-		lus := c.srv.targetLUs[c.sess.target]
+		lus := c.srv.topo.Load().targetLUs[c.sess.targetName]
 		tm.cold = fn == tmfTargetColdReset
 		c.abortScope(tm, func(*task) bool { return true }, func() {
 			for _, lu := range lus {
@@ -268,7 +268,7 @@ func (c *conn) queueTMFResponse(tm *tmfRequest) {
 		// TARGET COLD RESET: the response goes out, then every
 		// connection to the target is dropped (RFC 7143 11.5.1).
 		c.end(errColdReset, true)
-		for _, s := range c.srv.targetSessions(c.sess.target) {
+		for _, s := range c.srv.targetSessions(c.sess.targetName) {
 			if s != c.sess {
 				s.conn.stop(errColdReset)
 			}

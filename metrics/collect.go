@@ -36,7 +36,9 @@ type LU struct {
 type Sources struct {
 	Server ServerStats
 	Copies CopyStats
-	LUs    []LU
+	// LUs returns the logical units served at the time of a scrape (a
+	// reload adds and removes some).
+	LUs func() []LU
 }
 
 // NewRegistry returns a registry with collectors for every source, plus
@@ -50,7 +52,7 @@ func NewRegistry(src Sources) *prometheus.Registry {
 	if src.Copies != nil {
 		reg.MustRegister(NewCopyCollector(src.Copies))
 	}
-	if len(src.LUs) > 0 {
+	if src.LUs != nil {
 		reg.MustRegister(NewLUCollector(src.LUs))
 	}
 	return reg
@@ -200,16 +202,17 @@ func snake(name string) string {
 
 // luCollector exports the scsi.LUStats of every logical unit.
 type luCollector struct {
-	lus                             []LU
+	lus                             func() []LU
 	commands, dataIn, dataOut, time *prometheus.Desc
 	checks, snapshots               *prometheus.Desc
 	bounds                          []float64 // scsi.LatencyBuckets in seconds
 }
 
-// NewLUCollector returns the collector of the command counters of lus.
-func NewLUCollector(lus []LU) prometheus.Collector {
+// NewLUCollector returns the collector of the command counters of the
+// logical units lus returns at each scrape.
+func NewLUCollector(lus func() []LU) prometheus.Collector {
 	c := &luCollector{
-		lus:      slices.Clone(lus),
+		lus:      lus,
 		commands: desc("scsi_commands_total", "SCSI commands completed or aborted, by logical unit and command class.", "lu", "class"),
 		dataIn:   desc("scsi_data_in_bytes_total", "Data-in bytes SCSI commands produced, by logical unit and command class.", "lu", "class"),
 		dataOut:  desc("scsi_data_out_bytes_total", "Data-out bytes SCSI commands received, by logical unit and command class.", "lu", "class"),
@@ -232,7 +235,7 @@ func (c *luCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *luCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, lu := range c.lus {
+	for _, lu := range c.lus() {
 		s := lu.Stats.Stats()
 		for cl := range scsi.NumClasses {
 			cs, class := &s.Classes[cl], cl.String()

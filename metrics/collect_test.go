@@ -123,7 +123,7 @@ func TestLUCollector(t *testing.T) {
 	wr := &st.Classes[scsi.ClassWrite]
 	wr.Commands, wr.DataOutBytes = 1, 512
 	st.CheckConditions = map[scsi.SenseCode]uint64{{Key: scsi.IllegalRequest, Code: scsi.ASCLBAOutOfRange}: 2}
-	c := NewLUCollector([]LU{{Name: "disk0", Stats: (*fakeLU)(&st), Snapshots: fakeSnapshots(8192)}})
+	c := NewLUCollector(func() []LU { return []LU{{Name: "disk0", Stats: (*fakeLU)(&st), Snapshots: fakeSnapshots(8192)}} })
 	lint(t, c)
 	require.NoError(t, testutil.CollectAndCompare(c, strings.NewReader(`
 # HELP odxtgt_scsi_check_conditions_total SCSI commands ended with CHECK CONDITION, by logical unit, sense key and ASC/ASCQ.
@@ -203,7 +203,7 @@ func TestRegistryReadsRealSources(t *testing.T) {
 	t.Cleanup(copies.Close)
 	prot := rod.Protect(nil)
 	lu := scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: "disk0"}})
-	reg := NewRegistry(Sources{Server: srv, Copies: copies, LUs: []LU{{Name: "disk0", Stats: lu, Snapshots: prot}}})
+	reg := NewRegistry(Sources{Server: srv, Copies: copies, LUs: func() []LU { return []LU{{Name: "disk0", Stats: lu, Snapshots: prot}} }})
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	var ours []string

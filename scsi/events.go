@@ -38,7 +38,7 @@ func (n *Nexus) End() {
 	if n.ended != nil {
 		n.ended.Store(true)
 	}
-	for _, lu := range n.distinct {
+	for _, lu := range n.distinct() {
 		lu.nexusLost(n)
 	}
 }
@@ -51,7 +51,7 @@ func (n *Nexus) Ended() bool { return n.ended != nil && n.ended.Load() }
 // see and waits until they have ended, as a logout or the end of a
 // connection requires before its response or its teardown.
 func (n *Nexus) AbortTasks() {
-	for _, lu := range n.distinct {
+	for _, lu := range n.distinct() {
 		lu.AbortTaskSet(n)
 	}
 }
@@ -69,6 +69,21 @@ func (lu *LU) nexusLost(n *Nexus) {
 	if wasSeen && lu.Present() {
 		lu.rememberLostLocked(key)
 	}
+	lu.mu.Unlock()
+	if lu.events != nil {
+		lu.events.NexusLost(lu, n)
+	}
+}
+
+// forgetNexus drops the state of a nexus that no longer sees the logical
+// unit (SetLUs) without aborting its tasks: pending unit attentions and
+// the note that it has sent commands, so that seeing the logical unit
+// again starts like a first contact.
+func (lu *LU) forgetNexus(n *Nexus) {
+	key := n.Key()
+	lu.mu.Lock()
+	delete(lu.seen, key)
+	delete(lu.ua, key)
 	lu.mu.Unlock()
 	if lu.events != nil {
 		lu.events.NexusLost(lu, n)

@@ -69,6 +69,11 @@ func RunInternal(ctx context.Context, n *Nexus, accesses []Access, fn func(ctx c
 			lu.leave(tasks[i])
 		}
 	}()
+	for _, lu := range lus {
+		if lu.retired.Load() {
+			return NewSense(IllegalRequest, ASCLUNotSupported).WithReason("internal task for a logical unit removed by a reload")
+		}
+	}
 	run, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, t := range tasks {

@@ -53,6 +53,7 @@ type LU struct {
 	events      NexusEvents
 	extents     extentLock
 	ports       []TargetPortID // see LUConfig.Ports
+	retired     atomic.Bool    // set by Retire, under mu
 	prFile      string         // see LUConfig.ReservationFile
 	stats       luStats        // see Stats
 
@@ -120,6 +121,22 @@ func NewAbsentLU(table *Table, logger *slog.Logger) *LU {
 
 // Present reports whether this is a real logical unit.
 func (lu *LU) Present() bool { return lu.Store != nil }
+
+// Retire takes the logical unit out of service once no nexus can reach it
+// any more (its backstore was removed by a configuration reload): it waits
+// until the tasks in its task set have ended, and any task that enters it
+// later ends with LOGICAL UNIT NOT SUPPORTED without touching the medium,
+// so the caller may then close the backstore.
+func (lu *LU) Retire() {
+	lu.mu.Lock()
+	lu.retired.Store(true)
+	var waits []chan struct{}
+	for _, t := range lu.tasks {
+		waits = append(waits, t.done)
+	}
+	lu.mu.Unlock()
+	wait(waits)
+}
 
 // Mode returns the current mode state.
 func (lu *LU) Mode() ModeState {

@@ -3,13 +3,16 @@ package scsi
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 )
 
 // Nexus is an I_T nexus: one initiator port logged in to one target port,
 // and the logical units that nexus may see (SAM-5 4.7). The transport makes
-// one per session; its fields do not change afterwards.
+// one per session; its exported fields do not change afterwards, while the
+// logical units it sees may change with SetLUs when the configuration is
+// reloaded.
 type Nexus struct {
 	// InitiatorName is the initiator's iSCSI name; InitiatorPort the SCSI
 	// initiator port name (for iSCSI "<name>,i,0x<ISID>", RFC 7143 10.1).
@@ -24,12 +27,34 @@ type Nexus struct {
 	TPGT           uint16
 	RelativePortID uint16
 
-	key      string
+	key    string
+	absent *LU
+	view   *atomic.Pointer[nexusView] // shared by copies of the Nexus value
+	ended  *atomic.Bool               // set by End; shared by copies of the Nexus value
+}
+
+// nexusView is the logical unit inventory of a nexus, replaced whole.
+type nexusView struct {
 	lus      map[uint64]*LU
 	luns     []uint64
-	absent   *LU
-	distinct []*LU        // every logical unit of lus once, then absent
-	ended    *atomic.Bool // set by End; shared by copies of the Nexus value
+	distinct []*LU // every logical unit of lus once, then absent
+}
+
+func newNexusView(lus map[uint64]*LU, absent *LU) *nexusView {
+	v := &nexusView{lus: lus, luns: make([]uint64, 0, len(lus))}
+	for lun := range lus {
+		v.luns = append(v.luns, lun)
+	}
+	slices.Sort(v.luns)
+	for _, lun := range v.luns {
+		if lu := lus[lun]; !slices.Contains(v.distinct, lu) {
+			v.distinct = append(v.distinct, lu)
+		}
+	}
+	if absent != nil {
+		v.distinct = append(v.distinct, absent)
+	}
+	return v
 }
 
 // NewNexus returns a nexus that sees the given logical units by LUN.
@@ -38,22 +63,40 @@ type Nexus struct {
 func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 	n.key = n.InitiatorPort + "|" + n.TargetPort
 	n.ended = new(atomic.Bool)
-	n.lus = lus
 	n.absent = absent
-	n.luns = make([]uint64, 0, len(lus))
-	for lun := range lus {
-		n.luns = append(n.luns, lun)
+	n.view = new(atomic.Pointer[nexusView])
+	n.view.Store(newNexusView(lus, absent))
+	return &n
+}
+
+// SetLUs replaces the logical units the nexus sees and reports whether
+// the LUN inventory changed. When it did, every logical unit the nexus now
+// sees holds REPORTED LUNS DATA HAS CHANGED for it (SPC-4 6.33: the
+// inventory changed by the creation or removal of a logical unit), and the
+// logical units it no longer sees forget it, as if it had ended there:
+// its pending unit attentions are dropped and NexusEvents hears of the
+// loss, but tasks it has already started on them run to completion.
+// An ended nexus does not change.
+func (n *Nexus) SetLUs(lus map[uint64]*LU) bool {
+	old := n.view.Load()
+	if n.Ended() || maps.Equal(old.lus, lus) {
+		return false
 	}
-	slices.Sort(n.luns)
-	for _, lun := range n.luns {
-		if lu := lus[lun]; !slices.Contains(n.distinct, lu) {
-			n.distinct = append(n.distinct, lu)
+	v := newNexusView(lus, n.absent)
+	n.view.Store(v)
+	for _, lu := range v.distinct {
+		if lu.Present() {
+			lu.mu.Lock()
+			lu.queueUALocked(n.key, ASCReportedLUNsDataChanged)
+			lu.mu.Unlock()
 		}
 	}
-	if absent != nil {
-		n.distinct = append(n.distinct, absent)
+	for _, lu := range old.distinct {
+		if !slices.Contains(v.distinct, lu) {
+			lu.forgetNexus(n)
+		}
 	}
-	return &n
+	return true
 }
 
 // Key identifies the nexus in per-nexus state (unit attentions, tasks):
@@ -61,24 +104,28 @@ func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 func (n *Nexus) Key() string { return n.key }
 
 // LUNs returns the LUNs the nexus may see, in ascending order.
-func (n *Nexus) LUNs() []uint64 { return n.luns }
+func (n *Nexus) LUNs() []uint64 { return n.view.Load().luns }
 
 // LogicalUnits returns every logical unit the nexus may see, each once, in
 // LUN order: the devices a copy manager may reach on its behalf.
 func (n *Nexus) LogicalUnits() []*LU {
+	d := n.view.Load().distinct
 	if n.absent != nil {
-		return n.distinct[:len(n.distinct)-1]
+		return d[:len(d)-1]
 	}
-	return n.distinct
+	return d
 }
 
 // LU returns the logical unit at lun, or the absent logical unit.
 func (n *Nexus) LU(lun uint64) *LU {
-	if lu := n.lus[lun]; lu != nil {
+	if lu := n.view.Load().lus[lun]; lu != nil {
 		return lu
 	}
 	return n.absent
 }
+
+// distinct returns every logical unit the nexus sees, then absent.
+func (n *Nexus) distinct() []*LU { return n.view.Load().distinct }
 
 // MaxLUN is the largest LUN odxtgt addresses: the flat space addressing
 // method covers 0-16383 (SAM-5 4.7.7.3).

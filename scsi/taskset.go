@@ -141,6 +141,10 @@ func (lu *LU) execute(cmd *Command) {
 	}()
 	cmd.Status = StatusGood
 	d, sense := lu.Table.Lookup(cmd.CDB)
+	if lu.retired.Load() {
+		lu.fail(cmd, NewSense(IllegalRequest, ASCLUNotSupported).WithReason("logical unit removed by a reload"))
+		return
+	}
 	if !lu.Present() {
 		if d == nil || d.Flags&FlagNoLU == 0 {
 			lu.fail(cmd, NewSense(IllegalRequest, ASCLUNotSupported))

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/odxtgt/odxtgt/backstore"
@@ -17,22 +20,42 @@ import (
 )
 
 // runtime is everything a configuration turns into: open backstores, their
-// logical units and the iSCSI server configuration.
+// logical units and the iSCSI server configuration. reload (reload.go)
+// changes it while the target runs.
 type runtime struct {
-	stores []backstore.Store
-	lus    map[string]*scsi.LU
-	server iscsi.Config
+	log    *slog.Logger
+	cfg    *config.Config // the configuration applied
+	table  *scsi.Table
 	copies *rod.Manager
+	stores map[string]backstore.Store // by backstore name
+	lus    map[string]*scsi.LU        // by backstore name
+	// rtpis are the relative target port identifiers given out, by
+	// target port name; nextRTPI the next one. A portal group keeps its
+	// identifier across reloads, and one is never reused for another.
+	rtpis    map[string]uint16
+	nextRTPI uint16
+	server   iscsi.Config
+	retiring sync.WaitGroup // backstores removed by a reload, not yet closed
+
+	mu           sync.Mutex          // guards all and snapshotDirs, read by the copy manager
+	all          []*scsi.LU          // every logical unit, once built
+	snapshotDirs map[*scsi.LU]string // where each LU's token snapshots go
 }
 
-// close stops the copies still running, drops the ROD tokens, then
-// flushes and closes every backstore, returning the first error.
+// close waits for the backstores a reload removed to close, stops the
+// copies still running, drops the ROD tokens, then flushes and closes
+// every backstore, returning the first error.
 func (r *runtime) close() error {
+	r.retiring.Wait()
 	if r.copies != nil {
 		r.copies.Close()
 	}
 	var errs []error
-	for _, s := range r.stores {
+	for _, b := range r.cfg.Backstores {
+		s := r.stores[b.Name]
+		if s == nil {
+			continue
+		}
 		if err := s.Sync(); err != nil {
 			errs = append(errs, err)
 		}
@@ -43,65 +66,45 @@ func (r *runtime) close() error {
 	return errors.Join(errs...)
 }
 
+// allLUs is the copy manager's view of every logical unit of the process
+// (copy.cross_target).
+func (r *runtime) allLUs() []*scsi.LU {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.all)
+}
+
+func (r *runtime) snapshotDir(lu *scsi.LU) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snapshotDirs[lu]
+}
+
 // build opens the backstores of cfg and wires logical units, targets and
 // portal groups. On error everything already opened is closed.
 func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
-	var all []*scsi.LU                    // every logical unit, once built
-	snapshotDirs := map[*scsi.LU]string{} // where each LU's token snapshots go
-	copyCfg := rod.Config{Logger: log, Tokens: tokenConfig(cfg.Tokens, snapshotDirs)}
-	if cfg.Copy.CrossTarget {
-		copyCfg.CrossTarget = func() []*scsi.LU { return all }
+	r := &runtime{
+		log: log, cfg: &config.Config{}, stores: map[string]backstore.Store{}, lus: map[string]*scsi.LU{},
+		rtpis: map[string]uint16{}, nextRTPI: 1, snapshotDirs: map[*scsi.LU]string{},
 	}
-	copies := rod.NewManager(copyCfg)
-	table, err := scsi.NewTable(spc.Commands(spc.Options{Copy: copies}), sbc.Commands(sbc.Options{Copy: copies}))
+	copyCfg := rod.Config{Logger: log, Tokens: tokenConfig(cfg.Tokens, r.snapshotDir)}
+	if cfg.Copy.CrossTarget {
+		copyCfg.CrossTarget = r.allLUs
+	}
+	r.copies = rod.NewManager(copyCfg)
+	table, err := scsi.NewTable(spc.Commands(spc.Options{Copy: r.copies}), sbc.Commands(sbc.Options{Copy: r.copies}))
 	if err != nil {
 		return nil, fmt.Errorf("command table: %w", err)
 	}
-	r := &runtime{lus: map[string]*scsi.LU{}, copies: copies}
-	ports := targetPorts(cfg)
+	r.table = table
+	r.assignPorts(cfg)
+	ports := r.targetPorts(cfg)
 	for i := range cfg.Backstores {
-		b := cfg.Backstores[i]
-		store, err := openStore(b)
-		if err != nil {
+		if err := r.open(cfg, &cfg.Backstores[i], ports); err != nil {
 			_ = r.close()
-			return nil, fmt.Errorf("backstore %s: %w", b.Name, err)
+			return nil, err
 		}
-		r.stores = append(r.stores, store)
-		dir := snapshotDir(b, cfg.Tokens)
-		if dir != "" {
-			if n, err := rod.StaleSnapshots(dir); err != nil {
-				log.Warn("cannot remove old snapshot files", "dir", dir, "err", err)
-			} else if n > 0 {
-				log.Info("removed snapshot files of a previous run", "dir", dir, "files", n)
-			}
-		}
-		r.lus[b.Name] = scsi.NewLU(scsi.LUConfig{
-			Identity: scsi.Identity{
-				Name:     b.Name,
-				Vendor:   spc.DefaultVendor,
-				Product:  b.Product,
-				Revision: spc.DefaultRevision,
-				Serial:   b.Serial,
-			},
-			// Every write passes the point-in-time protection of ROD
-			// tokens, whichever command makes it.
-			Store:           rod.Protect(store),
-			ReadOnly:        b.ReadOnly,
-			WriteCache:      b.WriteCache,
-			Table:           table,
-			Logger:          log,
-			Events:          copies,
-			Ports:           ports[b.Name],
-			ReservationFile: cfg.ReservationFile(&cfg.Backstores[i]),
-		})
-		if err := r.lus[b.Name].RestoreReservations(); err != nil {
-			_ = r.close()
-			return nil, fmt.Errorf("backstore %s: %w", b.Name, err)
-		}
-		all = append(all, r.lus[b.Name])
-		snapshotDirs[r.lus[b.Name]] = dir
-		log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
-			"size", store.Size(), "block_size", store.BlockSize(), "serial", b.Serial)
+		r.cfg.Backstores = append(r.cfg.Backstores, cfg.Backstores[i])
 	}
 	l := cfg.Limits
 	secs := func(n int64) time.Duration { return time.Duration(n) * time.Second }
@@ -113,16 +116,75 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 		SendQueueLimit: int(l.SendQueue), DataInLimit: l.DataIn, DataOutBudget: l.DataOutBudget,
 		SessionDataOutBudget: l.SessionDataOutBudget, InitiatorDataOutBudget: l.InitiatorDataOutBudget,
 	}
-	// Relative target port identifiers are unique across the whole
-	// target device, one per portal group, starting at 1 (SPC-4 7.8.6.6).
-	var rtpi uint16
+	r.server.Targets = r.targets(cfg)
+	r.cfg = cfg
+	return r, nil
+}
+
+// open opens backstore b of cfg and makes its logical unit, reachable
+// through ports[b.Name].
+func (r *runtime) open(cfg *config.Config, b *config.Backstore, ports map[string][]scsi.TargetPortID) error {
+	store, err := openStore(*b)
+	if err != nil {
+		return fmt.Errorf("backstore %s: %w", b.Name, err)
+	}
+	dir := snapshotDir(*b, cfg.Tokens)
+	r.mu.Lock()
+	inUse := slices.Contains(slices.Collect(maps.Values(r.snapshotDirs)), dir)
+	r.mu.Unlock()
+	// A directory another open backstore uses holds live snapshots, not
+	// leftovers.
+	if dir != "" && !inUse {
+		if n, err := rod.StaleSnapshots(dir); err != nil {
+			r.log.Warn("cannot remove old snapshot files", "dir", dir, "err", err)
+		} else if n > 0 {
+			r.log.Info("removed snapshot files of a previous run", "dir", dir, "files", n)
+		}
+	}
+	lu := scsi.NewLU(scsi.LUConfig{
+		Identity: scsi.Identity{
+			Name:     b.Name,
+			Vendor:   spc.DefaultVendor,
+			Product:  b.Product,
+			Revision: spc.DefaultRevision,
+			Serial:   b.Serial,
+		},
+		// Every write passes the point-in-time protection of ROD
+		// tokens, whichever command makes it.
+		Store:           rod.Protect(store),
+		ReadOnly:        b.ReadOnly,
+		WriteCache:      b.WriteCache,
+		Table:           r.table,
+		Logger:          r.log,
+		Events:          r.copies,
+		Ports:           ports[b.Name],
+		ReservationFile: cfg.ReservationFile(b),
+	})
+	if err := lu.RestoreReservations(); err != nil {
+		_ = store.Close()
+		return fmt.Errorf("backstore %s: %w", b.Name, err)
+	}
+	r.stores[b.Name] = store
+	r.lus[b.Name] = lu
+	r.mu.Lock()
+	r.all = append(r.all, lu)
+	r.snapshotDirs[lu] = dir
+	r.mu.Unlock()
+	r.log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
+		"size", store.Size(), "block_size", store.BlockSize(), "serial", b.Serial)
+	return nil
+}
+
+// targets builds the iSCSI targets of cfg from the open logical units,
+// afresh: the server keeps what it is given.
+func (r *runtime) targets(cfg *config.Config) []*iscsi.Target {
+	var out []*iscsi.Target
 	for _, t := range cfg.Targets {
 		target := &iscsi.Target{Name: t.IQN, Alias: t.Alias}
 		for _, g := range t.TPGs {
-			rtpi++
 			tpg := &iscsi.TPG{
 				Tag:            g.Tag,
-				RelativePortID: rtpi,
+				RelativePortID: r.rtpis[scsi.TargetPortName(t.IQN, g.Tag)],
 				Portals:        g.Portals,
 				LUNs:           map[uint64]*scsi.LU{},
 				Auth:           chap(g.Auth),
@@ -142,25 +204,39 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 			}
 			target.TPGs = append(target.TPGs, tpg)
 		}
-		r.server.Targets = append(r.server.Targets, target)
+		out = append(out, target)
 	}
-	return r, nil
+	return out
+}
+
+// assignPorts gives every portal group of cfg that has none a relative
+// target port identifier. Identifiers are unique across the whole target
+// device, one per portal group (SPC-4 7.8.6.6); on the first
+// configuration they run from 1 in configuration order.
+func (r *runtime) assignPorts(cfg *config.Config) {
+	for _, t := range cfg.Targets {
+		for _, g := range t.TPGs {
+			name := scsi.TargetPortName(t.IQN, g.Tag)
+			if _, ok := r.rtpis[name]; !ok {
+				r.rtpis[name] = r.nextRTPI
+				r.nextRTPI++
+			}
+		}
+	}
 }
 
 // targetPorts returns, for each backstore, the target ports that map it:
-// one per portal group, with the relative target port identifiers the
-// loop in build assigns.
-func targetPorts(cfg *config.Config) map[string][]scsi.TargetPortID {
+// one per portal group, with the identifiers assignPorts gave them.
+func (r *runtime) targetPorts(cfg *config.Config) map[string][]scsi.TargetPortID {
 	ports := map[string][]scsi.TargetPortID{}
-	var rtpi uint16
 	for _, t := range cfg.Targets {
 		for _, g := range t.TPGs {
-			rtpi++
+			name := scsi.TargetPortName(t.IQN, g.Tag)
 			seen := map[string]bool{}
 			for _, l := range g.LUNs {
 				if !seen[l.Backstore] {
 					seen[l.Backstore] = true
-					ports[l.Backstore] = append(ports[l.Backstore], scsi.TargetPortID{Name: scsi.TargetPortName(t.IQN, g.Tag), RelativeID: rtpi})
+					ports[l.Backstore] = append(ports[l.Backstore], scsi.TargetPortID{Name: name, RelativeID: r.rtpis[name]})
 				}
 			}
 		}
@@ -189,14 +265,13 @@ func openStore(b config.Backstore) (backstore.Store, error) {
 }
 
 // tokenConfig turns the YAML tokens section into the copy manager's
-// token configuration; dirs maps each logical unit to its snapshot
-// directory once built.
-func tokenConfig(t config.Tokens, dirs map[*scsi.LU]string) rod.TokenConfig {
+// token configuration; dir tells each logical unit's snapshot directory.
+func tokenConfig(t config.Tokens, dir func(*scsi.LU) string) rod.TokenConfig {
 	tc := rod.TokenConfig{
 		SnapshotSpace:  t.SnapshotSpace,
 		DefaultTimeout: time.Duration(t.DefaultTimeout) * time.Second,
 		MaxTimeout:     time.Duration(t.MaxTimeout) * time.Second,
-		SnapshotDir:    func(lu *scsi.LU) string { return dirs[lu] },
+		SnapshotDir:    dir,
 	}
 	if tc.SnapshotSpace == 0 {
 		tc.SnapshotSpace = defaultSnapshotSpace

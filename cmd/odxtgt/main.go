@@ -8,8 +8,11 @@
 //
 // serve runs the target; without --config it serves an embedded demo: the
 // target iqn.2025-01.io.odxtgt:demo on 127.0.0.1:3260 with LUN 0 a 1 GiB
-// sparse file in the data directory. check validates a configuration and
-// prints every error with its line. import-lio prints the YAML equivalent
+// sparse file in the data directory; SIGHUP reloads the configuration
+// file (reload.go), and under systemd it reports its state through
+// $NOTIFY_SOCKET (notify.go). check validates a configuration, and the
+// backstores it names as serve would open them, and prints every error
+// with its line. import-lio prints the YAML equivalent
 // of a targetcli saveconfig.json.
 package main
 

@@ -4,21 +4,40 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/odxtgt/odxtgt/config"
 	"github.com/odxtgt/odxtgt/iscsi"
 	"github.com/odxtgt/odxtgt/metrics"
 	"github.com/odxtgt/odxtgt/rod"
+	"github.com/odxtgt/odxtgt/scsi"
 )
 
 // metricsReadTimeout bounds how long a scraper may take to send its
 // request.
 const metricsReadTimeout = 10 * time.Second
+
+// metricsLUs lists the logical units being served, by backstore name, for
+// a scrape: a reload may have added or removed some since the last.
+func (r *runtime) metricsLUs() []metrics.LU {
+	r.mu.Lock()
+	all := slices.Clone(r.all)
+	r.mu.Unlock()
+	slices.SortFunc(all, func(a, b *scsi.LU) int { return strings.Compare(a.Identity.Name, b.Identity.Name) })
+	lus := make([]metrics.LU, 0, len(all))
+	for _, lu := range all {
+		m := metrics.LU{Name: lu.Identity.Name, Stats: lu}
+		if p, ok := lu.Store.(*rod.Protected); ok {
+			m.Snapshots = p
+		}
+		lus = append(lus, m)
+	}
+	return lus
+}
 
 // startMetrics serves /metrics and /healthz on m.Listen, when set, for
 // the server srv running rt, and returns the function that stops the
@@ -28,14 +47,7 @@ func startMetrics(m config.Metrics, rt *runtime, srv *iscsi.Server, log *slog.Lo
 	if m.Listen == "" {
 		return func() {}, nil
 	}
-	src := metrics.Sources{Server: srv, Copies: rt.copies}
-	for _, name := range slices.Sorted(maps.Keys(rt.lus)) {
-		lu := metrics.LU{Name: name, Stats: rt.lus[name]}
-		if p, ok := rt.lus[name].Store.(*rod.Protected); ok {
-			lu.Snapshots = p
-		}
-		src.LUs = append(src.LUs, lu)
-	}
+	src := metrics.Sources{Server: srv, Copies: rt.copies, LUs: rt.metricsLUs}
 	healthy := func(ctx context.Context) error { return metrics.CheckPortals(ctx, srv.Addrs()) }
 	ln, err := net.Listen("tcp", m.Listen)
 	if err != nil {

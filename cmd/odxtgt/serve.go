@@ -30,6 +30,10 @@ type serveOptions struct {
 	logLevel   string
 	// metricsReady, if set, is told the metrics endpoint's address.
 	metricsReady func(net.Addr)
+	// reload delivers SIGHUP: re-read the configuration (reload.go);
+	// reloaded, if set, hears each reload's outcome (tests).
+	reload   <-chan os.Signal
+	reloaded func(error)
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
@@ -94,6 +98,10 @@ func runServe(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	o.reload = hup
 	if err := serve(ctx, o, log, nil); err != nil {
 		log.Error("odxtgt stopped", "err", err)
 		return 1
@@ -103,8 +111,9 @@ func runServe(args []string, stderr io.Writer) int {
 
 // serve runs the target until ctx is cancelled, then stops accepting,
 // lets in-flight commands finish (aborting them after shutdownGrace) and
-// flushes the backstores. ready, if set, is told the listen addresses once
-// the portals accept connections.
+// flushes the backstores; SIGHUP on o.reload reloads the configuration.
+// ready, if set, is told the listen addresses once the portals accept
+// connections.
 func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func([]net.Addr)) error {
 	cfg, err := loadConfig(o, log)
 	if err != nil {
@@ -137,13 +146,25 @@ func serve(ctx context.Context, o *serveOptions, log *slog.Logger, ready func([]
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
+	notifySystemd(log, "READY=1")
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-served:
-		log.Error("portal failed", "err", err)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case err = <-served:
+			log.Error("portal failed", "err", err)
+			break wait
+		case <-o.reload:
+			rerr := reloadConfig(o, log, rt, srv)
+			if o.reloaded != nil {
+				o.reloaded(rerr)
+			}
+		}
 	}
+	notifySystemd(log, "STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
