@@ -86,7 +86,8 @@ measure() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
 
-# workload NAME FIELD TOOL ARGS...: FIELD 1 = IOPS, 2 = MB/s. Prints the
+# workload NAME FIELD TOOL ARGS...: FIELD 1 = IOPS, 2 = MiB/s (iscsi-perf's
+# "MB/s" is bytes >> 20; load prints the same unit). Prints the
 # medians, the ratio, and IOPS per core used (median over the runs).
 workload() {
 	local name=$1 field=$2 tool=$3; shift 3
@@ -102,7 +103,7 @@ workload() {
 	tm=$(printf '%s\n' "${t[@]}" | median)
 	oem=$(printf '%s\n' "${oe[@]}" | median)
 	tem=$(printf '%s\n' "${te[@]}" | median)
-	local unit=IOPS; [ "$field" = 2 ] && unit=MB/s
+	local unit=IOPS; [ "$field" = 2 ] && unit=MiB/s
 	awk -v n="$name" -v u="$unit" -v o="$om" -v t="$tm" -v oe="$oem" -v te="$tem" -v os="${o[*]}" -v ts="${t[*]}" \
 		'BEGIN { printf "%-32s odxtgt %8d %s  tgt %8d %s  ratio %.2f | IOPS per core: odxtgt %d, tgt %d, ratio %.2f   (runs: odxtgt %s; tgt %s)\n",
 			n, o, u, t, u, (t ? o/t : 0), oe, te, (te ? oe/te : 0), os, ts }'
