@@ -572,8 +572,10 @@ func TestReviewPreemptAndAbortNoUAForLostNexus(t *testing.T) {
 	require.NoError(t, b.out("H", PROUTRequest{Action: PROUTReserve, Type: PRWriteExclusive, Key: kH}))
 	b.uas()
 	hd, od := make(chan struct{}), make(chan struct{})
-	Submit(&Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}, func(*Command) { close(hd) })
-	Submit(&Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}, func(*Command) { close(od) })
+	hc := &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}
+	oc := &Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}
+	Submit(hc, func(*Command) { close(hd) })
+	Submit(oc, func(*Command) { close(od) })
 	<-b.started
 	<-b.started
 
@@ -581,7 +583,9 @@ func TestReviewPreemptAndAbortNoUAForLostNexus(t *testing.T) {
 	go func() {
 		done <- b.out("R", PROUTRequest{Action: PROUTPreemptAndAbort, Type: PRExclusiveAccess, Key: kR, ServiceActionKey: kH})
 	}()
-	require.Eventually(t, func() bool { return b.state() == "R=2000* type=3" }, 10*time.Second, time.Millisecond)
+	<-hc.Context().Done() // both aborted: the PREEMPT AND ABORT waits for them
+	<-oc.Context().Done()
+	assert.Equal(t, "R=2000* type=3", b.state())
 	// H's task ends and H's nexus is lost while the PREEMPT AND ABORT
 	// still waits for O's task.
 	close(b.release)
@@ -682,4 +686,38 @@ func TestHostileInitiatorNameUA(t *testing.T) {
 	s := b.lu.TakeUA(e)
 	require.NotNil(t, s)
 	assert.Equal(t, ASCReservationsPreempted, s.Code)
+}
+
+// TestReviewClearTaskSetNoUAForLostNexus: CLEAR TASK SET has the same
+// wait as PREEMPT AND ABORT; a nexus lost during it gets no COMMANDS
+// CLEARED BY ANOTHER INITIATOR queued after its state was forgotten.
+func TestReviewClearTaskSetNoUAForLostNexus(t *testing.T) {
+	b := newPRBench(t)
+	b.uas()
+	hd, od := make(chan struct{}), make(chan struct{})
+	hc := &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}
+	oc := &Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}
+	Submit(hc, func(*Command) { close(hd) })
+	Submit(oc, func(*Command) { close(od) })
+	<-b.started
+	<-b.started
+	cleared := make(chan struct{})
+	go func() {
+		b.lu.ClearTaskSet(b.nexuses["R"])
+		close(cleared)
+	}()
+	<-hc.Context().Done() // both aborted: the clear waits for them
+	<-oc.Context().Done()
+	close(b.release)
+	<-hd
+	b.lu.nexusLost(b.nexuses["H"])
+	close(b.release2)
+	<-od
+	<-cleared
+
+	b.lu.mu.Lock()
+	_, stale := b.lu.ua[b.nexuses["H"].Key()]
+	b.lu.mu.Unlock()
+	assert.False(t, stale, "a unit attention was queued for the lost nexus H")
+	assert.Equal(t, "O:2F00", b.uas())
 }
