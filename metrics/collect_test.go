@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,4 +267,49 @@ func TestCheckPortals(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "portal "+addr.String()+" does not accept connections")
 	require.Error(t, CheckPortals(ctx, nil))
+}
+
+// TestReviewHealthzProbesOncePerBurst: /healthz dials every portal, and
+// each dial is a connection the target accepts and counts against
+// max_connections and max_connections_per_ip; concurrent requests share
+// one probe instead of each making its own, so a burst of scrapes cannot
+// turn into a burst of connections to the target.
+func TestReviewHealthzProbesOncePerBurst(t *testing.T) {
+	var probes atomic.Int32
+	release := make(chan struct{})
+	entered := make(chan struct{}, 16)
+	h := Handler(prometheus.NewRegistry(), func(context.Context) error {
+		probes.Add(1)
+		entered <- struct{}{}
+		<-release
+		return nil
+	})
+	var arrived atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	defer ts.Close()
+	const n = 8
+	codes := make(chan int, n)
+	for range n {
+		go func() {
+			resp, err := http.Get(ts.URL + "/healthz")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	<-entered
+	// Every request reaches the handler while the first probe runs.
+	require.Eventually(t, func() bool { return arrived.Load() == n }, 10*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // and gets past the arrival count
+	close(release)
+	for range n {
+		assert.Equal(t, http.StatusOK, <-codes)
+	}
+	assert.Equal(t, int32(1), probes.Load(), "probes for %d concurrent /healthz requests", n)
 }

@@ -172,7 +172,9 @@ func (lu *LU) abortPreempted(cmd *Command, regs []Registration) {
 	waitUnless(cmd.Context(), waits)
 	lu.mu.Lock()
 	for key := range keys {
-		if cmd.Nexus == nil || key != cmd.Nexus.Key() {
+		// A nexus lost during the wait has had its state forgotten: a
+		// unit attention queued now would outlive it.
+		if lu.seen[key] && (cmd.Nexus == nil || key != cmd.Nexus.Key()) {
 			lu.queueUALocked(key, ASCCommandsClearedByAnotherInit)
 		}
 	}

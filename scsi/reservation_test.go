@@ -22,8 +22,10 @@ import (
 type prBench struct {
 	lu      *LU
 	nexuses map[string]*Nexus
-	started chan struct{} // a BLOCKER (C0h) or STUBBORN (C8h) began
-	release chan struct{} // closed, it lets a STUBBORN end
+	started chan struct{} // a BLOCKER (C0h) or STUBBORN (C8h, C9h) began
+	release chan struct{} // closed, it lets a STUBBORN (C8h) end
+	// release2, closed, lets a STUBBORN (C9h) end.
+	release2 chan struct{}
 }
 
 const (
@@ -39,7 +41,8 @@ var prTypes = []ReservationType{PRWriteExclusive, PRExclusiveAccess, PRWriteExcl
 
 func newPRBench(t *testing.T) *prBench {
 	t.Helper()
-	b := &prBench{nexuses: map[string]*Nexus{}, started: make(chan struct{}, 8), release: make(chan struct{})}
+	b := &prBench{nexuses: map[string]*Nexus{}, started: make(chan struct{}, 8), release: make(chan struct{}),
+		release2: make(chan struct{})}
 	ok := func(*Command) error { return nil }
 	table, err := NewTable(CommandSet{Commands: []CommandDesc{
 		{Name: "TEST UNIT READY", Opcode: 0x00, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: ok},
@@ -66,6 +69,11 @@ func newPRBench(t *testing.T) *prBench {
 			// Outlives its abort until released.
 			b.started <- struct{}{}
 			<-b.release
+			return TaskAborted()
+		}},
+		{Name: "STUBBORN", Opcode: 0xC9, Usage: []byte{0xFF, 0, 0, 0, 0, 0}, Handler: func(c *Command) error {
+			b.started <- struct{}{}
+			<-b.release2
 			return TaskAborted()
 		}},
 	}})
@@ -550,6 +558,50 @@ func TestPreemptAndAbortAbortedWhileWaiting(t *testing.T) {
 	assert.Equal(t, "R=2000* type=3", b.state())
 }
 
+// TestReviewPreemptAndAbortNoUAForLostNexus: a nexus that PREEMPT AND
+// ABORT took tasks from, and that was lost while the PREEMPT AND ABORT
+// still waited for another nexus's task, gets no COMMANDS CLEARED BY
+// ANOTHER INITIATOR queued after its state was forgotten: that entry
+// would outlive the nexus (one per nexus a peer can make and lose) and
+// come before I_T NEXUS LOSS OCCURRED when it returns.
+func TestReviewPreemptAndAbortNoUAForLostNexus(t *testing.T) {
+	b := newPRBench(t)
+	require.NoError(t, b.out("H", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kH}))
+	require.NoError(t, b.out("O", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kH}))
+	require.NoError(t, b.out("R", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kR}))
+	require.NoError(t, b.out("H", PROUTRequest{Action: PROUTReserve, Type: PRWriteExclusive, Key: kH}))
+	b.uas()
+	hd, od := make(chan struct{}), make(chan struct{})
+	hc := &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}
+	oc := &Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}
+	Submit(hc, func(*Command) { close(hd) })
+	Submit(oc, func(*Command) { close(od) })
+	<-b.started
+	<-b.started
+
+	done := make(chan error, 1)
+	go func() {
+		done <- b.out("R", PROUTRequest{Action: PROUTPreemptAndAbort, Type: PRExclusiveAccess, Key: kR, ServiceActionKey: kH})
+	}()
+	<-hc.Context().Done() // both aborted: the PREEMPT AND ABORT waits for them
+	<-oc.Context().Done()
+	assert.Equal(t, "R=2000* type=3", b.state())
+	// H's task ends and H's nexus is lost while the PREEMPT AND ABORT
+	// still waits for O's task.
+	close(b.release)
+	<-hd
+	b.lu.nexusLost(b.nexuses["H"])
+	close(b.release2)
+	<-od
+	require.NoError(t, <-done)
+
+	b.lu.mu.Lock()
+	_, stale := b.lu.ua[b.nexuses["H"].Key()]
+	b.lu.mu.Unlock()
+	assert.False(t, stale, "a unit attention was queued for the lost nexus H")
+	assert.Equal(t, "O:2A05 O:2F00", b.uas())
+}
+
 // TestRegisterSpecIPTAndAllTargetPorts registers TransportIDs with
 // SPEC_I_PT, on every target port with ALL_TG_PT, and bounds the number
 // of registrations.
@@ -634,4 +686,38 @@ func TestHostileInitiatorNameUA(t *testing.T) {
 	s := b.lu.TakeUA(e)
 	require.NotNil(t, s)
 	assert.Equal(t, ASCReservationsPreempted, s.Code)
+}
+
+// TestReviewClearTaskSetNoUAForLostNexus: CLEAR TASK SET has the same
+// wait as PREEMPT AND ABORT; a nexus lost during it gets no COMMANDS
+// CLEARED BY ANOTHER INITIATOR queued after its state was forgotten.
+func TestReviewClearTaskSetNoUAForLostNexus(t *testing.T) {
+	b := newPRBench(t)
+	b.uas()
+	hd, od := make(chan struct{}), make(chan struct{})
+	hc := &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}
+	oc := &Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}
+	Submit(hc, func(*Command) { close(hd) })
+	Submit(oc, func(*Command) { close(od) })
+	<-b.started
+	<-b.started
+	cleared := make(chan struct{})
+	go func() {
+		b.lu.ClearTaskSet(b.nexuses["R"])
+		close(cleared)
+	}()
+	<-hc.Context().Done() // both aborted: the clear waits for them
+	<-oc.Context().Done()
+	close(b.release)
+	<-hd
+	b.lu.nexusLost(b.nexuses["H"])
+	close(b.release2)
+	<-od
+	<-cleared
+
+	b.lu.mu.Lock()
+	_, stale := b.lu.ua[b.nexuses["H"].Key()]
+	b.lu.mu.Unlock()
+	assert.False(t, stale, "a unit attention was queued for the lost nexus H")
+	assert.Equal(t, "O:2F00", b.uas())
 }

@@ -268,7 +268,8 @@ func (lu *LU) ClearTaskSet(n *Nexus) {
 	wait(waits)
 	lu.mu.Lock()
 	for key := range keys {
-		if key != n.Key() {
+		// Not for a nexus lost during the wait (see abortPreempted).
+		if lu.seen[key] && key != n.Key() {
 			lu.queueUALocked(key, ASCCommandsClearedByAnotherInit)
 		}
 	}

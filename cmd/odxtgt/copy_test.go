@@ -232,3 +232,59 @@ targets:
 	require.Equal(t, scsi.StatusCheckCondition, r.Status)
 	assert.Equal(t, scsi.ASC(0x2305), r.Sense.Code)
 }
+
+// TestReviewWriteSameUnmapToEndKeepsToken: WRITE SAME (16) with UNMAP, a
+// block that is not zeroes and NUMBER OF LOGICAL BLOCKS zero deallocates
+// from the LBA through the last block, across the range a live ROD token
+// represents; the token still writes the data as it was at POPULATE
+// TOKEN, and the source reads as zeroes.
+func TestReviewWriteSameUnmapToEndKeepsToken(t *testing.T) {
+	dir := t.TempDir()
+	yaml := `
+backstores:
+  - {name: a, type: file, path: ` + filepath.Join(dir, "a.img") + `, size: 1MiB}
+  - {name: b, type: memory, size: 1MiB}
+targets:
+  - iqn: iqn.2025-01.io.odxtgt:odx
+    portals: ["127.0.0.1:0"]
+    luns: [{lun: 0, backstore: a}, {lun: 1, backstore: b}]
+`
+	st := startServe(t, &serveOptions{configPath: writeConfig(t, dir, yaml), logFormat: "text", logLevel: "info"})
+	s := dialAndClear(t, st.addr, "iqn.2025-01.io.odxtgt:odx", 0, 1)
+	old := bytes.Repeat([]byte("old data"), 64*512/8)
+	require.Equal(t, scsi.StatusGood, command(t, s, initiator.Request{CDB: rw10(0x2A, 1000, 64), DataOut: old}).Status)
+
+	pt := make([]byte, 16)
+	binary.BigEndian.PutUint16(pt[14:], 16)
+	pt = append(pt, rangeDesc(1000, 64)...)
+	binary.BigEndian.PutUint16(pt, uint16(len(pt)-2))
+	r := command(t, s, initiator.Request{CDB: tokenCmdCDB(0x10, 0x201, len(pt)), DataOut: pt})
+	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+	r = command(t, s, initiator.Request{CDB: rrtiCDB(0x201), ReadLen: 4096})
+	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+	info := r.DataIn
+	off := 32 + int(info[13])
+	require.GreaterOrEqual(t, len(info), off+6+512)
+	token := info[off+6 : off+6+512]
+
+	// WRITE SAME (16), UNMAP, from LBA 990 through the last block (2047).
+	ws := make([]byte, 16)
+	ws[0], ws[1] = 0x93, 0x08
+	binary.BigEndian.PutUint64(ws[2:], 990)
+	r = command(t, s, initiator.Request{CDB: ws, DataOut: bytes.Repeat([]byte{0x5A}, 512)})
+	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+	r = command(t, s, initiator.Request{CDB: rw10(0x28, 2047, 1), ReadLen: 512})
+	require.Equal(t, scsi.StatusGood, r.Status)
+	assert.Equal(t, make([]byte, 512), r.DataIn, "the last block was deallocated and reads as zeroes")
+
+	wut := make([]byte, 536)
+	copy(wut[16:], token)
+	binary.BigEndian.PutUint16(wut[534:], 16)
+	wut = append(wut, rangeDesc(200, 64)...)
+	binary.BigEndian.PutUint16(wut, uint16(len(wut)-2))
+	r = command(t, s, initiator.Request{LUN: 1, CDB: tokenCmdCDB(0x11, 9, len(wut)), DataOut: wut})
+	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
+	r = command(t, s, initiator.Request{LUN: 1, CDB: rw10(0x28, 200, 64), ReadLen: len(old)})
+	require.Equal(t, scsi.StatusGood, r.Status)
+	assert.Equal(t, old, r.DataIn, "WRITE USING TOKEN wrote the data as it was at POPULATE TOKEN")
+}

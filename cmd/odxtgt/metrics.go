@@ -18,8 +18,14 @@ import (
 )
 
 // metricsReadTimeout bounds how long a scraper may take to send its
-// request.
-const metricsReadTimeout = 10 * time.Second
+// request; metricsIdleTimeout how long a keep-alive connection may stay
+// quiet between requests; metricsWriteTimeout how long serving one
+// request, health check included, may take.
+const (
+	metricsReadTimeout  = 10 * time.Second
+	metricsIdleTimeout  = time.Minute
+	metricsWriteTimeout = 30 * time.Second
+)
 
 // metricsLUs lists the logical units being served, by backstore name, for
 // a scrape: a reload may have added or removed some since the last.
@@ -53,11 +59,7 @@ func startMetrics(m config.Metrics, rt *runtime, srv *iscsi.Server, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen: %w", err)
 	}
-	hs := &http.Server{
-		Handler:           metrics.Handler(metrics.NewRegistry(src), healthy),
-		ReadHeaderTimeout: metricsReadTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := newMetricsServer(metrics.Handler(metrics.NewRegistry(src), healthy), log)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -73,4 +75,17 @@ func startMetrics(m config.Metrics, rt *runtime, srv *iscsi.Server, log *slog.Lo
 		_ = hs.Shutdown(ctx)
 		<-served
 	}, nil
+}
+
+// newMetricsServer returns the HTTP server of the metrics endpoint: every
+// phase of a connection is bounded in time, so connections a client
+// opens and leaves do not pile up.
+func newMetricsServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: metricsReadTimeout,
+		IdleTimeout:       metricsIdleTimeout,
+		WriteTimeout:      metricsWriteTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }

@@ -158,3 +158,15 @@ func TestServeMetricsListenInUse(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "metrics.listen")
 }
+
+// TestReviewMetricsServerBoundsIdleConnections: a scraper's keep-alive
+// connection that goes quiet after a request is closed after a while,
+// and a response that cannot be written ends, so connections to the
+// endpoint cannot pile up (ReadHeaderTimeout only covers the wait for a
+// request's headers).
+func TestReviewMetricsServerBoundsIdleConnections(t *testing.T) {
+	hs := newMetricsServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	assert.Positive(t, hs.ReadHeaderTimeout)
+	assert.Positive(t, hs.IdleTimeout)
+	assert.Positive(t, hs.WriteTimeout)
+}

@@ -57,7 +57,11 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # measure WHO TOOL ARGS...: one run against odxtgt or tgt with iscsi-perf
 # (TOOL perf) or load (TOOL load); prints "IOPS MBPS CORES", CORES being
-# the target's CPU time over the run's wall time.
+# the target's CPU time over the run's length ($secs, the time IOPS is
+# averaged over: the tool's start-up, login and logout are not part of
+# it, so counting them as wall time would understate CORES). Fails, so
+# that the caller dies, when the tool printed no result: a failed run
+# must not enter the medians as 0.
 measure() {
 	local who=$1 tool=$2; shift 2
 	local pid url addr target lun
@@ -66,30 +70,32 @@ measure() {
 	else
 		pid=$TGTD_PID url=$tgt_url addr=127.0.0.1:$TGT_PORT target=$TGT_IQN lun=1
 	fi
-	local c0 t0 r c1 t1
-	c0=$(cpu_ticks "$pid") t0=$(date +%s.%N)
+	local c0 r c1
+	c0=$(cpu_ticks "$pid")
 	if [ "$tool" = perf ]; then
 		r=$(timeout -s KILL $((secs + 15)) iscsi-perf "$@" -t "$secs" "$url" 2>&1 |
 			tr '\r' '\n' | sed -n 's/.*iops average \([0-9]*\) (\([0-9]*\) MB\/s).*/\1 \2/p' | tail -n1)
 	else
 		r=$(timeout -s KILL $((secs + 15)) "$work/load" -addr "$addr" -target "$target" -lun "$lun" -seconds "$secs" "$@" | cut -d' ' -f1,2)
 	fi
-	c1=$(cpu_ticks "$pid") t1=$(date +%s.%N)
-	awk -v r="${r:-0 0}" -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" \
-		'BEGIN { printf "%s %.3f\n", r, c / hz / (t1 - t0) }'
+	c1=$(cpu_ticks "$pid")
+	[ -n "$r" ] || return 1
+	awk -v r="$r" -v c="$((c1 - c0))" -v hz="$hz" -v secs="$secs" \
+		'BEGIN { printf "%s %.3f\n", r, c / hz / secs }'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
 
-# workload NAME FIELD TOOL ARGS...: FIELD 1 = IOPS, 2 = MB/s. Prints the
+# workload NAME FIELD TOOL ARGS...: FIELD 1 = IOPS, 2 = MiB/s (iscsi-perf's
+# "MB/s" is bytes >> 20; load prints the same unit). Prints the
 # medians, the ratio, and IOPS per core used (median over the runs).
 workload() {
 	local name=$1 field=$2 tool=$3; shift 3
 	local o=() t=() oe=() te=() i r
 	for i in $(seq 1 $reps); do
-		r=$(measure odxtgt "$tool" "$@")
+		r=$(measure odxtgt "$tool" "$@") || die "$name: the $tool run against odxtgt gave no result"
 		o+=("$(cut -d' ' -f"$field" <<<"$r")") oe+=("$(awk '{print ($3 > 0 ? $1 / $3 : 0)}' <<<"$r")")
-		r=$(measure tgt "$tool" "$@")
+		r=$(measure tgt "$tool" "$@") || die "$name: the $tool run against tgt gave no result"
 		t+=("$(cut -d' ' -f"$field" <<<"$r")") te+=("$(awk '{print ($3 > 0 ? $1 / $3 : 0)}' <<<"$r")")
 	done
 	local om tm oem tem
@@ -97,7 +103,7 @@ workload() {
 	tm=$(printf '%s\n' "${t[@]}" | median)
 	oem=$(printf '%s\n' "${oe[@]}" | median)
 	tem=$(printf '%s\n' "${te[@]}" | median)
-	local unit=IOPS; [ "$field" = 2 ] && unit=MB/s
+	local unit=IOPS; [ "$field" = 2 ] && unit=MiB/s
 	awk -v n="$name" -v u="$unit" -v o="$om" -v t="$tm" -v oe="$oem" -v te="$tem" -v os="${o[*]}" -v ts="${t[*]}" \
 		'BEGIN { printf "%-32s odxtgt %8d %s  tgt %8d %s  ratio %.2f | IOPS per core: odxtgt %d, tgt %d, ratio %.2f   (runs: odxtgt %s; tgt %s)\n",
 			n, o, u, t, u, (t ? o/t : 0), oe, te, (te ? oe/te : 0), os, ts }'

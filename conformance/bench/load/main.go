@@ -4,8 +4,9 @@
 // session, each keeping one command in flight, for -seconds. The offsets
 // are random (seeded, aligned to -bs) or, with -seq, each worker walks its
 // own stretch of the LUN in order; -read is the percentage of reads. It
-// prints one line: "IOPS MBPS P99_MS", the 99th percentile of the command
-// latencies in milliseconds.
+// prints one line: "IOPS MIBPS P99_MS", MIBPS in MiB/s (2^20 bytes, the
+// unit of iscsi-perf's "MB/s", which io.sh puts beside it) and the 99th
+// percentile of the command latencies in milliseconds.
 //
 //	load -addr 127.0.0.1:3260 -target IQN -lun 0 -bs 4096 -qd 32 -read 70 -seconds 8
 package main
@@ -143,9 +144,13 @@ func run(o options) error {
 	for _, b := range bytesDone {
 		total += b
 	}
-	fmt.Printf("%.0f %.1f %.3f\n", float64(len(all))/elapsed, float64(total)/elapsed/1e6, p99.Seconds()*1000)
+	fmt.Printf("%.0f %.1f %.3f\n", float64(len(all))/elapsed, mibPerSecond(total, elapsed), p99.Seconds()*1000)
 	return nil
 }
+
+// mibPerSecond is the throughput of n bytes moved in secs seconds, in
+// MiB/s.
+func mibPerSecond(n int64, secs float64) float64 { return float64(n) / secs / (1 << 20) }
 
 // capacity reads the number of blocks and the block size with READ
 // CAPACITY (16).
