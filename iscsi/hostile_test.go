@@ -97,17 +97,25 @@ func (h *hostile) checkAliveFrom(ip net.IP) {
 	s, err := initiator.Login(ctx, nc, initiator.Config{InitiatorName: h.initiatorName(), TargetName: hostileTarget})
 	require.NoError(t, err, "a new session logs in")
 	defer s.Close()
-	// The first command of a new nexus may report the power-on unit
-	// attention.
-	_, err = s.Command(ctx, initiator.Request{CDB: rw10(0x28, 0, 1), ReadLen: 512})
-	require.NoError(t, err)
+	// A new nexus reports the power-on unit attention; a reset that the
+	// attack's last task management functions made while this session
+	// logged in reports another. A host retries them.
+	pastUA := func(req initiator.Request) *initiator.Response {
+		for range 4 {
+			resp, err := s.Command(ctx, req)
+			require.NoError(t, err)
+			if resp.Status != scsi.StatusCheckCondition || resp.Sense == nil || resp.Sense.Key != scsi.UnitAttention {
+				return resp
+			}
+		}
+		t.Fatalf("CDB % x: unit attentions without end", req.CDB)
+		return nil
+	}
 	data := make([]byte, 512)
 	data[0] = 0xA5
-	resp, err := s.Command(ctx, initiator.Request{CDB: rw10(0x2A, 100, 1), DataOut: data})
-	require.NoError(t, err)
-	require.Equal(t, scsi.StatusGood, resp.Status, "a 512-byte write succeeds")
-	resp, err = s.Command(ctx, initiator.Request{CDB: rw10(0x28, 100, 1), ReadLen: 512})
-	require.NoError(t, err)
+	resp := pastUA(initiator.Request{CDB: rw10(0x2A, 100, 1), DataOut: data})
+	require.Equal(t, scsi.StatusGood, resp.Status, "a 512-byte write succeeds: %v", resp.Sense)
+	resp = pastUA(initiator.Request{CDB: rw10(0x28, 100, 1), ReadLen: 512})
 	require.Equal(t, scsi.StatusGood, resp.Status)
 	require.Equal(t, data, resp.DataIn)
 	require.NoError(t, s.Logout(ctx, initiator.LogoutCloseSession))
