@@ -2,6 +2,7 @@ package rod
 
 import (
 	"context"
+	"time"
 
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -30,7 +31,9 @@ func (m *Manager) Execute(cmd *scsi.Command, id uint32, usage ListIDUsage, sa by
 	}
 	req := Request{Nexus: cmd.Nexus, LU: lu, DSense: lu.Mode().DSense}
 	finish := func() (scsi.Status, *scsi.Sense) {
+		stopProgress := m.logProgress(l)
 		s := work(ctx, l, req)
+		stopProgress()
 		status := scsi.StatusGood
 		switch {
 		case s == nil:
@@ -68,4 +71,27 @@ func (m *Manager) Execute(cmd *scsi.Command, id uint32, usage ListIDUsage, sa by
 		return s
 	}
 	return nil
+}
+
+// logProgress logs, every progress interval until stop is called, how far
+// list l got: one line per long copy, POPULATE TOKEN or WRITE USING TOKEN
+// every few seconds, none for the short ones.
+func (m *Manager) logProgress(l *List) (stop func()) {
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(m.progress)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				m.log.Info("copy in progress", "list_id", l.key.id, "service_action", l.ServiceAction,
+					"segments", l.segments.Load(), "bytes", l.bytes.Load(), "blocks", l.blocks.Load(),
+					"elapsed", time.Since(start).Round(time.Millisecond))
+			}
+		}
+	}()
+	return func() { close(done) }
 }

@@ -28,7 +28,14 @@ type Config struct {
 	BufferBytes int
 	// Tokens configures ROD tokens (POPULATE TOKEN, WRITE USING TOKEN).
 	Tokens TokenConfig
+	// ProgressInterval is how often a copy that is still running logs
+	// how far it got; zero means DefaultProgressInterval.
+	ProgressInterval time.Duration
 }
+
+// DefaultProgressInterval is how often long copies log their progress by
+// default.
+const DefaultProgressInterval = 5 * time.Second
 
 // DefaultBufferBytes is the memory buffered copies share by default.
 const DefaultBufferBytes = 64 << 20
@@ -40,7 +47,8 @@ type Manager struct {
 	log      *slog.Logger
 	cross    func() []*scsi.LU
 	ttl      time.Duration
-	buffers  chan []byte // pooled copy buffers, bounded in number
+	progress time.Duration // see Config.ProgressInterval
+	buffers  chan []byte   // pooled copy buffers, bounded in number
 	now      func() time.Time
 	tcfg     TokenConfig
 	tok      *tokens
@@ -70,12 +78,13 @@ func NewManager(cfg Config) *Manager {
 	}
 	n := max(cmp.Or(cfg.BufferBytes, DefaultBufferBytes)/bufferSize, 2)
 	m := &Manager{
-		log:     log,
-		cross:   cfg.CrossTarget,
-		ttl:     cmp.Or(cfg.HeldListTimeout, DefaultHeldListTimeout),
-		buffers: make(chan []byte, n),
-		now:     time.Now,
-		lists:   map[listKey]*List{},
+		log:      log,
+		cross:    cfg.CrossTarget,
+		ttl:      cmp.Or(cfg.HeldListTimeout, DefaultHeldListTimeout),
+		progress: cmp.Or(cfg.ProgressInterval, DefaultProgressInterval),
+		buffers:  make(chan []byte, n),
+		now:      time.Now,
+		lists:    map[listKey]*List{},
 	}
 	for range n {
 		m.buffers <- nil // allocated on first use

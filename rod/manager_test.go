@@ -2,7 +2,9 @@ package rod
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -400,4 +402,25 @@ func TestFinishOfDroppedListKeepsSuccessor(t *testing.T) {
 		r.m.Finish(l, scsi.StatusTaskAborted, nil)
 		require.Zero(t, r.m.Running())
 	}
+}
+
+// A list still running logs how far it got every progress interval, and
+// stops once it ends.
+func TestLongCopyLogsProgress(t *testing.T) {
+	var logs logBuffer
+	m := NewManager(Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), ProgressInterval: 5 * time.Millisecond})
+	l := &List{key: listKey{id: 7}, ServiceAction: 0x11}
+	l.segments.Store(2)
+	l.bytes.Store(1 << 20)
+	lines := func() int {
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		return strings.Count(logs.buf.String(), `"msg":"copy in progress","list_id":7,"service_action":17,"segments":2,"bytes":1048576`)
+	}
+	stop := m.logProgress(l)
+	require.Eventually(t, func() bool { return lines() >= 2 }, 5*time.Second, time.Millisecond)
+	stop()
+	n := lines()
+	time.Sleep(30 * time.Millisecond)
+	require.Equal(t, n, lines(), "no progress line after the list ended")
 }
