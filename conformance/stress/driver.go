@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/odxtgt/odxtgt/iscsi/initiator"
@@ -33,15 +35,17 @@ const (
 	OpExtendedCopy
 	OpPopulateToken // with RECEIVE ROD TOKEN INFORMATION
 	OpWriteUsingToken
+	OpSyncCache // SYNCHRONIZE CACHE (10) of the whole LU
 	numOps
 )
 
 var opNames = [numOps]string{
 	"READ (10)", "READ (16)", "WRITE (10)", "WRITE (16)", "COMPARE AND WRITE", "COMPARE AND WRITE (lock)",
 	"WRITE SAME (16)", "WRITE SAME (16) UNMAP", "UNMAP", "EXTENDED COPY", "POPULATE TOKEN", "WRITE USING TOKEN",
+	"SYNCHRONIZE CACHE (10)",
 }
 
-var opWeights = [numOps]int{10, 10, 8, 8, 4, 6, 3, 3, 3, 6, 4, 5}
+var opWeights = [numOps]int{10, 10, 8, 8, 4, 6, 3, 3, 3, 6, 4, 5, 2}
 
 func (o Op) String() string {
 	if o >= 0 && o < numOps {
@@ -76,10 +80,37 @@ type Config struct {
 	Exclude map[Op]bool
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
+	// Crash, if set, makes the run a crash test: see [Crash].
+	Crash *Crash
 
 	// sabotage, if set, runs between the operations and the final
 	// verification (tests of the checker itself).
 	sabotage func(ctx context.Context, workers []*session) error
+}
+
+// Crash turns a run into rounds that each end in a crash of the target:
+// the workers issue operations until, at a moment drawn from the seed
+// between a third of Duration and Duration, Run calls Kill, which must end
+// the target at once (SIGKILL). Every command the target acknowledged
+// before it died must then read back as written, and every block a write,
+// copy or WRITE USING TOKEN in flight at the kill covered must read back
+// as its old or its new content, whole: the target keeps no data of its
+// own in memory (writes go to the file with pwrite, whose data the kernel
+// holds for a dead process as for a live one), so a process crash loses
+// nothing acknowledged, whatever the write cache, FUA or SYNCHRONIZE CACHE
+// said; those decide only what survives a power loss, which a process
+// kill cannot show. Run then calls Restart, which must start the target
+// again on the same files (memory LUs lose their data: use file LUs only)
+// and return its portal, logs every session in again, verifies all
+// regions and goes on with the next round. Tokens do not survive the
+// restart: the pool is emptied.
+type Crash struct {
+	// Rounds is the number of kills (default 1).
+	Rounds int
+	// Kill ends the target.
+	Kill func() error
+	// Restart starts it again and returns the portal it listens on.
+	Restart func(ctx context.Context) (string, error)
 }
 
 // Stats counts what a run did.
@@ -92,6 +123,10 @@ type Stats struct {
 	Retries              int                   // commands retried after BUSY, TASK SET FULL or a unit attention
 	Skipped              int                   // operations skipped (UNMAP unsupported, resources)
 	LockWins, LockLosses int
+	Interrupted          int // commands cut short by a crash of the target
+	UnknownOld           int // blocks of such commands read back with their old content
+	UnknownNew           int // with one of their new contents
+	Crashes              int
 }
 
 func (s *Stats) String() string {
@@ -105,6 +140,9 @@ func (s *Stats) String() string {
 	}
 	fmt.Fprintf(&b, "truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
 		s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	if s.Crashes > 0 {
+		fmt.Fprintf(&b, " crashes=%d interrupted=%d unknown-blocks-old=%d unknown-blocks-new=%d", s.Crashes, s.Interrupted, s.UnknownOld, s.UnknownNew)
+	}
 	return b.String()
 }
 
@@ -120,6 +158,9 @@ func (s *Stats) add(o *Stats) {
 	s.Skipped += o.Skipped
 	s.LockWins += o.LockWins
 	s.LockLosses += o.LockLosses
+	s.Interrupted += o.Interrupted
+	s.UnknownOld += o.UnknownOld
+	s.UnknownNew += o.UnknownNew
 }
 
 // Failure is a difference between the target and the model, or a command
@@ -173,16 +214,22 @@ type token struct {
 
 // run is the shared state of one Run.
 type run struct {
-	cfg     Config
-	lus     []*lu
-	region  uint64 // blocks per session per LU
-	base    uint64 // first block of session 0's region
-	tokMu   sync.Mutex
-	tokens  []*token
-	lock    *lockState
-	statsMu sync.Mutex
-	stats   Stats
+	cfg    Config
+	lus    []*lu
+	region uint64 // blocks per session per LU
+	base   uint64 // first block of session 0's region
+	tokMu  sync.Mutex
+	tokens []*token
+	lock   *lockState
+	stats  Stats
+	// down is set just before a crash: a command failing from then on
+	// was cut short by it.
+	down atomic.Bool
 }
+
+// errInterrupted is what a command returns when the target crashed under
+// it.
+var errInterrupted = errors.New("stress: the target crashed")
 
 const (
 	tokenTimeout = 5 // seconds, the POPULATE TOKEN inactivity timeout
@@ -236,24 +283,20 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 		return nil, err
 	}
 
+	defer func() {
+		for _, s := range sessions {
+			r.stats.add(&s.stats)
+		}
+	}()
+	if cfg.Crash != nil {
+		if err := r.crashRounds(ctx, sessions); err != nil {
+			return &r.stats, err
+		}
+		return &r.stats, r.lock.final(ctx, sessions[0])
+	}
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	errs := make([]error, len(sessions))
-	var wg sync.WaitGroup
-	for i, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Commands run under ctx, not runCtx: a command cut short by the
-			// end of the run would go on in the target unseen by the model.
-			if err := s.loop(runCtx, ctx); err != nil {
-				errs[i] = err
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	if err := firstFailure(errs); err != nil {
+	if err := r.phase(runCtx, ctx, sessions); err != nil {
 		return &r.stats, err
 	}
 	if cfg.sabotage != nil {
@@ -262,6 +305,41 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 		}
 	}
 	// Final verification: every region of every LU, and the lock blocks.
+	if err := r.verify(ctx, sessions); err != nil {
+		return &r.stats, err
+	}
+	if err := r.lock.final(ctx, sessions[0]); err != nil {
+		return &r.stats, err
+	}
+	return &r.stats, nil
+}
+
+// phase runs every worker's loop until stop ends or one fails; commands
+// run under ctx, not stop: a command cut short by the end of the phase
+// would go on in the target unseen by the model.
+func (r *run) phase(stop, ctx context.Context, sessions []*session) error {
+	stop, cancel := context.WithCancel(stop)
+	defer cancel()
+	errs := make([]error, len(sessions))
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.loop(stop, ctx); err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstFailure(errs)
+}
+
+// verify reads every worker's regions and checks them against the model.
+func (r *run) verify(ctx context.Context, sessions []*session) error {
+	errs := make([]error, len(sessions))
+	var wg sync.WaitGroup
 	for i, s := range sessions {
 		wg.Add(1)
 		go func() {
@@ -270,13 +348,63 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 		}()
 	}
 	wg.Wait()
-	if err := firstFailure(errs); err != nil {
-		return &r.stats, err
+	return firstFailure(errs)
+}
+
+// crashRounds runs the rounds of a crash test (see [Crash]).
+func (r *run) crashRounds(ctx context.Context, sessions []*session) error {
+	c := r.cfg.Crash
+	rng := rand.New(rand.NewPCG(r.cfg.Seed, 1<<32))
+	for round := range max(c.Rounds, 1) {
+		at := r.cfg.Duration/3 + time.Duration(rng.Int64N(int64(r.cfg.Duration*2/3)+1))
+		killed := make(chan error, 1)
+		timer := time.AfterFunc(at, func() {
+			r.down.Store(true)
+			killed <- c.Kill()
+		})
+		// The workers stop when the crash cuts their commands short.
+		err := r.phase(ctx, ctx, sessions)
+		if timer.Stop() {
+			return err // a failure before the kill
+		}
+		if kerr := <-killed; kerr != nil {
+			return kerr
+		}
+		if err != nil {
+			return err
+		}
+		r.stats.Crashes++
+		r.cfg.Logf("stress: round %d: killed the target after %v", round, at.Round(time.Millisecond))
+		for _, s := range sessions {
+			if s.sub == 0 {
+				s.conn.Close()
+			}
+		}
+		addr, err := c.Restart(ctx)
+		if err != nil {
+			return err
+		}
+		r.cfg.Addr = addr
+		r.down.Store(false)
+		r.tokMu.Lock()
+		r.tokens = nil
+		r.tokMu.Unlock()
+		for i := range r.cfg.Sessions {
+			conn, err := r.dial(ctx, i)
+			if err != nil {
+				return err
+			}
+			for _, s := range sessions {
+				if s.sess == i {
+					s.conn = conn
+				}
+			}
+		}
+		if err := r.verify(ctx, sessions); err != nil {
+			return err
+		}
 	}
-	if err := r.lock.final(ctx, sessions[0]); err != nil {
-		return &r.stats, err
-	}
-	return &r.stats, nil
+	return nil
 }
 
 // firstFailure prefers a model failure to the context errors other
@@ -433,6 +561,61 @@ type session struct {
 	op    Op
 	stats Stats
 	hist  []change
+	// pending are the model updates of the command in flight, made when
+	// it completes.
+	pending []pendingWrite
+	// unknown holds, for each block of the worker's regions that a
+	// command cut short by a crash covered, the contents it may hold
+	// besides the model's; the next read settles it.
+	unknown map[blockKey][][]byte
+}
+
+type blockKey struct{ lun, lba uint64 }
+
+// pendingWrite is data a command in flight writes at lba of l.
+type pendingWrite struct {
+	l     *lu
+	lba   uint64
+	data  []byte
+	extra string
+}
+
+// expect notes that the command about to be sent writes data at lba.
+func (s *session) expect(l *lu, lba uint64, data []byte, extra string) {
+	s.pending = append(s.pending, pendingWrite{l, lba, data, extra})
+}
+
+// settle applies the pending writes, in order, to the model: the command
+// completed.
+func (s *session) settle() {
+	for _, p := range s.pending {
+		n := len(p.data) / BlockSize
+		s.touch(p.l, p.lba, n, p.extra)
+		copy(p.l.at(p.lba, n), p.data)
+		for i := range uint64(n) {
+			delete(s.unknown, blockKey{p.l.num, p.lba + i})
+		}
+	}
+	s.pending = nil
+}
+
+// unsettle records that the pending writes may or may not have happened,
+// block by block: each block holds its old content or one of the new ones.
+func (s *session) unsettle() {
+	if s.unknown == nil {
+		s.unknown = map[blockKey][][]byte{}
+	}
+	for _, p := range s.pending {
+		for i := range len(p.data) / BlockSize {
+			k := blockKey{p.l.num, p.lba + uint64(i)}
+			b := p.data[i*BlockSize : (i+1)*BlockSize]
+			if bytes.Equal(b, p.l.at(k.lba, 1)) || slices.ContainsFunc(s.unknown[k], func(x []byte) bool { return bytes.Equal(x, b) }) {
+				continue
+			}
+			s.unknown[k] = append(s.unknown[k], b)
+		}
+	}
+	s.pending = nil
 }
 
 func (s *session) fail(l *lu, lba uint64, hasLBA bool, format string, args ...any) error {
@@ -448,11 +631,6 @@ func (s *session) fail(l *lu, lba uint64, hasLBA bool, format string, args ...an
 
 // loop issues operations until stop ends; commands run under ctx.
 func (s *session) loop(stop, ctx context.Context) error {
-	defer func() {
-		s.r.statsMu.Lock()
-		s.r.stats.add(&s.stats)
-		s.r.statsMu.Unlock()
-	}()
 	total := 0
 	for i, w := range opWeights {
 		if !s.r.cfg.Exclude[Op(i)] {
@@ -475,7 +653,13 @@ func (s *session) loop(stop, ctx context.Context) error {
 		}
 		s.stats.Ops[s.op]++
 		t0 := time.Now()
+		s.pending = nil
 		if err := s.do(ctx); err != nil {
+			if errors.Is(err, errInterrupted) {
+				s.stats.Interrupted++
+				s.unsettle()
+				return nil
+			}
 			return err
 		}
 		s.stats.Time[s.op] += time.Since(t0)
@@ -504,6 +688,13 @@ func (s *session) do(ctx context.Context) error {
 		return s.populate(ctx)
 	case OpWriteUsingToken:
 		return s.writeUsingToken(ctx)
+	case OpSyncCache:
+		l := s.r.lus[s.rng.IntN(len(s.r.lus))]
+		resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: []byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}})
+		if err != nil {
+			return err
+		}
+		return s.expectGood(l, 0, resp, "SYNCHRONIZE CACHE")
 	}
 	return nil
 }
@@ -587,6 +778,9 @@ func (s *session) command(ctx context.Context, req initiator.Request) (*initiato
 		resp, err := s.conn.Command(cctx, req)
 		cancel()
 		if err != nil {
+			if s.r.down.Load() {
+				return nil, errInterrupted
+			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -619,16 +813,34 @@ func (s *session) expectGood(l *lu, lba uint64, resp *initiator.Response, what s
 // compare checks got against the model at lba.
 func (s *session) compare(l *lu, lba uint64, got []byte, what string) error {
 	want := l.at(lba, len(got)/BlockSize)
-	if bytes.Equal(got, want) {
+	if bytes.Equal(got, want) && len(s.unknown) == 0 {
 		return nil
 	}
 	if len(got) != len(want) {
 		return s.fail(l, lba, true, "%s: %d bytes, want %d", what, len(got), len(want))
 	}
 	for i := 0; i < len(got); i += BlockSize {
-		if !bytes.Equal(got[i:i+BlockSize], want[i:i+BlockSize]) {
-			return s.fail(l, lba+uint64(i/BlockSize), true, "%s: block differs from the model: got %q…, want %q…",
-				what, printable(got[i:i+32]), printable(want[i:i+32]))
+		g, w := got[i:i+BlockSize], want[i:i+BlockSize]
+		b := lba + uint64(i/BlockSize)
+		alts, unknown := s.unknown[blockKey{l.num, b}]
+		// Only a crash makes blocks unknown, and its process can write
+		// no more: what this read shows is the block's content.
+		delete(s.unknown, blockKey{l.num, b})
+		switch {
+		case bytes.Equal(g, w):
+			if unknown {
+				s.stats.UnknownOld++
+			}
+		case unknown && slices.ContainsFunc(alts, func(x []byte) bool { return bytes.Equal(x, g) }):
+			s.stats.UnknownNew++
+			s.touch(l, b, 1, "written by a command cut short by a crash")
+			copy(w, g)
+		case unknown:
+			return s.fail(l, b, true, "%s: block a command cut short by a crash covered is neither its old content nor one of %d new ones: got %q…, want %q…",
+				what, len(alts), printable(g[:32]), printable(w[:32]))
+		default:
+			return s.fail(l, b, true, "%s: block differs from the model: got %q…, want %q…",
+				what, printable(g[:32]), printable(w[:32]))
 		}
 	}
 	return nil
@@ -681,6 +893,7 @@ func (s *session) write(ctx context.Context) error {
 		}
 		cdb = rw16(0x8A, flags, rg.lba, rg.n)
 	}
+	s.expect(l, rg.lba, data, "")
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: cdb, DataOut: data})
 	if err != nil {
 		return err
@@ -688,8 +901,7 @@ func (s *session) write(ctx context.Context) error {
 	if err := s.expectGood(l, rg.lba, resp, "write"); err != nil {
 		return err
 	}
-	s.touch(l, rg.lba, rg.n, "")
-	copy(l.at(rg.lba, rg.n), data)
+	s.settle()
 	return nil
 }
 
@@ -705,6 +917,9 @@ func (s *session) compareAndWrite(ctx context.Context) error {
 		old[wrong] ^= 1 << s.rng.IntN(8)
 	}
 	data := s.fill(1)
+	if wrong < 0 {
+		s.expect(l, rg.lba, data, "")
+	}
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: cawCDB(rg.lba), DataOut: append(old, data...)})
 	if err != nil {
 		return err
@@ -713,8 +928,7 @@ func (s *session) compareAndWrite(ctx context.Context) error {
 		if err := s.expectGood(l, rg.lba, resp, "COMPARE AND WRITE with the right old data"); err != nil {
 			return err
 		}
-		s.touch(l, rg.lba, 1, "")
-		copy(l.at(rg.lba, 1), data)
+		s.settle()
 		return nil
 	}
 	if resp.Status != scsi.StatusCheckCondition || resp.Sense == nil || resp.Sense.Key != scsi.Miscompare {
@@ -742,6 +956,13 @@ func (s *session) writeSame(ctx context.Context, unmap bool) error {
 		block = make([]byte, BlockSize)
 		flags = 0x08
 	}
+	written := block
+	if unmap {
+		// An unmap operation on a thin LU (every LU here: file and
+		// memory), whatever the block; LBPRZ: the blocks read as zeroes.
+		written = make([]byte, BlockSize)
+	}
+	s.expect(l, rg.lba, bytes.Repeat(written, rg.n), fmt.Sprintf("flags %#x", flags))
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: rw16(0x93, flags, rg.lba, rg.n), DataOut: block})
 	if err != nil {
 		return err
@@ -749,16 +970,7 @@ func (s *session) writeSame(ctx context.Context, unmap bool) error {
 	if err := s.expectGood(l, rg.lba, resp, "WRITE SAME"); err != nil {
 		return err
 	}
-	if unmap {
-		// An unmap operation on a thin LU (every LU here: file and
-		// memory), whatever the block; LBPRZ: the blocks read as zeroes.
-		block = make([]byte, BlockSize)
-	}
-	s.touch(l, rg.lba, rg.n, fmt.Sprintf("flags %#x", flags))
-	dst := l.at(rg.lba, rg.n)
-	for i := 0; i < len(dst); i += BlockSize {
-		copy(dst[i:], block)
-	}
+	s.settle()
 	return nil
 }
 
@@ -771,6 +983,9 @@ func (s *session) unmap(ctx context.Context) error {
 		return nil
 	}
 	p := unmapList(rs)
+	for _, r := range rs {
+		s.expect(l, r.lba, make([]byte, r.n*BlockSize), "") // LBPRZ: unmapped blocks read as zeroes
+	}
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: unmapCDB(len(p)), DataOut: p})
 	if err != nil {
 		return err
@@ -785,10 +1000,7 @@ func (s *session) unmap(ctx context.Context) error {
 	if err := s.expectGood(l, rs[0].lba, resp, "UNMAP"); err != nil {
 		return err
 	}
-	for _, r := range rs {
-		s.touch(l, r.lba, r.n, "")
-		clear(l.at(r.lba, r.n)) // LBPRZ: unmapped blocks read as zeroes
-	}
+	s.settle()
 	return nil
 }
 
@@ -809,6 +1021,7 @@ func (s *session) extendedCopy(ctx context.Context) error {
 	// LID1 list identifiers are per I_T nexus: the workers of a session
 	// use distinct ones.
 	list := xcopyList(byte(s.sub<<6|s.opn&63), src.cscd, dst.cscd, segs)
+	s.expectSegments(src, dst, segs)
 	lun := []uint64{src.num, dst.num}[s.rng.IntN(2)]
 	resp, err := s.command(ctx, initiator.Request{LUN: lun, CDB: xcopyCDB(len(list)), DataOut: list})
 	if err != nil {
@@ -817,12 +1030,24 @@ func (s *session) extendedCopy(ctx context.Context) error {
 	if err := s.expectGood(dst, segs[0].dst, resp, fmt.Sprintf("EXTENDED COPY LUN %d -> LUN %d %+v", src.num, dst.num, segs)); err != nil {
 		return err
 	}
-	for _, g := range segs {
-		buf := bytes.Clone(src.at(g.src, g.n)) // overlapping copies behave as through a buffer
-		s.touch(dst, g.dst, g.n, fmt.Sprintf("from LUN %d LBA %d", src.num, g.src))
-		copy(dst.at(g.dst, g.n), buf)
-	}
+	s.settle()
 	return nil
+}
+
+// expectSegments notes what each segment of a copy writes. The segments
+// run in order, each as through a buffer (overlapping copies): they are
+// applied to the model to learn what each writes, then undone.
+func (s *session) expectSegments(src, dst *lu, segs []xcopySegment) {
+	saved := make([][]byte, len(segs))
+	for i, g := range segs {
+		buf := bytes.Clone(src.at(g.src, g.n))
+		saved[i] = bytes.Clone(dst.at(g.dst, g.n))
+		copy(dst.at(g.dst, g.n), buf)
+		s.expect(dst, g.dst, buf, fmt.Sprintf("from LUN %d LBA %d", src.num, g.src))
+	}
+	for i := len(segs) - 1; i >= 0; i-- {
+		copy(dst.at(segs[i].dst, segs[i].n), saved[i])
+	}
 }
 
 func (s *session) listID() uint32 { return uint32(s.id)<<24 | uint32(s.opn)&0xFFFFFF }
@@ -910,15 +1135,18 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 	for done := 0; done < n; {
 		part := sliceRanges(rs, done, n-done)
 		p := wutParams(tok.bytes, uint64(off+done), last, part)
+		src := tok.data[(off+done)*BlockSize:]
+		s.pending = nil
+		s.expectRanges(l, part, src)
 		resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x11, s.listID(), len(p)), DataOut: p})
 		if err != nil {
 			return err
 		}
-		src := tok.data[(off+done)*BlockSize:]
 		if resp.Status == scsi.StatusGood {
-			s.writeModel(l, part, src)
+			s.settle()
 			break
 		}
+		s.pending = nil
 		sn := resp.Sense
 		what := fmt.Sprintf("WRITE USING TOKEN (token of session %d, offset %d, ranges %+v)", tok.from, off+done, part)
 		if resp.Status != scsi.StatusCheckCondition || sn == nil {
@@ -944,6 +1172,14 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 		s.r.putToken(tok)
 	}
 	return nil
+}
+
+// expectRanges notes that the command about to be sent writes src to rs.
+func (s *session) expectRanges(l *lu, rs []blockRange, src []byte) {
+	for _, r := range rs {
+		s.expect(l, r.lba, src[:r.n*BlockSize], "token")
+		src = src[r.n*BlockSize:]
+	}
 }
 
 func (s *session) writeModel(l *lu, rs []blockRange, src []byte) {

@@ -111,6 +111,22 @@ func (s *Server) Stop() error {
 	}
 }
 
+// Kill ends the process with SIGKILL, as a crash would, and waits until
+// it has exited (and so released its files' locks).
+func (s *Server) Kill() error {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("odxtgt did not exit within 30 s of SIGKILL")
+	}
+}
+
+// PID is the process id of the target.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Warnings returns the log lines of level WARN or ERROR.
 func (s *Server) Warnings() []string {
 	var out []string
