@@ -366,7 +366,9 @@ func (p *prChurn) check(ctx context.Context, addr string) error {
 	if !json.Valid(data) {
 		return fmt.Errorf("the APTPL state file %s is not valid JSON", state)
 	}
-	tmps, _ := filepath.Glob(filepath.Join(p.dir, ".odxtgt-pr", ".*.tmp*"))
-	p.t.Logf("restart: PR keys %x (C's acknowledged %x, in flight %x); %d temporary state files beside the state file", got, p.acked, p.inflight, len(tmps))
+	if tmps, _ := filepath.Glob(filepath.Join(p.dir, ".odxtgt-pr", ".*.tmp*")); len(tmps) > 0 {
+		return fmt.Errorf("after the restart temporary state files of a torn update are left: %v", tmps)
+	}
+	p.t.Logf("restart: PR keys %x (C's acknowledged %x, in flight %x)", got, p.acked, p.inflight)
 	return nil
 }

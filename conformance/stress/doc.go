@@ -4,7 +4,9 @@
 // in-memory model of every logical unit predicts what each read returns.
 //
 // The library part starts the target ([BuildBinary], [StartServer]) and
-// drives it ([Run]); stress_test.go holds TestStressShort.
+// drives it ([Run]); stress_test.go holds TestStressShort, crash_test.go
+// TestCrashRecovery, which kills the target with SIGKILL mid-run and
+// checks what it finds on the files after a restart ([Crash]).
 //
 // Each session runs several workers, so it has commands outstanding at
 // once. To keep the model exact without serialising them, each worker owns
