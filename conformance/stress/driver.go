@@ -35,17 +35,21 @@ const (
 	OpExtendedCopy
 	OpPopulateToken // with RECEIVE ROD TOKEN INFORMATION
 	OpWriteUsingToken
-	OpSyncCache // SYNCHRONIZE CACHE (10) of the whole LU
+	OpSyncCache           // SYNCHRONIZE CACHE (10) of the whole LU
+	OpWriteUsingZeroToken // the block device zero ROD token
+	OpCopyAbort           // EXTENDED COPY (LID4) with IMMED, then COPY OPERATION ABORT
+	OpAbortTask           // a WRITE, then ABORT TASK of it
+	OpDropConnection      // a WRITE on a session of its own whose TCP connection is closed under it
 	numOps
 )
 
 var opNames = [numOps]string{
 	"READ (10)", "READ (16)", "WRITE (10)", "WRITE (16)", "COMPARE AND WRITE", "COMPARE AND WRITE (lock)",
 	"WRITE SAME (16)", "WRITE SAME (16) UNMAP", "UNMAP", "EXTENDED COPY", "POPULATE TOKEN", "WRITE USING TOKEN",
-	"SYNCHRONIZE CACHE (10)",
+	"SYNCHRONIZE CACHE (10)", "WRITE USING TOKEN (zero token)", "COPY OPERATION ABORT", "ABORT TASK", "connection drop",
 }
 
-var opWeights = [numOps]int{10, 10, 8, 8, 4, 6, 3, 3, 3, 6, 4, 5, 2}
+var opWeights = [numOps]int{10, 10, 8, 8, 4, 6, 3, 3, 3, 6, 4, 5, 2, 2, 2, 2, 1}
 
 func (o Op) String() string {
 	if o >= 0 && o < numOps {
@@ -124,6 +128,7 @@ type Stats struct {
 	Skipped              int                   // operations skipped (UNMAP unsupported, resources)
 	LockWins, LockLosses int
 	Interrupted          int // commands cut short by a crash of the target
+	CutShort             int // commands aborted, or whose connection was dropped, before they completed
 	UnknownOld           int // blocks of such commands read back with their old content
 	UnknownNew           int // with one of their new contents
 	Crashes              int
@@ -138,8 +143,8 @@ func (s *Stats) String() string {
 		}
 		fmt.Fprintf(&b, "%s=%d (%v) ", Op(i), n, avg.Round(time.Microsecond))
 	}
-	fmt.Fprintf(&b, "truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
-		s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	fmt.Fprintf(&b, "cut-short=%d truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
+		s.CutShort, s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
 	if s.Crashes > 0 {
 		fmt.Fprintf(&b, " crashes=%d interrupted=%d unknown-blocks-old=%d unknown-blocks-new=%d", s.Crashes, s.Interrupted, s.UnknownOld, s.UnknownNew)
 	}
@@ -159,6 +164,7 @@ func (s *Stats) add(o *Stats) {
 	s.LockWins += o.LockWins
 	s.LockLosses += o.LockLosses
 	s.Interrupted += o.Interrupted
+	s.CutShort += o.CutShort
 	s.UnknownOld += o.UnknownOld
 	s.UnknownNew += o.UnknownNew
 }
@@ -230,6 +236,13 @@ type run struct {
 // errInterrupted is what a command returns when the target crashed under
 // it.
 var errInterrupted = errors.New("stress: the target crashed")
+
+// errCutShort is what an operation returns when its command was aborted
+// (ABORT TASK, COPY OPERATION ABORT) or its connection dropped before it
+// completed: the pending writes may have happened in part, and the target
+// has ended the command (the abort's response, or the reinstatement of
+// the session, comes after it).
+var errCutShort = errors.New("stress: command cut short")
 
 const (
 	tokenTimeout = 5 // seconds, the POPULATE TOKEN inactivity timeout
@@ -599,6 +612,25 @@ func (s *session) settle() {
 	s.pending = nil
 }
 
+// readBack settles the pending writes of a command cut short: the blocks
+// they cover are read back, each of which must be the old or one of the
+// new contents.
+func (s *session) readBack(ctx context.Context) error {
+	saved := s.pending
+	s.unsettle()
+	for _, p := range saved {
+		n := len(p.data) / BlockSize
+		got, err := s.readBlocks(ctx, p.l, p.lba, n, true)
+		if err != nil {
+			return err
+		}
+		if err := s.compare(p.l, p.lba, got, "read back after a command cut short"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // unsettle records that the pending writes may or may not have happened,
 // block by block: each block holds its old content or one of the new ones.
 func (s *session) unsettle() {
@@ -660,7 +692,13 @@ func (s *session) loop(stop, ctx context.Context) error {
 				s.unsettle()
 				return nil
 			}
-			return err
+			if !errors.Is(err, errCutShort) {
+				return err
+			}
+			s.stats.CutShort++
+			if err := s.readBack(ctx); err != nil {
+				return err
+			}
 		}
 		s.stats.Time[s.op] += time.Since(t0)
 	}
@@ -688,6 +726,14 @@ func (s *session) do(ctx context.Context) error {
 		return s.populate(ctx)
 	case OpWriteUsingToken:
 		return s.writeUsingToken(ctx)
+	case OpWriteUsingZeroToken:
+		return s.writeZeroToken(ctx)
+	case OpCopyAbort:
+		return s.copyAbort(ctx)
+	case OpAbortTask:
+		return s.abortTask(ctx)
+	case OpDropConnection:
+		return s.dropConnection(ctx)
 	case OpSyncCache:
 		l := s.r.lus[s.rng.IntN(len(s.r.lus))]
 		resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: []byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}})
@@ -773,22 +819,37 @@ func (l *lu) at(lba uint64, n int) []byte {
 
 // command runs req, retrying on BUSY, TASK SET FULL and unit attentions.
 func (s *session) command(ctx context.Context, req initiator.Request) (*initiator.Response, error) {
+	return s.commandOn(ctx, s.conn, req)
+}
+
+// transportErr turns the error of a command that got no response into
+// what the operation returns.
+func (s *session) transportErr(ctx context.Context, cdb []byte, err error) error {
+	if s.r.down.Load() {
+		return errInterrupted
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return s.fail(nil, 0, false, "command % x: %v", cdb, err)
+}
+
+// retryable reports whether a command ended without effect in a way an
+// initiator retries.
+func retryable(resp *initiator.Response) bool {
+	return resp.Status == scsi.StatusBusy || resp.Status == scsi.StatusTaskSetFull ||
+		(resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Key == scsi.UnitAttention)
+}
+
+func (s *session) commandOn(ctx context.Context, conn *initiator.Session, req initiator.Request) (*initiator.Response, error) {
 	for try := 0; ; try++ {
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		resp, err := s.conn.Command(cctx, req)
+		resp, err := conn.Command(cctx, req)
 		cancel()
 		if err != nil {
-			if s.r.down.Load() {
-				return nil, errInterrupted
-			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, s.fail(nil, 0, false, "command % x: %v", req.CDB, err)
+			return nil, s.transportErr(ctx, req.CDB, err)
 		}
-		retry := resp.Status == scsi.StatusBusy || resp.Status == scsi.StatusTaskSetFull ||
-			(resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Key == scsi.UnitAttention)
-		if !retry || try >= 50 {
+		if !retryable(resp) || try >= 50 {
 			return resp, nil
 		}
 		s.stats.Retries++
@@ -1007,23 +1068,18 @@ func (s *session) unmap(ctx context.Context) error {
 // extendedCopy copies one to three segments between the session's
 // regions of two LUs (or of one), through EXTENDED COPY (LID1).
 func (s *session) extendedCopy(ctx context.Context) error {
-	src := s.r.lus[s.rng.IntN(len(s.r.lus))]
-	dst := s.r.lus[s.rng.IntN(len(s.r.lus))]
-	var segs []xcopySegment
-	for range 1 + s.rng.IntN(3) {
-		n := 1 + s.rng.IntN(min(128, int(s.r.region)))
-		segs = append(segs, xcopySegment{
-			src: s.regionStart() + s.rng.Uint64N(s.r.region-uint64(n)+1),
-			dst: s.regionStart() + s.rng.Uint64N(s.r.region-uint64(n)+1),
-			n:   n,
-		})
-	}
+	src, dst, segs := s.pickSegments()
 	// LID1 list identifiers are per I_T nexus: the workers of a session
 	// use distinct ones.
 	list := xcopyList(byte(s.sub<<6|s.opn&63), src.cscd, dst.cscd, segs)
+	cdb := xcopyCDB(len(list))
+	if s.rng.IntN(2) == 0 {
+		list = xcopyList4(s.listID(), false, src.cscd, dst.cscd, segs)
+		cdb = xcopy4CDB(len(list))
+	}
 	s.expectSegments(src, dst, segs)
 	lun := []uint64{src.num, dst.num}[s.rng.IntN(2)]
-	resp, err := s.command(ctx, initiator.Request{LUN: lun, CDB: xcopyCDB(len(list)), DataOut: list})
+	resp, err := s.command(ctx, initiator.Request{LUN: lun, CDB: cdb, DataOut: list})
 	if err != nil {
 		return err
 	}
@@ -1032,6 +1088,22 @@ func (s *session) extendedCopy(ctx context.Context) error {
 	}
 	s.settle()
 	return nil
+}
+
+// pickSegments picks two LUs (or one) and one to three segments between
+// the worker's regions of them.
+func (s *session) pickSegments() (src, dst *lu, segs []xcopySegment) {
+	src = s.r.lus[s.rng.IntN(len(s.r.lus))]
+	dst = s.r.lus[s.rng.IntN(len(s.r.lus))]
+	for range 1 + s.rng.IntN(3) {
+		n := 1 + s.rng.IntN(min(128, int(s.r.region)))
+		segs = append(segs, xcopySegment{
+			src: s.regionStart() + s.rng.Uint64N(s.r.region-uint64(n)+1),
+			dst: s.regionStart() + s.rng.Uint64N(s.r.region-uint64(n)+1),
+			n:   n,
+		})
+	}
+	return src, dst, segs
 }
 
 // expectSegments notes what each segment of a copy writes. The segments

@@ -119,15 +119,24 @@ func TestStressShort(t *testing.T) {
 	if err := srv.Stop(); err != nil {
 		t.Fatalf("%v\n%s", err, srv.Log())
 	}
-	// Revoked tokens are expected (snapshot_space is small); anything
-	// else the target warns about is a finding.
+	// Revoked tokens are expected (snapshot_space is small), and so are
+	// sessions the connection drops reinstate; anything else the target
+	// warns about is a finding.
 	revoked := 0
 	for _, w := range srv.Warnings() {
-		if strings.Contains(w, `"msg":"ROD token revoked"`) {
+		switch {
+		case strings.Contains(w, `"msg":"ROD token revoked"`):
 			revoked++
-			continue
+		case !expectedWarning(w):
+			t.Errorf("target log: %s", w)
 		}
-		t.Errorf("target log: %s", w)
 	}
 	t.Logf("the target revoked %d tokens", revoked)
+}
+
+// expectedWarning reports whether a WARN line of the target is one the
+// stress mix provokes on purpose.
+func expectedWarning(w string) bool {
+	return strings.Contains(w, `"msg":"ROD token revoked"`) ||
+		strings.Contains(w, `"reason":"session reinstated by a new login with the same ISID"`)
 }
