@@ -97,8 +97,9 @@ func TestCrashRecovery(t *testing.T) {
 		Duration:   per,
 		// The lock rounds would need a CAW in flight at the kill to
 		// count as won or lost; the region CAWs cover the same path.
-		Exclude: map[Op]bool{OpCompareAndWriteLock: true},
-		Logf:    t.Logf,
+		Exclude:   map[Op]bool{OpCompareAndWriteLock: true},
+		LUNResets: true,
+		Logf:      t.Logf,
 		Crash: &Crash{
 			Rounds: rounds,
 			Kill: func() error {

@@ -86,6 +86,12 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Crash, if set, makes the run a crash test: see [Crash].
 	Crash *Crash
+	// LUNResets, when set, sends a LOGICAL UNIT RESET every second or two
+	// from a session of its own to one of the LUs but the first (whose
+	// lock blocks and IMMED copies a reset would make unknown); the
+	// commands it aborts on other sessions get no response (TAS=0), and
+	// are taken as cut short after resetGrace.
+	LUNResets bool
 
 	// sabotage, if set, runs between the operations and the final
 	// verification (tests of the checker itself).
@@ -129,6 +135,8 @@ type Stats struct {
 	LockWins, LockLosses int
 	Interrupted          int // commands cut short by a crash of the target
 	CutShort             int // commands aborted, or whose connection was dropped, before they completed
+	Resets               int // LOGICAL UNIT RESETs sent
+	ResetAborted         int // commands of other sessions they aborted (no response)
 	UnknownOld           int // blocks of such commands read back with their old content
 	UnknownNew           int // with one of their new contents
 	Crashes              int
@@ -145,6 +153,9 @@ func (s *Stats) String() string {
 	}
 	fmt.Fprintf(&b, "cut-short=%d truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
 		s.CutShort, s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	if s.Resets > 0 {
+		fmt.Fprintf(&b, " lun-resets=%d reset-aborted=%d", s.Resets, s.ResetAborted)
+	}
 	if s.Crashes > 0 {
 		fmt.Fprintf(&b, " crashes=%d interrupted=%d unknown-blocks-old=%d unknown-blocks-new=%d", s.Crashes, s.Interrupted, s.UnknownOld, s.UnknownNew)
 	}
@@ -165,6 +176,7 @@ func (s *Stats) add(o *Stats) {
 	s.LockLosses += o.LockLosses
 	s.Interrupted += o.Interrupted
 	s.CutShort += o.CutShort
+	s.ResetAborted += o.ResetAborted
 	s.UnknownOld += o.UnknownOld
 	s.UnknownNew += o.UnknownNew
 }
@@ -200,6 +212,7 @@ type lu struct {
 	unmapMu  sync.Mutex
 	noUnmap  bool
 	fileLike bool
+	resets   atomic.Uint64 // LOGICAL UNIT RESETs of the LU completed
 }
 
 func (l *lu) canUnmap() bool {
@@ -220,17 +233,109 @@ type token struct {
 
 // run is the shared state of one Run.
 type run struct {
-	cfg    Config
-	lus    []*lu
-	region uint64 // blocks per session per LU
-	base   uint64 // first block of session 0's region
-	tokMu  sync.Mutex
-	tokens []*token
-	lock   *lockState
-	stats  Stats
+	cfg     Config
+	lus     []*lu
+	region  uint64 // blocks per session per LU
+	base    uint64 // first block of session 0's region
+	tokMu   sync.Mutex
+	tokens  []*token
+	lock    *lockState
+	statsMu sync.Mutex // for the LU resets' count while workers run
+	stats   Stats
 	// down is set just before a crash: a command failing from then on
 	// was cut short by it.
 	down atomic.Bool
+	// flights are the commands in flight, for the LU resets to find
+	// those they aborted without a response.
+	flightMu  sync.Mutex
+	flights   map[*flight]struct{}
+	flightSeq atomic.Uint64
+	// resetsSent counts the LOGICAL UNIT RESETs sent, from before they
+	// are.
+	resetsSent atomic.Uint64
+}
+
+// flight is a command in flight.
+type flight struct {
+	lun    uint64
+	seq    uint64
+	cancel context.CancelCauseFunc
+}
+
+// resetGrace is how long a command in flight on an LU at its reset may
+// still take to answer before it is taken as aborted: a command the
+// reset did not abort answers at once (with the unit attention, if it
+// came after).
+const resetGrace = 2 * time.Second
+
+// errResetAborted is the cause of cancelling a command a reset aborted.
+var errResetAborted = errors.New("stress: aborted by a LOGICAL UNIT RESET")
+
+func (r *run) startFlight(lun uint64, cancel context.CancelCauseFunc) *flight {
+	f := &flight{lun: lun, seq: r.flightSeq.Add(1), cancel: cancel}
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if r.flights == nil {
+		r.flights = map[*flight]struct{}{}
+	}
+	r.flights[f] = struct{}{}
+	return f
+}
+
+func (r *run) endFlight(f *flight) {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	delete(r.flights, f)
+}
+
+// expireFlights gives the commands started on lun before sequence number
+// seq resetGrace to answer.
+func (r *run) expireFlights(lun, seq uint64) {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	for f := range r.flights {
+		if f.lun == lun && f.seq <= seq {
+			time.AfterFunc(resetGrace, func() { f.cancel(errResetAborted) })
+		}
+	}
+}
+
+// resetLoop sends LOGICAL UNIT RESETs until stop ends (Config.LUNResets).
+func (r *run) resetLoop(stop, ctx context.Context) error {
+	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: r.cfg.Initiators[0], TargetName: r.cfg.Target})
+	if err != nil {
+		if r.down.Load() {
+			return nil
+		}
+		return fmt.Errorf("stress: the session of the LU resets: %w", err)
+	}
+	defer c.Close()
+	rng := rand.New(rand.NewPCG(r.cfg.Seed, 1<<33))
+	for {
+		select {
+		case <-stop.Done():
+			return nil
+		case <-time.After(time.Second + time.Duration(rng.Int64N(int64(time.Second)))):
+		}
+		l := r.lus[1+rng.IntN(len(r.lus)-1)]
+		seq := r.flightSeq.Load()
+		r.resetsSent.Add(1)
+		code, err := c.TaskMgmt(ctx, initiator.TMFLogicalUnitReset, l.num, 0)
+		if err != nil {
+			if r.down.Load() {
+				return nil
+			}
+			return fmt.Errorf("stress: LOGICAL UNIT RESET of LUN %d: %w", l.num, err)
+		}
+		if code != 0 {
+			return fmt.Errorf("stress: LOGICAL UNIT RESET of LUN %d: response %d", l.num, code)
+		}
+		l.resets.Add(1)
+		r.statsMu.Lock()
+		r.stats.Resets++
+		r.statsMu.Unlock()
+		r.expireFlights(l.num, seq)
+	}
 }
 
 // errInterrupted is what a command returns when the target crashed under
@@ -333,7 +438,7 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 func (r *run) phase(stop, ctx context.Context, sessions []*session) error {
 	stop, cancel := context.WithCancel(stop)
 	defer cancel()
-	errs := make([]error, len(sessions))
+	errs := make([]error, len(sessions)+1)
 	var wg sync.WaitGroup
 	for i, s := range sessions {
 		wg.Add(1)
@@ -341,6 +446,17 @@ func (r *run) phase(stop, ctx context.Context, sessions []*session) error {
 			defer wg.Done()
 			if err := s.loop(stop, ctx); err != nil {
 				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	if r.cfg.LUNResets && len(r.lus) > 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The resets stop when the workers do.
+			if err := r.resetLoop(stop, ctx); err != nil {
+				errs[len(sessions)] = err
 				cancel()
 			}
 		}()
@@ -620,7 +736,7 @@ func (s *session) readBack(ctx context.Context) error {
 	s.unsettle()
 	for _, p := range saved {
 		n := len(p.data) / BlockSize
-		got, err := s.readBlocks(ctx, p.l, p.lba, n, true)
+		got, err := s.readSettled(ctx, p.l, p.lba, n)
 		if err != nil {
 			return err
 		}
@@ -629,6 +745,17 @@ func (s *session) readBack(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// readSettled reads blocks whose content must be known before the worker
+// goes on, again if a reset aborts the read.
+func (s *session) readSettled(ctx context.Context, l *lu, lba uint64, n int) ([]byte, error) {
+	for {
+		got, err := s.readBlocks(ctx, l, lba, n, true)
+		if !errors.Is(err, errCutShort) {
+			return got, err
+		}
+	}
 }
 
 // unsettle records that the pending writes may or may not have happened,
@@ -696,7 +823,9 @@ func (s *session) loop(stop, ctx context.Context) error {
 				return err
 			}
 			s.stats.CutShort++
-			if err := s.readBack(ctx); err != nil {
+			if err := s.readBack(ctx); errors.Is(err, errInterrupted) {
+				return nil
+			} else if err != nil {
 				return err
 			}
 		}
@@ -843,11 +972,30 @@ func retryable(resp *initiator.Response) bool {
 
 func (s *session) commandOn(ctx context.Context, conn *initiator.Session, req initiator.Request) (*initiator.Response, error) {
 	for try := 0; ; try++ {
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		resets := s.r.resetsSent.Load()
+		fctx, fcancel := context.WithCancelCause(ctx)
+		f := s.r.startFlight(req.LUN, fcancel)
+		cctx, cancel := context.WithTimeout(fctx, 60*time.Second)
 		resp, err := conn.Command(cctx, req)
 		cancel()
+		s.r.endFlight(f)
+		fcancel(nil)
 		if err != nil {
+			if errors.Is(context.Cause(fctx), errResetAborted) {
+				s.stats.ResetAborted++
+				return nil, errCutShort
+			}
+			if errors.Is(err, initiator.ErrTaskAborted) {
+				return nil, errCutShort
+			}
 			return nil, s.transportErr(ctx, req.CDB, err)
+		}
+		if sn := resp.Sense; resp.Status == scsi.StatusCheckCondition && sn != nil && sn.Key == scsi.AbortedCommand && sn.Code == 0 &&
+			s.r.resetsSent.Load() != resets {
+			// A copy or token command whose source or destination LU
+			// was reset under it, its own LU not: ABORTED COMMAND.
+			s.stats.ResetAborted++
+			return nil, errCutShort
 		}
 		if !retryable(resp) || try >= 50 {
 			return resp, nil
@@ -1137,6 +1285,7 @@ func (s *session) populate(ctx context.Context) error {
 	}
 	id := s.listID()
 	p := populateParams(tokenTimeout, rs)
+	resets := l.resets.Load()
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x10, id, len(p)), DataOut: p})
 	if err != nil {
 		return err
@@ -1156,6 +1305,10 @@ func (s *session) populate(ctx context.Context) error {
 	resp, err = s.command(ctx, initiator.Request{LUN: l.num, CDB: rrtiCDB(id, 1024), ReadLen: 1024})
 	if err != nil {
 		return err
+	}
+	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Code == scsi.ASCInvalidFieldInCDB && l.resets.Load() != resets {
+		s.stats.Skipped++ // a LOGICAL UNIT RESET forgot the list
+		return nil
 	}
 	if err := s.expectGood(l, rs[0].lba, resp, "RECEIVE ROD TOKEN INFORMATION"); err != nil {
 		return err
@@ -1266,7 +1419,7 @@ func (s *session) writeModel(l *lu, rs []blockRange, src []byte) {
 // and takes each block as written if it is the old or the new data.
 func (s *session) acceptPartial(ctx context.Context, l *lu, rs []blockRange, src []byte, what string) error {
 	for _, r := range rs {
-		got, err := s.readBlocks(ctx, l, r.lba, r.n, true)
+		got, err := s.readSettled(ctx, l, r.lba, r.n)
 		if err != nil {
 			return err
 		}

@@ -99,6 +99,7 @@ func TestStressShort(t *testing.T) {
 		Workers:    *flagWorkers,
 		Seed:       seed,
 		Duration:   d,
+		LUNResets:  true,
 		Logf:       t.Logf,
 	})
 	if stats != nil {
