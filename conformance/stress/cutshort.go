@@ -104,9 +104,9 @@ func (s *session) copyAbort(ctx context.Context) error {
 		case 0x01: // completed before the abort reached it
 			s.settle()
 			return nil
-		case 0x60, 0x02: // terminated by the abort, or ended in error by it
-			if done {
-				return s.fail(dst, segs[0].dst, true, "%s: COPY OPERATION ABORT found no copy running, yet it was terminated (status %#x)", what, st)
+		case 0x60, 0x02: // terminated by the abort, or ended in error (by it, or by a backstore fault)
+			if done && (st == 0x60 || !s.pendingBad()) {
+				return s.fail(dst, segs[0].dst, true, "%s: COPY OPERATION ABORT found no copy running, yet it ended with status %#x", what, st)
 			}
 			if n, total := binary.BigEndian.Uint64(resp.DataIn[16:]), uint64(totalSegBlocks(segs)*BlockSize); n > total {
 				return s.fail(dst, segs[0].dst, true, "%s terminated having copied %d bytes of %d", what, n, total)
@@ -164,6 +164,9 @@ func (s *session) abortTask(ctx context.Context) error {
 		s.stats.Retries++
 		return nil
 	}
+	if err := s.faulted(resp); err != nil {
+		return err
+	}
 	return s.fail(l, rg.lba, true, "WRITE then ABORT TASK (response %d): %s", code, senseString(resp))
 }
 
@@ -212,7 +215,7 @@ func (s *session) dropConnection(ctx context.Context) error {
 				s.settle()
 			} else if retryable(resp) {
 				s.pending = nil
-			} else {
+			} else if s.faulted(resp) == nil {
 				return s.fail(l, rg.lba, true, "WRITE on a connection about to drop: %s", senseString(resp))
 			}
 		}

@@ -92,6 +92,13 @@ type Config struct {
 	// commands it aborts on other sessions get no response (TAS=0), and
 	// are taken as cut short after resetGrace.
 	LUNResets bool
+	// Faults, if set, is called once the regions are laid out (the
+	// first block of worker 0's region and the blocks per region) and
+	// returns the blocks whose writes the backstore fails: a command
+	// writing any of them must end with MEDIUM ERROR or COPY ABORTED,
+	// having left them as they were, and the other blocks it covers old
+	// or new.
+	Faults func(base, region uint64) []FaultRange
 
 	// sabotage, if set, runs between the operations and the final
 	// verification (tests of the checker itself).
@@ -123,6 +130,12 @@ type Crash struct {
 	Restart func(ctx context.Context) (string, error)
 }
 
+// FaultRange is a run of blocks of a LUN whose writes fail.
+type FaultRange struct {
+	LUN, LBA uint64
+	N        int
+}
+
 // Stats counts what a run did.
 type Stats struct {
 	Ops                  [numOps]int
@@ -137,6 +150,7 @@ type Stats struct {
 	CutShort             int // commands aborted, or whose connection was dropped, before they completed
 	Resets               int // LOGICAL UNIT RESETs sent
 	ResetAborted         int // commands of other sessions they aborted (no response)
+	Faulted              int // commands failed by a backstore fault
 	UnknownOld           int // blocks of such commands read back with their old content
 	UnknownNew           int // with one of their new contents
 	Crashes              int
@@ -153,6 +167,9 @@ func (s *Stats) String() string {
 	}
 	fmt.Fprintf(&b, "cut-short=%d truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
 		s.CutShort, s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	if s.Faulted > 0 {
+		fmt.Fprintf(&b, " faulted=%d", s.Faulted)
+	}
 	if s.Resets > 0 {
 		fmt.Fprintf(&b, " lun-resets=%d reset-aborted=%d", s.Resets, s.ResetAborted)
 	}
@@ -177,6 +194,7 @@ func (s *Stats) add(o *Stats) {
 	s.Interrupted += o.Interrupted
 	s.CutShort += o.CutShort
 	s.ResetAborted += o.ResetAborted
+	s.Faulted += o.Faulted
 	s.UnknownOld += o.UnknownOld
 	s.UnknownNew += o.UnknownNew
 }
@@ -240,7 +258,8 @@ type run struct {
 	tokMu   sync.Mutex
 	tokens  []*token
 	lock    *lockState
-	statsMu sync.Mutex // for the LU resets' count while workers run
+	bad     []FaultRange // Config.Faults
+	statsMu sync.Mutex   // for the LU resets' count while workers run
 	stats   Stats
 	// down is set just before a crash: a command failing from then on
 	// was cut short by it.
@@ -602,6 +621,9 @@ func (r *run) discover(ctx context.Context, s *session) error {
 	if r.region < 16 {
 		return fmt.Errorf("stress: %d blocks per session region is too few", r.region)
 	}
+	if r.cfg.Faults != nil {
+		r.bad = r.cfg.Faults(r.base, r.region)
+	}
 	r.cfg.Logf("stress: %d sessions of %d workers, %d LUs, %d blocks per worker region, %d lock blocks",
 		r.cfg.Sessions, r.cfg.Workers, len(r.lus), r.region, r.cfg.LockBlocks)
 	return nil
@@ -734,6 +756,13 @@ func (s *session) settle() {
 func (s *session) readBack(ctx context.Context) error {
 	saved := s.pending
 	s.unsettle()
+	// A failed write never reaches the store: its blocks keep their
+	// content.
+	for k := range s.unknown {
+		if s.r.isBad(k.lun, k.lba) {
+			delete(s.unknown, k)
+		}
+	}
 	for _, p := range saved {
 		n := len(p.data) / BlockSize
 		got, err := s.readSettled(ctx, p.l, p.lba, n)
@@ -1012,7 +1041,67 @@ func senseString(resp *initiator.Response) string {
 	return fmt.Sprintf("%v sense % x", resp.Status, resp.SenseRaw)
 }
 
+// isBad reports whether writes of block lba of LUN lun fail.
+func (r *run) isBad(lun, lba uint64) bool {
+	for _, b := range r.bad {
+		if b.LUN == lun && lba >= b.LBA && lba < b.LBA+uint64(b.N) {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingBad reports whether a pending write covers a block whose writes
+// fail.
+func (s *session) pendingBad() bool {
+	for _, p := range s.pending {
+		for b := range uint64(len(p.data) / BlockSize) {
+			if s.r.isBad(p.l.num, p.lba+b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errFaulted is what an operation returns when a backstore fault failed
+// its command as it should: the loop reads its blocks back.
+var errFaulted = fmt.Errorf("%w by a backstore fault", errCutShort)
+
+// faulted returns errFaulted if resp is the failure a backstore fault
+// under the pending writes must cause: MEDIUM ERROR, or COPY ABORTED.
+// The INFORMATION of a MEDIUM ERROR (when valid) is the first block of
+// the store write that failed: a block of the command at or before a
+// failing one.
+func (s *session) faulted(resp *initiator.Response) error {
+	sn := resp.Sense
+	if resp.Status != scsi.StatusCheckCondition || sn == nil || (sn.Key != scsi.MediumError && sn.Key != scsi.CopyAborted) {
+		return nil
+	}
+	var bad *pendingWrite
+	named := false // INFORMATION is at or before a failing block of a pending write
+	for i, p := range s.pending {
+		for b := range uint64(len(p.data) / BlockSize) {
+			if s.r.isBad(p.l.num, p.lba+b) {
+				bad = &s.pending[i]
+				named = named || sn.Information >= p.lba && sn.Information <= p.lba+b
+			}
+		}
+	}
+	if bad == nil {
+		return nil
+	}
+	if sn.Key == scsi.MediumError && sn.HasInformation && !named {
+		return s.fail(bad.l, sn.Information, true, "MEDIUM ERROR names no block at or before a failing one: %s", senseString(resp))
+	}
+	s.stats.Faulted++
+	return errFaulted
+}
+
 func (s *session) expectGood(l *lu, lba uint64, resp *initiator.Response, what string) error {
+	if err := s.faulted(resp); err != nil {
+		return err
+	}
 	if resp.Status != scsi.StatusGood {
 		return s.fail(l, lba, true, "%s: %s", what, senseString(resp))
 	}
@@ -1371,6 +1460,7 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 			s.settle()
 			break
 		}
+		part0 := s.pending
 		s.pending = nil
 		sn := resp.Sense
 		what := fmt.Sprintf("WRITE USING TOKEN (token of session %d, offset %d, ranges %+v)", tok.from, off+done, part)
@@ -1390,6 +1480,10 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 		case sn.Key == scsi.IllegalRequest && sn.Code == 0x2306: // INVALID TOKEN OPERATION, TOKEN REVOKED
 			s.stats.Revoked++
 			return s.acceptPartial(ctx, l, part, src, what)
+		}
+		s.pending = part0
+		if err := s.faulted(resp); err != nil {
+			return err
 		}
 		return s.fail(l, part[0].lba, true, "%s: %s", what, senseString(resp))
 	}
