@@ -230,7 +230,6 @@ type lu struct {
 	unmapMu  sync.Mutex
 	noUnmap  bool
 	fileLike bool
-	resets   atomic.Uint64 // LOGICAL UNIT RESETs of the LU completed
 }
 
 func (l *lu) canUnmap() bool {
@@ -349,7 +348,6 @@ func (r *run) resetLoop(stop, ctx context.Context) error {
 		if code != 0 {
 			return fmt.Errorf("stress: LOGICAL UNIT RESET of LUN %d: response %d", l.num, code)
 		}
-		l.resets.Add(1)
 		r.statsMu.Lock()
 		r.stats.Resets++
 		r.statsMu.Unlock()
@@ -719,6 +717,9 @@ type session struct {
 	// command cut short by a crash covered, the contents it may hold
 	// besides the model's; the next read settles it.
 	unknown map[blockKey][][]byte
+	// recent names the worker's last operations, for a command that
+	// gets no answer.
+	recent []string
 }
 
 type blockKey struct{ lun, lba uint64 }
@@ -842,6 +843,10 @@ func (s *session) loop(stop, ctx context.Context) error {
 		s.stats.Ops[s.op]++
 		t0 := time.Now()
 		s.pending = nil
+		if len(s.recent) == 8 {
+			s.recent = s.recent[1:]
+		}
+		s.recent = append(s.recent, fmt.Sprintf("#%d %s", s.opn, s.op))
 		if err := s.do(ctx); err != nil {
 			if errors.Is(err, errInterrupted) {
 				s.stats.Interrupted++
@@ -989,7 +994,7 @@ func (s *session) transportErr(ctx context.Context, cdb []byte, err error) error
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return s.fail(nil, 0, false, "command % x: %v", cdb, err)
+	return s.fail(nil, 0, false, "command % x: %v (the worker's last operations: %s)", cdb, err, strings.Join(s.recent, ", "))
 }
 
 // retryable reports whether a command ended without effect in a way an
@@ -1374,7 +1379,7 @@ func (s *session) populate(ctx context.Context) error {
 	}
 	id := s.listID()
 	p := populateParams(tokenTimeout, rs)
-	resets := l.resets.Load()
+	resets := s.r.resetsSent.Load()
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x10, id, len(p)), DataOut: p})
 	if err != nil {
 		return err
@@ -1395,7 +1400,7 @@ func (s *session) populate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Code == scsi.ASCInvalidFieldInCDB && l.resets.Load() != resets {
+	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Code == scsi.ASCInvalidFieldInCDB && s.r.resetsSent.Load() != resets {
 		s.stats.Skipped++ // a LOGICAL UNIT RESET forgot the list
 		return nil
 	}
