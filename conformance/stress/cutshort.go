@@ -50,6 +50,7 @@ func (s *session) writeZeroToken(ctx context.Context) error {
 func (s *session) copyAbort(ctx context.Context) error {
 	src, dst, segs := s.pickSegments()
 	delay := time.Duration(s.rng.IntN(2000)) * time.Microsecond
+	resets := s.r.resetsSent.Load()
 	id := s.listID()
 	list := xcopyList4(id, true, src.cscd, dst.cscd, segs)
 	s.expectSegments(src, dst, segs)
@@ -105,7 +106,10 @@ func (s *session) copyAbort(ctx context.Context) error {
 			s.settle()
 			return nil
 		case 0x60, 0x02: // terminated by the abort, or ended in error (by it, or by a backstore fault)
-			if done && (st == 0x60 || !s.pendingBad()) {
+			// Done before the abort came, the copy can only have failed
+			// by a backstore fault or a reset of its source or
+			// destination LU.
+			if done && (st == 0x60 || !s.pendingBad() && s.r.resetsSent.Load() == resets) {
 				return s.fail(dst, segs[0].dst, true, "%s: COPY OPERATION ABORT found no copy running, yet it ended with status %#x", what, st)
 			}
 			if n, total := binary.BigEndian.Uint64(resp.DataIn[16:]), uint64(totalSegBlocks(segs)*BlockSize); n > total {

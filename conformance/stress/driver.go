@@ -1364,7 +1364,11 @@ func (s *session) expectSegments(src, dst *lu, segs []xcopySegment) {
 	}
 }
 
-func (s *session) listID() uint32 { return uint32(s.id)<<24 | uint32(s.opn)&0xFFFFFF }
+// listID is the list identifier of the worker's POPULATE TOKEN, WRITE
+// USING TOKEN and EXTENDED COPY (LID4) commands: at least 2^24, so never
+// one of the LID1 identifiers (0-255) the workers of the session use at
+// the same time on the same nexus.
+func (s *session) listID() uint32 { return uint32(s.id+1)<<24 | uint32(s.opn)&0xFFFFFF }
 
 // populate makes a token of one to three ranges of the region with
 // POPULATE TOKEN and RECEIVE ROD TOKEN INFORMATION and puts it, with the
