@@ -50,7 +50,7 @@ func (s *session) writeZeroToken(ctx context.Context) error {
 func (s *session) copyAbort(ctx context.Context) error {
 	src, dst, segs := s.pickSegments()
 	delay := time.Duration(s.rng.IntN(2000)) * time.Microsecond
-	resets := s.r.resetsSent.Load()
+	resets := s.r.resetMark()
 	id := s.listID()
 	list := xcopyList4(id, true, src.cscd, dst.cscd, segs)
 	s.expectSegments(src, dst, segs)
@@ -109,7 +109,7 @@ func (s *session) copyAbort(ctx context.Context) error {
 			// Done before the abort came, the copy can only have failed
 			// by a backstore fault or a reset of its source or
 			// destination LU.
-			if done && (st == 0x60 || !s.pendingBad() && s.r.resetsSent.Load() == resets) {
+			if done && (st == 0x60 || !s.pendingBad() && !s.r.resetSince(resets)) {
 				return s.fail(dst, segs[0].dst, true, "%s: COPY OPERATION ABORT found no copy running, yet it ended with status %#x", what, st)
 			}
 			if n, total := binary.BigEndian.Uint64(resp.DataIn[16:]), uint64(totalSegBlocks(segs)*BlockSize); n > total {

@@ -269,9 +269,17 @@ type run struct {
 	flights   map[*flight]struct{}
 	flightSeq atomic.Uint64
 	// resetsSent counts the LOGICAL UNIT RESETs sent, from before they
-	// are.
-	resetsSent atomic.Uint64
+	// are; resetsDone those answered.
+	resetsSent, resetsDone atomic.Uint64
 }
+
+// resetMark and resetSince tell whether a LOGICAL UNIT RESET may have
+// taken effect between two moments: one not yet answered at the first,
+// or sent since (it travels on a connection of its own, so it may take
+// effect after commands sent later).
+func (r *run) resetMark() uint64 { return r.resetsDone.Load() }
+
+func (r *run) resetSince(mark uint64) bool { return r.resetsSent.Load() != mark }
 
 // flight is a command in flight.
 type flight struct {
@@ -306,7 +314,7 @@ func (r *run) endFlight(f *flight) {
 	delete(r.flights, f)
 }
 
-// expireFlights gives the commands started on lun before sequence number
+// expireFlights gives the commands started on lun up to sequence number
 // seq resetGrace to answer.
 func (r *run) expireFlights(lun, seq uint64) {
 	r.flightMu.Lock()
@@ -336,9 +344,9 @@ func (r *run) resetLoop(stop, ctx context.Context) error {
 		case <-time.After(time.Second + time.Duration(rng.Int64N(int64(time.Second)))):
 		}
 		l := r.lus[1+rng.IntN(len(r.lus)-1)]
-		seq := r.flightSeq.Load()
 		r.resetsSent.Add(1)
 		code, err := c.TaskMgmt(ctx, initiator.TMFLogicalUnitReset, l.num, 0)
+		r.resetsDone.Add(1)
 		if err != nil {
 			if r.down.Load() {
 				return nil
@@ -351,7 +359,10 @@ func (r *run) resetLoop(stop, ctx context.Context) error {
 		r.statsMu.Lock()
 		r.stats.Resets++
 		r.statsMu.Unlock()
-		r.expireFlights(l.num, seq)
+		// Every command started before the answer may have been
+		// aborted: the reset may have taken effect after commands
+		// other sessions sent once it was on its way.
+		r.expireFlights(l.num, r.flightSeq.Load())
 	}
 }
 
@@ -1006,7 +1017,7 @@ func retryable(resp *initiator.Response) bool {
 
 func (s *session) commandOn(ctx context.Context, conn *initiator.Session, req initiator.Request) (*initiator.Response, error) {
 	for try := 0; ; try++ {
-		resets := s.r.resetsSent.Load()
+		resets := s.r.resetMark()
 		fctx, fcancel := context.WithCancelCause(ctx)
 		f := s.r.startFlight(req.LUN, fcancel)
 		cctx, cancel := context.WithTimeout(fctx, 60*time.Second)
@@ -1025,7 +1036,7 @@ func (s *session) commandOn(ctx context.Context, conn *initiator.Session, req in
 			return nil, s.transportErr(ctx, req.CDB, err)
 		}
 		if sn := resp.Sense; resp.Status == scsi.StatusCheckCondition && sn != nil && sn.Key == scsi.AbortedCommand && sn.Code == 0 &&
-			s.r.resetsSent.Load() != resets {
+			s.r.resetSince(resets) {
 			// A copy or token command whose source or destination LU
 			// was reset under it, its own LU not: ABORTED COMMAND.
 			s.stats.ResetAborted++
@@ -1383,7 +1394,7 @@ func (s *session) populate(ctx context.Context) error {
 	}
 	id := s.listID()
 	p := populateParams(tokenTimeout, rs)
-	resets := s.r.resetsSent.Load()
+	resets := s.r.resetMark()
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x10, id, len(p)), DataOut: p})
 	if err != nil {
 		return err
@@ -1404,7 +1415,7 @@ func (s *session) populate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Code == scsi.ASCInvalidFieldInCDB && s.r.resetsSent.Load() != resets {
+	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Code == scsi.ASCInvalidFieldInCDB && s.r.resetSince(resets) {
 		s.stats.Skipped++ // a LOGICAL UNIT RESET forgot the list
 		return nil
 	}
