@@ -151,6 +151,7 @@ type Stats struct {
 	Resets               int // LOGICAL UNIT RESETs sent
 	ResetAborted         int // commands of other sessions they aborted (no response)
 	Faulted              int // commands failed by a backstore fault
+	TaskAbortedStatus    int // copies answered TASK ABORTED around a reset (see commandOn)
 	UnknownOld           int // blocks of such commands read back with their old content
 	UnknownNew           int // with one of their new contents
 	Crashes              int
@@ -171,7 +172,7 @@ func (s *Stats) String() string {
 		fmt.Fprintf(&b, " faulted=%d", s.Faulted)
 	}
 	if s.Resets > 0 {
-		fmt.Fprintf(&b, " lun-resets=%d reset-aborted=%d", s.Resets, s.ResetAborted)
+		fmt.Fprintf(&b, " lun-resets=%d reset-aborted=%d task-aborted-status=%d", s.Resets, s.ResetAborted, s.TaskAbortedStatus)
 	}
 	if s.Crashes > 0 {
 		fmt.Fprintf(&b, " crashes=%d interrupted=%d unknown-blocks-old=%d unknown-blocks-new=%d", s.Crashes, s.Interrupted, s.UnknownOld, s.UnknownNew)
@@ -195,6 +196,7 @@ func (s *Stats) add(o *Stats) {
 	s.CutShort += o.CutShort
 	s.ResetAborted += o.ResetAborted
 	s.Faulted += o.Faulted
+	s.TaskAbortedStatus += o.TaskAbortedStatus
 	s.UnknownOld += o.UnknownOld
 	s.UnknownNew += o.UnknownNew
 }
@@ -1040,6 +1042,16 @@ func (s *session) commandOn(ctx context.Context, conn *initiator.Session, req in
 			// A copy or token command whose source or destination LU
 			// was reset under it, its own LU not: ABORTED COMMAND.
 			s.stats.ResetAborted++
+			return nil, errCutShort
+		}
+		if resp.Status == scsi.StatusTaskAborted && s.r.resetSince(resets) {
+			// A known flaw of the target, tolerated here: a copy whose
+			// command reached its LU while a LOGICAL UNIT RESET was
+			// being processed, too late to be aborted by it, has its
+			// list cancelled when the reset then forgets the LU's lists
+			// (rod.Manager.Reset), and ends with TASK ABORTED status,
+			// which TAS=0 does not allow.
+			s.stats.TaskAbortedStatus++
 			return nil, errCutShort
 		}
 		if !retryable(resp) || try >= 50 {
