@@ -139,12 +139,12 @@ func (s *session) abortTask(ctx context.Context) error {
 	s.expect(l, rg.lba, data, "aborted")
 	p, err := s.conn.Start(ctx, req)
 	if err != nil {
-		return s.transportErr(ctx, req.CDB, err)
+		return s.transportErr(ctx, req.LUN, req.CDB, err)
 	}
 	time.Sleep(delay)
 	code, err := s.conn.TaskMgmt(ctx, initiator.TMFAbortTask, l.num, p.ITT)
 	if err != nil {
-		return s.transportErr(ctx, []byte{0x01}, err)
+		return s.transportErr(ctx, l.num, []byte{0x01}, err)
 	}
 	if code != 0 && code != 1 { // FUNCTION COMPLETE, TASK DOES NOT EXIST
 		return s.fail(l, rg.lba, true, "ABORT TASK of a WRITE: response %d", code)
@@ -159,7 +159,7 @@ func (s *session) abortTask(ctx context.Context) error {
 	case errors.Is(err, initiator.ErrTaskAborted), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		return errCutShort
 	case err != nil:
-		return s.transportErr(ctx, req.CDB, err)
+		return s.transportErr(ctx, req.LUN, req.CDB, err)
 	case resp.Status == scsi.StatusGood:
 		s.settle()
 		return nil
@@ -191,7 +191,7 @@ func (s *session) dropConnection(ctx context.Context) error {
 	login := func() (*initiator.Session, error) {
 		c, err := initiator.Dial(ctx, s.r.cfg.Addr, cfg)
 		if err != nil {
-			return nil, s.transportErr(ctx, nil, err)
+			return nil, s.transportErr(ctx, l.num, nil, err)
 		}
 		// Unit attentions of the reinstatement or of resets (the login
 		// is what ends the old session's tasks: a reset aborting this

@@ -1000,14 +1000,16 @@ func (s *session) command(ctx context.Context, req initiator.Request) (*initiato
 
 // transportErr turns the error of a command that got no response into
 // what the operation returns.
-func (s *session) transportErr(ctx context.Context, cdb []byte, err error) error {
+func (s *session) transportErr(ctx context.Context, lun uint64, cdb []byte, err error) error {
 	if s.r.down.Load() {
 		return errInterrupted
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return s.fail(nil, 0, false, "command % x: %v (the worker's last operations: %s)", cdb, err, strings.Join(s.recent, ", "))
+	f := s.fail(nil, 0, false, "command % x: %v (the worker's last operations: %s)", cdb, err, strings.Join(s.recent, ", "))
+	f.(*Failure).LUN = lun
+	return f
 }
 
 // retryable reports whether a command ended without effect in a way an
@@ -1035,7 +1037,7 @@ func (s *session) commandOn(ctx context.Context, conn *initiator.Session, req in
 			if errors.Is(err, initiator.ErrTaskAborted) {
 				return nil, errCutShort
 			}
-			return nil, s.transportErr(ctx, req.CDB, err)
+			return nil, s.transportErr(ctx, req.LUN, req.CDB, err)
 		}
 		if sn := resp.Sense; resp.Status == scsi.StatusCheckCondition && sn != nil && sn.Key == scsi.AbortedCommand && sn.Code == 0 &&
 			s.r.resetSince(resets) {
