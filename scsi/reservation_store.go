@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // The persistent reservation state file. While APTPL is in effect (the
@@ -144,6 +146,7 @@ func (lu *LU) RestoreReservations() error {
 	if lu.prFile == "" {
 		return nil
 	}
+	removeTornUpdates(lu.prFile, lu.Log)
 	data, err := os.ReadFile(lu.prFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -161,6 +164,24 @@ func (lu *LU) RestoreReservations() error {
 	lu.Log.Info("persistent reservations restored", "file", lu.prFile, "registrations", len(p.regs),
 		"type", p.typ.String(), "generation", p.generation)
 	return nil
+}
+
+// removeTornUpdates removes the temporary files writeFileDurably left
+// beside path when the process died before renaming one over it: the
+// state file is the old one, whole, and the temporary file of no use.
+func removeTornUpdates(path string, log *slog.Logger) {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // no directory: nothing saved yet
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				log.Warn("cannot remove a temporary persistent reservation state file", "file", filepath.Join(dir, e.Name()), "err", err)
+			}
+		}
+	}
 }
 
 var (

@@ -137,3 +137,28 @@ func TestReservationFileHostileInitiatorName(t *testing.T) {
 	assert.Equal(t, want, lu.Reservations())
 	assert.Equal(t, "E=1000* type=1", b.state())
 }
+
+// TestRestoreRemovesTornStateUpdates: a process killed between writing
+// the temporary file of a state update and renaming it over the state
+// file (the crash test saw it) leaves the temporary file; the restart
+// restores the old state, whole, and removes the temporary file, so that
+// repeated crashes do not pile them up. Files of other names stay.
+func TestRestoreRemovesTornStateUpdates(t *testing.T) {
+	b := newPRBench(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "disk.json")
+	b.lu.prFile = path
+	require.NoError(t, b.out("H", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kH, APTPL: true}))
+	want := b.lu.Reservations()
+	torn := filepath.Join(dir, ".disk.json.tmp123456")
+	require.NoError(t, os.WriteFile(torn, []byte(`{"version":`), 0o600))
+	other := filepath.Join(dir, ".other.json.tmp1")
+	require.NoError(t, os.WriteFile(other, nil, 0o600))
+
+	lu := NewLU(LUConfig{Identity: Identity{Name: "pr", Serial: "s1"}, Store: backstore.NewMemory(1<<20, 512),
+		ReservationFile: path, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, lu.RestoreReservations())
+	assert.Equal(t, want, lu.Reservations())
+	assert.NoFileExists(t, torn)
+	assert.FileExists(t, other, "another LU's temporary file is not this one's to remove")
+}

@@ -190,3 +190,53 @@ func wutParams(token []byte, offsetIntoROD uint64, delTkn bool, rs []blockRange)
 	binary.BigEndian.PutUint16(p, uint16(len(p)-2))
 	return p
 }
+
+// xcopyList4 is an EXTENDED COPY (LID4) parameter list (SPC-4 6.4.3.3,
+// PARAMETER LIST FORMAT 01h) with the same descriptors as xcopyList. A
+// list with immed set is held (LIST ID USAGE 00b) so that RECEIVE COPY
+// STATUS can report how it ended; the others are discarded (10b).
+func xcopyList4(listID uint32, immed bool, src, dst []byte, segs []xcopySegment) []byte {
+	hdr := make([]byte, 48)
+	hdr[0] = 0x01
+	if immed {
+		hdr[15] = 0x01
+	} else {
+		hdr[1] = 0x10
+	}
+	binary.BigEndian.PutUint32(hdr[20:], listID)
+	binary.BigEndian.PutUint16(hdr[42:], 64)
+	binary.BigEndian.PutUint16(hdr[44:], uint16(28*len(segs)))
+	l1 := xcopyList(0, src, dst, segs)
+	return append(hdr, l1[16:]...)
+}
+
+func xcopy4CDB(n int) []byte {
+	cdb := xcopyCDB(n)
+	cdb[1] = 0x01
+	return cdb
+}
+
+// copyAbortCDB is COPY OPERATION ABORT (SPC-4 6.3) of a list.
+func copyAbortCDB(listID uint32) []byte {
+	cdb := make([]byte, 16)
+	cdb[0], cdb[1] = 0x83, 0x1C
+	binary.BigEndian.PutUint32(cdb[2:], listID)
+	return cdb
+}
+
+// copyStatus4CDB is RECEIVE COPY STATUS (LID4) (SPC-4 6.18.6).
+func copyStatus4CDB(listID uint32, alloc int) []byte {
+	cdb := make([]byte, 16)
+	cdb[0], cdb[1] = 0x84, 0x05
+	binary.BigEndian.PutUint32(cdb[2:], listID)
+	binary.BigEndian.PutUint32(cdb[10:], uint32(alloc))
+	return cdb
+}
+
+// zeroToken is the block device zero ROD token (SBC-3 5.33.4): ROD TYPE
+// FFFF0001h, the rest ignored.
+func zeroToken() []byte {
+	t := make([]byte, 512)
+	binary.BigEndian.PutUint32(t, 0xFFFF0001)
+	return t
+}

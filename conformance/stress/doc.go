@@ -4,7 +4,14 @@
 // in-memory model of every logical unit predicts what each read returns.
 //
 // The library part starts the target ([BuildBinary], [StartServer]) and
-// drives it ([Run]); stress_test.go holds TestStressShort.
+// drives it ([Run]); stress_test.go holds TestStressShort, crash_test.go
+// TestCrashRecovery, which kills the target with SIGKILL mid-run and
+// checks what it finds on the files after a restart ([Crash]), and
+// fault_test.go TestBackstoreFaults, which serves a failing store from a
+// target built in the test process ([Config].Faults). Besides the plain
+// commands, the mix cuts commands short (ABORT TASK, COPY OPERATION
+// ABORT, dropped connections, LOGICAL UNIT RESETs): a block such a
+// command covered is read back, and must be its old or a new content.
 //
 // Each session runs several workers, so it has commands outstanding at
 // once. To keep the model exact without serialising them, each worker owns

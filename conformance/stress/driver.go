@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/odxtgt/odxtgt/iscsi/initiator"
@@ -33,15 +35,21 @@ const (
 	OpExtendedCopy
 	OpPopulateToken // with RECEIVE ROD TOKEN INFORMATION
 	OpWriteUsingToken
+	OpSyncCache           // SYNCHRONIZE CACHE (10) of the whole LU
+	OpWriteUsingZeroToken // the block device zero ROD token
+	OpCopyAbort           // EXTENDED COPY (LID4) with IMMED, then COPY OPERATION ABORT
+	OpAbortTask           // a WRITE, then ABORT TASK of it
+	OpDropConnection      // a WRITE on a session of its own whose TCP connection is closed under it
 	numOps
 )
 
 var opNames = [numOps]string{
 	"READ (10)", "READ (16)", "WRITE (10)", "WRITE (16)", "COMPARE AND WRITE", "COMPARE AND WRITE (lock)",
 	"WRITE SAME (16)", "WRITE SAME (16) UNMAP", "UNMAP", "EXTENDED COPY", "POPULATE TOKEN", "WRITE USING TOKEN",
+	"SYNCHRONIZE CACHE (10)", "WRITE USING TOKEN (zero token)", "COPY OPERATION ABORT", "ABORT TASK", "connection drop",
 }
 
-var opWeights = [numOps]int{10, 10, 8, 8, 4, 6, 3, 3, 3, 6, 4, 5}
+var opWeights = [numOps]int{10, 10, 8, 8, 4, 6, 3, 3, 3, 6, 4, 5, 2, 2, 2, 2, 1}
 
 func (o Op) String() string {
 	if o >= 0 && o < numOps {
@@ -76,10 +84,56 @@ type Config struct {
 	Exclude map[Op]bool
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
+	// Crash, if set, makes the run a crash test: see [Crash].
+	Crash *Crash
+	// LUNResets, when set, sends a LOGICAL UNIT RESET every second or two
+	// from a session of its own to one of the LUs but the first (whose
+	// lock blocks and IMMED copies a reset would make unknown); the
+	// commands it aborts on other sessions get no response (TAS=0), and
+	// are taken as cut short after resetGrace.
+	LUNResets bool
+	// Faults, if set, is called once the regions are laid out (the
+	// first block of worker 0's region and the blocks per region) and
+	// returns the blocks whose writes the backstore fails: a command
+	// writing any of them must end with MEDIUM ERROR or COPY ABORTED,
+	// having left them as they were, and the other blocks it covers old
+	// or new.
+	Faults func(base, region uint64) []FaultRange
 
 	// sabotage, if set, runs between the operations and the final
 	// verification (tests of the checker itself).
 	sabotage func(ctx context.Context, workers []*session) error
+}
+
+// Crash turns a run into rounds that each end in a crash of the target:
+// the workers issue operations until, at a moment drawn from the seed
+// between a third of Duration and Duration, Run calls Kill, which must end
+// the target at once (SIGKILL). Every command the target acknowledged
+// before it died must then read back as written, and every block a write,
+// copy or WRITE USING TOKEN in flight at the kill covered must read back
+// as its old or its new content, whole: the target keeps no data of its
+// own in memory (writes go to the file with pwrite, whose data the kernel
+// holds for a dead process as for a live one), so a process crash loses
+// nothing acknowledged, whatever the write cache, FUA or SYNCHRONIZE CACHE
+// said; those decide only what survives a power loss, which a process
+// kill cannot show. Run then calls Restart, which must start the target
+// again on the same files (memory LUs lose their data: use file LUs only)
+// and return its portal, logs every session in again, verifies all
+// regions and goes on with the next round. Tokens do not survive the
+// restart: the pool is emptied.
+type Crash struct {
+	// Rounds is the number of kills (default 1).
+	Rounds int
+	// Kill ends the target.
+	Kill func() error
+	// Restart starts it again and returns the portal it listens on.
+	Restart func(ctx context.Context) (string, error)
+}
+
+// FaultRange is a run of blocks of a LUN whose writes fail.
+type FaultRange struct {
+	LUN, LBA uint64
+	N        int
 }
 
 // Stats counts what a run did.
@@ -92,6 +146,15 @@ type Stats struct {
 	Retries              int                   // commands retried after BUSY, TASK SET FULL or a unit attention
 	Skipped              int                   // operations skipped (UNMAP unsupported, resources)
 	LockWins, LockLosses int
+	Interrupted          int // commands cut short by a crash of the target
+	CutShort             int // commands aborted, or whose connection was dropped, before they completed
+	Resets               int // LOGICAL UNIT RESETs sent
+	ResetAborted         int // commands of other sessions they aborted (no response)
+	Faulted              int // commands failed by a backstore fault
+	TaskAbortedStatus    int // copies answered TASK ABORTED around a reset (see commandOn)
+	UnknownOld           int // blocks of such commands read back with their old content
+	UnknownNew           int // with one of their new contents
+	Crashes              int
 }
 
 func (s *Stats) String() string {
@@ -103,8 +166,17 @@ func (s *Stats) String() string {
 		}
 		fmt.Fprintf(&b, "%s=%d (%v) ", Op(i), n, avg.Round(time.Microsecond))
 	}
-	fmt.Fprintf(&b, "truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
-		s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	fmt.Fprintf(&b, "cut-short=%d truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
+		s.CutShort, s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	if s.Faulted > 0 {
+		fmt.Fprintf(&b, " faulted=%d", s.Faulted)
+	}
+	if s.Resets > 0 {
+		fmt.Fprintf(&b, " lun-resets=%d reset-aborted=%d task-aborted-status=%d", s.Resets, s.ResetAborted, s.TaskAbortedStatus)
+	}
+	if s.Crashes > 0 {
+		fmt.Fprintf(&b, " crashes=%d interrupted=%d unknown-blocks-old=%d unknown-blocks-new=%d", s.Crashes, s.Interrupted, s.UnknownOld, s.UnknownNew)
+	}
 	return b.String()
 }
 
@@ -120,6 +192,13 @@ func (s *Stats) add(o *Stats) {
 	s.Skipped += o.Skipped
 	s.LockWins += o.LockWins
 	s.LockLosses += o.LockLosses
+	s.Interrupted += o.Interrupted
+	s.CutShort += o.CutShort
+	s.ResetAborted += o.ResetAborted
+	s.Faulted += o.Faulted
+	s.TaskAbortedStatus += o.TaskAbortedStatus
+	s.UnknownOld += o.UnknownOld
+	s.UnknownNew += o.UnknownNew
 }
 
 // Failure is a difference between the target and the model, or a command
@@ -180,9 +259,125 @@ type run struct {
 	tokMu   sync.Mutex
 	tokens  []*token
 	lock    *lockState
-	statsMu sync.Mutex
+	bad     []FaultRange // Config.Faults
+	statsMu sync.Mutex   // for the LU resets' count while workers run
 	stats   Stats
+	// down is set just before a crash: a command failing from then on
+	// was cut short by it.
+	down atomic.Bool
+	// flights are the commands in flight, for the LU resets to find
+	// those they aborted without a response.
+	flightMu  sync.Mutex
+	flights   map[*flight]struct{}
+	flightSeq atomic.Uint64
+	// resetsSent counts the LOGICAL UNIT RESETs sent, from before they
+	// are; resetsDone those answered.
+	resetsSent, resetsDone atomic.Uint64
 }
+
+// resetMark and resetSince tell whether a LOGICAL UNIT RESET may have
+// taken effect between two moments: one not yet answered at the first,
+// or sent since (it travels on a connection of its own, so it may take
+// effect after commands sent later).
+func (r *run) resetMark() uint64 { return r.resetsDone.Load() }
+
+func (r *run) resetSince(mark uint64) bool { return r.resetsSent.Load() != mark }
+
+// flight is a command in flight.
+type flight struct {
+	lun    uint64
+	seq    uint64
+	cancel context.CancelCauseFunc
+}
+
+// resetGrace is how long a command in flight on an LU at its reset may
+// still take to answer before it is taken as aborted: a command the
+// reset did not abort answers at once (with the unit attention, if it
+// came after).
+const resetGrace = 2 * time.Second
+
+// errResetAborted is the cause of cancelling a command a reset aborted.
+var errResetAborted = errors.New("stress: aborted by a LOGICAL UNIT RESET")
+
+func (r *run) startFlight(lun uint64, cancel context.CancelCauseFunc) *flight {
+	f := &flight{lun: lun, seq: r.flightSeq.Add(1), cancel: cancel}
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if r.flights == nil {
+		r.flights = map[*flight]struct{}{}
+	}
+	r.flights[f] = struct{}{}
+	return f
+}
+
+func (r *run) endFlight(f *flight) {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	delete(r.flights, f)
+}
+
+// expireFlights gives the commands started on lun up to sequence number
+// seq resetGrace to answer.
+func (r *run) expireFlights(lun, seq uint64) {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	for f := range r.flights {
+		if f.lun == lun && f.seq <= seq {
+			time.AfterFunc(resetGrace, func() { f.cancel(errResetAborted) })
+		}
+	}
+}
+
+// resetLoop sends LOGICAL UNIT RESETs until stop ends (Config.LUNResets).
+func (r *run) resetLoop(stop, ctx context.Context) error {
+	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: r.cfg.Initiators[0], TargetName: r.cfg.Target})
+	if err != nil {
+		if r.down.Load() {
+			return nil
+		}
+		return fmt.Errorf("stress: the session of the LU resets: %w", err)
+	}
+	defer c.Close()
+	rng := rand.New(rand.NewPCG(r.cfg.Seed, 1<<33))
+	for {
+		select {
+		case <-stop.Done():
+			return nil
+		case <-time.After(time.Second + time.Duration(rng.Int64N(int64(time.Second)))):
+		}
+		l := r.lus[1+rng.IntN(len(r.lus)-1)]
+		r.resetsSent.Add(1)
+		code, err := c.TaskMgmt(ctx, initiator.TMFLogicalUnitReset, l.num, 0)
+		r.resetsDone.Add(1)
+		if err != nil {
+			if r.down.Load() {
+				return nil
+			}
+			return fmt.Errorf("stress: LOGICAL UNIT RESET of LUN %d: %w", l.num, err)
+		}
+		if code != 0 {
+			return fmt.Errorf("stress: LOGICAL UNIT RESET of LUN %d: response %d", l.num, code)
+		}
+		r.statsMu.Lock()
+		r.stats.Resets++
+		r.statsMu.Unlock()
+		// Every command started before the answer may have been
+		// aborted: the reset may have taken effect after commands
+		// other sessions sent once it was on its way.
+		r.expireFlights(l.num, r.flightSeq.Load())
+	}
+}
+
+// errInterrupted is what a command returns when the target crashed under
+// it.
+var errInterrupted = errors.New("stress: the target crashed")
+
+// errCutShort is what an operation returns when its command was aborted
+// (ABORT TASK, COPY OPERATION ABORT) or its connection dropped before it
+// completed: the pending writes may have happened in part, and the target
+// has ended the command (the abort's response, or the reinstatement of
+// the session, comes after it).
+var errCutShort = errors.New("stress: command cut short")
 
 const (
 	tokenTimeout = 5 // seconds, the POPULATE TOKEN inactivity timeout
@@ -236,24 +431,20 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 		return nil, err
 	}
 
+	defer func() {
+		for _, s := range sessions {
+			r.stats.add(&s.stats)
+		}
+	}()
+	if cfg.Crash != nil {
+		if err := r.crashRounds(ctx, sessions); err != nil {
+			return &r.stats, err
+		}
+		return &r.stats, r.lock.final(ctx, sessions[0])
+	}
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	errs := make([]error, len(sessions))
-	var wg sync.WaitGroup
-	for i, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Commands run under ctx, not runCtx: a command cut short by the
-			// end of the run would go on in the target unseen by the model.
-			if err := s.loop(runCtx, ctx); err != nil {
-				errs[i] = err
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	if err := firstFailure(errs); err != nil {
+	if err := r.phase(runCtx, ctx, sessions); err != nil {
 		return &r.stats, err
 	}
 	if cfg.sabotage != nil {
@@ -262,6 +453,52 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 		}
 	}
 	// Final verification: every region of every LU, and the lock blocks.
+	if err := r.verify(ctx, sessions); err != nil {
+		return &r.stats, err
+	}
+	if err := r.lock.final(ctx, sessions[0]); err != nil {
+		return &r.stats, err
+	}
+	return &r.stats, nil
+}
+
+// phase runs every worker's loop until stop ends or one fails; commands
+// run under ctx, not stop: a command cut short by the end of the phase
+// would go on in the target unseen by the model.
+func (r *run) phase(stop, ctx context.Context, sessions []*session) error {
+	stop, cancel := context.WithCancel(stop)
+	defer cancel()
+	errs := make([]error, len(sessions)+1)
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.loop(stop, ctx); err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	if r.cfg.LUNResets && len(r.lus) > 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The resets stop when the workers do.
+			if err := r.resetLoop(stop, ctx); err != nil {
+				errs[len(sessions)] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstFailure(errs)
+}
+
+// verify reads every worker's regions and checks them against the model.
+func (r *run) verify(ctx context.Context, sessions []*session) error {
+	errs := make([]error, len(sessions))
+	var wg sync.WaitGroup
 	for i, s := range sessions {
 		wg.Add(1)
 		go func() {
@@ -270,13 +507,63 @@ func Run(ctx context.Context, cfg Config) (*Stats, error) {
 		}()
 	}
 	wg.Wait()
-	if err := firstFailure(errs); err != nil {
-		return &r.stats, err
+	return firstFailure(errs)
+}
+
+// crashRounds runs the rounds of a crash test (see [Crash]).
+func (r *run) crashRounds(ctx context.Context, sessions []*session) error {
+	c := r.cfg.Crash
+	rng := rand.New(rand.NewPCG(r.cfg.Seed, 1<<32))
+	for round := range max(c.Rounds, 1) {
+		at := r.cfg.Duration/3 + time.Duration(rng.Int64N(int64(r.cfg.Duration*2/3)+1))
+		killed := make(chan error, 1)
+		timer := time.AfterFunc(at, func() {
+			r.down.Store(true)
+			killed <- c.Kill()
+		})
+		// The workers stop when the crash cuts their commands short.
+		err := r.phase(ctx, ctx, sessions)
+		if timer.Stop() {
+			return err // a failure before the kill
+		}
+		if kerr := <-killed; kerr != nil {
+			return kerr
+		}
+		if err != nil {
+			return err
+		}
+		r.stats.Crashes++
+		r.cfg.Logf("stress: round %d: killed the target after %v", round, at.Round(time.Millisecond))
+		for _, s := range sessions {
+			if s.sub == 0 {
+				s.conn.Close()
+			}
+		}
+		addr, err := c.Restart(ctx)
+		if err != nil {
+			return err
+		}
+		r.cfg.Addr = addr
+		r.down.Store(false)
+		r.tokMu.Lock()
+		r.tokens = nil
+		r.tokMu.Unlock()
+		for i := range r.cfg.Sessions {
+			conn, err := r.dial(ctx, i)
+			if err != nil {
+				return err
+			}
+			for _, s := range sessions {
+				if s.sess == i {
+					s.conn = conn
+				}
+			}
+		}
+		if err := r.verify(ctx, sessions); err != nil {
+			return err
+		}
 	}
-	if err := r.lock.final(ctx, sessions[0]); err != nil {
-		return &r.stats, err
-	}
-	return &r.stats, nil
+	return nil
 }
 
 // firstFailure prefers a model failure to the context errors other
@@ -344,6 +631,9 @@ func (r *run) discover(ctx context.Context, s *session) error {
 	r.region = (minBlocks - r.base) / uint64(r.cfg.Sessions*r.cfg.Workers)
 	if r.region < 16 {
 		return fmt.Errorf("stress: %d blocks per session region is too few", r.region)
+	}
+	if r.cfg.Faults != nil {
+		r.bad = r.cfg.Faults(r.base, r.region)
 	}
 	r.cfg.Logf("stress: %d sessions of %d workers, %d LUs, %d blocks per worker region, %d lock blocks",
 		r.cfg.Sessions, r.cfg.Workers, len(r.lus), r.region, r.cfg.LockBlocks)
@@ -433,6 +723,101 @@ type session struct {
 	op    Op
 	stats Stats
 	hist  []change
+	// pending are the model updates of the command in flight, made when
+	// it completes.
+	pending []pendingWrite
+	// unknown holds, for each block of the worker's regions that a
+	// command cut short by a crash covered, the contents it may hold
+	// besides the model's; the next read settles it.
+	unknown map[blockKey][][]byte
+	// recent names the worker's last operations, for a command that
+	// gets no answer.
+	recent []string
+}
+
+type blockKey struct{ lun, lba uint64 }
+
+// pendingWrite is data a command in flight writes at lba of l.
+type pendingWrite struct {
+	l     *lu
+	lba   uint64
+	data  []byte
+	extra string
+}
+
+// expect notes that the command about to be sent writes data at lba.
+func (s *session) expect(l *lu, lba uint64, data []byte, extra string) {
+	s.pending = append(s.pending, pendingWrite{l, lba, data, extra})
+}
+
+// settle applies the pending writes, in order, to the model: the command
+// completed.
+func (s *session) settle() {
+	for _, p := range s.pending {
+		n := len(p.data) / BlockSize
+		s.touch(p.l, p.lba, n, p.extra)
+		copy(p.l.at(p.lba, n), p.data)
+		for i := range uint64(n) {
+			delete(s.unknown, blockKey{p.l.num, p.lba + i})
+		}
+	}
+	s.pending = nil
+}
+
+// readBack settles the pending writes of a command cut short: the blocks
+// they cover are read back, each of which must be the old or one of the
+// new contents.
+func (s *session) readBack(ctx context.Context) error {
+	saved := s.pending
+	s.unsettle()
+	// A failed write never reaches the store: its blocks keep their
+	// content.
+	for k := range s.unknown {
+		if s.r.isBad(k.lun, k.lba) {
+			delete(s.unknown, k)
+		}
+	}
+	for _, p := range saved {
+		n := len(p.data) / BlockSize
+		got, err := s.readSettled(ctx, p.l, p.lba, n)
+		if err != nil {
+			return err
+		}
+		if err := s.compare(p.l, p.lba, got, "read back after a command cut short"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readSettled reads blocks whose content must be known before the worker
+// goes on, again if a reset aborts the read.
+func (s *session) readSettled(ctx context.Context, l *lu, lba uint64, n int) ([]byte, error) {
+	for {
+		got, err := s.readBlocks(ctx, l, lba, n, true)
+		if !errors.Is(err, errCutShort) {
+			return got, err
+		}
+	}
+}
+
+// unsettle records that the pending writes may or may not have happened,
+// block by block: each block holds its old content or one of the new ones.
+func (s *session) unsettle() {
+	if s.unknown == nil {
+		s.unknown = map[blockKey][][]byte{}
+	}
+	for _, p := range s.pending {
+		for i := range len(p.data) / BlockSize {
+			k := blockKey{p.l.num, p.lba + uint64(i)}
+			b := p.data[i*BlockSize : (i+1)*BlockSize]
+			if bytes.Equal(b, p.l.at(k.lba, 1)) || slices.ContainsFunc(s.unknown[k], func(x []byte) bool { return bytes.Equal(x, b) }) {
+				continue
+			}
+			s.unknown[k] = append(s.unknown[k], b)
+		}
+	}
+	s.pending = nil
 }
 
 func (s *session) fail(l *lu, lba uint64, hasLBA bool, format string, args ...any) error {
@@ -448,11 +833,6 @@ func (s *session) fail(l *lu, lba uint64, hasLBA bool, format string, args ...an
 
 // loop issues operations until stop ends; commands run under ctx.
 func (s *session) loop(stop, ctx context.Context) error {
-	defer func() {
-		s.r.statsMu.Lock()
-		s.r.stats.add(&s.stats)
-		s.r.statsMu.Unlock()
-	}()
 	total := 0
 	for i, w := range opWeights {
 		if !s.r.cfg.Exclude[Op(i)] {
@@ -475,8 +855,26 @@ func (s *session) loop(stop, ctx context.Context) error {
 		}
 		s.stats.Ops[s.op]++
 		t0 := time.Now()
+		s.pending = nil
+		if len(s.recent) == 8 {
+			s.recent = s.recent[1:]
+		}
+		s.recent = append(s.recent, fmt.Sprintf("#%d %s", s.opn, s.op))
 		if err := s.do(ctx); err != nil {
-			return err
+			if errors.Is(err, errInterrupted) {
+				s.stats.Interrupted++
+				s.unsettle()
+				return nil
+			}
+			if !errors.Is(err, errCutShort) {
+				return err
+			}
+			s.stats.CutShort++
+			if err := s.readBack(ctx); errors.Is(err, errInterrupted) {
+				return nil
+			} else if err != nil {
+				return err
+			}
 		}
 		s.stats.Time[s.op] += time.Since(t0)
 	}
@@ -504,6 +902,21 @@ func (s *session) do(ctx context.Context) error {
 		return s.populate(ctx)
 	case OpWriteUsingToken:
 		return s.writeUsingToken(ctx)
+	case OpWriteUsingZeroToken:
+		return s.writeZeroToken(ctx)
+	case OpCopyAbort:
+		return s.copyAbort(ctx)
+	case OpAbortTask:
+		return s.abortTask(ctx)
+	case OpDropConnection:
+		return s.dropConnection(ctx)
+	case OpSyncCache:
+		l := s.r.lus[s.rng.IntN(len(s.r.lus))]
+		resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: []byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}})
+		if err != nil {
+			return err
+		}
+		return s.expectGood(l, 0, resp, "SYNCHRONIZE CACHE")
 	}
 	return nil
 }
@@ -582,19 +995,68 @@ func (l *lu) at(lba uint64, n int) []byte {
 
 // command runs req, retrying on BUSY, TASK SET FULL and unit attentions.
 func (s *session) command(ctx context.Context, req initiator.Request) (*initiator.Response, error) {
+	return s.commandOn(ctx, s.conn, req)
+}
+
+// transportErr turns the error of a command that got no response into
+// what the operation returns.
+func (s *session) transportErr(ctx context.Context, lun uint64, cdb []byte, err error) error {
+	if s.r.down.Load() {
+		return errInterrupted
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	f := s.fail(nil, 0, false, "command % x: %v (the worker's last operations: %s)", cdb, err, strings.Join(s.recent, ", "))
+	f.(*Failure).LUN = lun
+	return f
+}
+
+// retryable reports whether a command ended without effect in a way an
+// initiator retries.
+func retryable(resp *initiator.Response) bool {
+	return resp.Status == scsi.StatusBusy || resp.Status == scsi.StatusTaskSetFull ||
+		(resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Key == scsi.UnitAttention)
+}
+
+func (s *session) commandOn(ctx context.Context, conn *initiator.Session, req initiator.Request) (*initiator.Response, error) {
 	for try := 0; ; try++ {
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		resp, err := s.conn.Command(cctx, req)
+		resets := s.r.resetMark()
+		fctx, fcancel := context.WithCancelCause(ctx)
+		f := s.r.startFlight(req.LUN, fcancel)
+		cctx, cancel := context.WithTimeout(fctx, 60*time.Second)
+		resp, err := conn.Command(cctx, req)
 		cancel()
+		s.r.endFlight(f)
+		fcancel(nil)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if errors.Is(context.Cause(fctx), errResetAborted) {
+				s.stats.ResetAborted++
+				return nil, errCutShort
 			}
-			return nil, s.fail(nil, 0, false, "command % x: %v", req.CDB, err)
+			if errors.Is(err, initiator.ErrTaskAborted) {
+				return nil, errCutShort
+			}
+			return nil, s.transportErr(ctx, req.LUN, req.CDB, err)
 		}
-		retry := resp.Status == scsi.StatusBusy || resp.Status == scsi.StatusTaskSetFull ||
-			(resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Key == scsi.UnitAttention)
-		if !retry || try >= 50 {
+		if sn := resp.Sense; resp.Status == scsi.StatusCheckCondition && sn != nil && sn.Key == scsi.AbortedCommand && sn.Code == 0 &&
+			s.r.resetSince(resets) {
+			// A copy or token command whose source or destination LU
+			// was reset under it, its own LU not: ABORTED COMMAND.
+			s.stats.ResetAborted++
+			return nil, errCutShort
+		}
+		if resp.Status == scsi.StatusTaskAborted && s.r.resetSince(resets) {
+			// A known flaw of the target, tolerated here: a copy whose
+			// command reached its LU while a LOGICAL UNIT RESET was
+			// being processed, too late to be aborted by it, has its
+			// list cancelled when the reset then forgets the LU's lists
+			// (rod.Manager.Reset), and ends with TASK ABORTED status,
+			// which TAS=0 does not allow.
+			s.stats.TaskAbortedStatus++
+			return nil, errCutShort
+		}
+		if !retryable(resp) || try >= 50 {
 			return resp, nil
 		}
 		s.stats.Retries++
@@ -609,7 +1071,67 @@ func senseString(resp *initiator.Response) string {
 	return fmt.Sprintf("%v sense % x", resp.Status, resp.SenseRaw)
 }
 
+// isBad reports whether writes of block lba of LUN lun fail.
+func (r *run) isBad(lun, lba uint64) bool {
+	for _, b := range r.bad {
+		if b.LUN == lun && lba >= b.LBA && lba < b.LBA+uint64(b.N) {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingBad reports whether a pending write covers a block whose writes
+// fail.
+func (s *session) pendingBad() bool {
+	for _, p := range s.pending {
+		for b := range uint64(len(p.data) / BlockSize) {
+			if s.r.isBad(p.l.num, p.lba+b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errFaulted is what an operation returns when a backstore fault failed
+// its command as it should: the loop reads its blocks back.
+var errFaulted = fmt.Errorf("%w by a backstore fault", errCutShort)
+
+// faulted returns errFaulted if resp is the failure a backstore fault
+// under the pending writes must cause: MEDIUM ERROR, or COPY ABORTED.
+// The INFORMATION of a MEDIUM ERROR (when valid) is the first block of
+// the store write that failed: a block of the command at or before a
+// failing one.
+func (s *session) faulted(resp *initiator.Response) error {
+	sn := resp.Sense
+	if resp.Status != scsi.StatusCheckCondition || sn == nil || (sn.Key != scsi.MediumError && sn.Key != scsi.CopyAborted) {
+		return nil
+	}
+	var bad *pendingWrite
+	named := false // INFORMATION is at or before a failing block of a pending write
+	for i, p := range s.pending {
+		for b := range uint64(len(p.data) / BlockSize) {
+			if s.r.isBad(p.l.num, p.lba+b) {
+				bad = &s.pending[i]
+				named = named || sn.Information >= p.lba && sn.Information <= p.lba+b
+			}
+		}
+	}
+	if bad == nil {
+		return nil
+	}
+	if sn.Key == scsi.MediumError && sn.HasInformation && !named {
+		return s.fail(bad.l, sn.Information, true, "MEDIUM ERROR names no block at or before a failing one: %s", senseString(resp))
+	}
+	s.stats.Faulted++
+	return errFaulted
+}
+
 func (s *session) expectGood(l *lu, lba uint64, resp *initiator.Response, what string) error {
+	if err := s.faulted(resp); err != nil {
+		return err
+	}
 	if resp.Status != scsi.StatusGood {
 		return s.fail(l, lba, true, "%s: %s", what, senseString(resp))
 	}
@@ -619,16 +1141,34 @@ func (s *session) expectGood(l *lu, lba uint64, resp *initiator.Response, what s
 // compare checks got against the model at lba.
 func (s *session) compare(l *lu, lba uint64, got []byte, what string) error {
 	want := l.at(lba, len(got)/BlockSize)
-	if bytes.Equal(got, want) {
+	if bytes.Equal(got, want) && len(s.unknown) == 0 {
 		return nil
 	}
 	if len(got) != len(want) {
 		return s.fail(l, lba, true, "%s: %d bytes, want %d", what, len(got), len(want))
 	}
 	for i := 0; i < len(got); i += BlockSize {
-		if !bytes.Equal(got[i:i+BlockSize], want[i:i+BlockSize]) {
-			return s.fail(l, lba+uint64(i/BlockSize), true, "%s: block differs from the model: got %q…, want %q…",
-				what, printable(got[i:i+32]), printable(want[i:i+32]))
+		g, w := got[i:i+BlockSize], want[i:i+BlockSize]
+		b := lba + uint64(i/BlockSize)
+		alts, unknown := s.unknown[blockKey{l.num, b}]
+		// Only a crash makes blocks unknown, and its process can write
+		// no more: what this read shows is the block's content.
+		delete(s.unknown, blockKey{l.num, b})
+		switch {
+		case bytes.Equal(g, w):
+			if unknown {
+				s.stats.UnknownOld++
+			}
+		case unknown && slices.ContainsFunc(alts, func(x []byte) bool { return bytes.Equal(x, g) }):
+			s.stats.UnknownNew++
+			s.touch(l, b, 1, "written by a command cut short by a crash")
+			copy(w, g)
+		case unknown:
+			return s.fail(l, b, true, "%s: block a command cut short by a crash covered is neither its old content nor one of %d new ones: got %q…, want %q…",
+				what, len(alts), printable(g[:32]), printable(w[:32]))
+		default:
+			return s.fail(l, b, true, "%s: block differs from the model: got %q…, want %q…",
+				what, printable(g[:32]), printable(w[:32]))
 		}
 	}
 	return nil
@@ -681,6 +1221,7 @@ func (s *session) write(ctx context.Context) error {
 		}
 		cdb = rw16(0x8A, flags, rg.lba, rg.n)
 	}
+	s.expect(l, rg.lba, data, "")
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: cdb, DataOut: data})
 	if err != nil {
 		return err
@@ -688,8 +1229,7 @@ func (s *session) write(ctx context.Context) error {
 	if err := s.expectGood(l, rg.lba, resp, "write"); err != nil {
 		return err
 	}
-	s.touch(l, rg.lba, rg.n, "")
-	copy(l.at(rg.lba, rg.n), data)
+	s.settle()
 	return nil
 }
 
@@ -705,6 +1245,9 @@ func (s *session) compareAndWrite(ctx context.Context) error {
 		old[wrong] ^= 1 << s.rng.IntN(8)
 	}
 	data := s.fill(1)
+	if wrong < 0 {
+		s.expect(l, rg.lba, data, "")
+	}
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: cawCDB(rg.lba), DataOut: append(old, data...)})
 	if err != nil {
 		return err
@@ -713,8 +1256,7 @@ func (s *session) compareAndWrite(ctx context.Context) error {
 		if err := s.expectGood(l, rg.lba, resp, "COMPARE AND WRITE with the right old data"); err != nil {
 			return err
 		}
-		s.touch(l, rg.lba, 1, "")
-		copy(l.at(rg.lba, 1), data)
+		s.settle()
 		return nil
 	}
 	if resp.Status != scsi.StatusCheckCondition || resp.Sense == nil || resp.Sense.Key != scsi.Miscompare {
@@ -742,6 +1284,13 @@ func (s *session) writeSame(ctx context.Context, unmap bool) error {
 		block = make([]byte, BlockSize)
 		flags = 0x08
 	}
+	written := block
+	if unmap {
+		// An unmap operation on a thin LU (every LU here: file and
+		// memory), whatever the block; LBPRZ: the blocks read as zeroes.
+		written = make([]byte, BlockSize)
+	}
+	s.expect(l, rg.lba, bytes.Repeat(written, rg.n), fmt.Sprintf("flags %#x", flags))
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: rw16(0x93, flags, rg.lba, rg.n), DataOut: block})
 	if err != nil {
 		return err
@@ -749,16 +1298,7 @@ func (s *session) writeSame(ctx context.Context, unmap bool) error {
 	if err := s.expectGood(l, rg.lba, resp, "WRITE SAME"); err != nil {
 		return err
 	}
-	if unmap {
-		// An unmap operation on a thin LU (every LU here: file and
-		// memory), whatever the block; LBPRZ: the blocks read as zeroes.
-		block = make([]byte, BlockSize)
-	}
-	s.touch(l, rg.lba, rg.n, fmt.Sprintf("flags %#x", flags))
-	dst := l.at(rg.lba, rg.n)
-	for i := 0; i < len(dst); i += BlockSize {
-		copy(dst[i:], block)
-	}
+	s.settle()
 	return nil
 }
 
@@ -771,6 +1311,9 @@ func (s *session) unmap(ctx context.Context) error {
 		return nil
 	}
 	p := unmapList(rs)
+	for _, r := range rs {
+		s.expect(l, r.lba, make([]byte, r.n*BlockSize), "") // LBPRZ: unmapped blocks read as zeroes
+	}
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: unmapCDB(len(p)), DataOut: p})
 	if err != nil {
 		return err
@@ -785,19 +1328,40 @@ func (s *session) unmap(ctx context.Context) error {
 	if err := s.expectGood(l, rs[0].lba, resp, "UNMAP"); err != nil {
 		return err
 	}
-	for _, r := range rs {
-		s.touch(l, r.lba, r.n, "")
-		clear(l.at(r.lba, r.n)) // LBPRZ: unmapped blocks read as zeroes
-	}
+	s.settle()
 	return nil
 }
 
 // extendedCopy copies one to three segments between the session's
 // regions of two LUs (or of one), through EXTENDED COPY (LID1).
 func (s *session) extendedCopy(ctx context.Context) error {
-	src := s.r.lus[s.rng.IntN(len(s.r.lus))]
-	dst := s.r.lus[s.rng.IntN(len(s.r.lus))]
-	var segs []xcopySegment
+	src, dst, segs := s.pickSegments()
+	// LID1 list identifiers are per I_T nexus: the workers of a session
+	// use distinct ones.
+	list := xcopyList(byte(s.sub<<6|s.opn&63), src.cscd, dst.cscd, segs)
+	cdb := xcopyCDB(len(list))
+	if s.rng.IntN(2) == 0 {
+		list = xcopyList4(s.listID(), false, src.cscd, dst.cscd, segs)
+		cdb = xcopy4CDB(len(list))
+	}
+	s.expectSegments(src, dst, segs)
+	lun := []uint64{src.num, dst.num}[s.rng.IntN(2)]
+	resp, err := s.command(ctx, initiator.Request{LUN: lun, CDB: cdb, DataOut: list})
+	if err != nil {
+		return err
+	}
+	if err := s.expectGood(dst, segs[0].dst, resp, fmt.Sprintf("EXTENDED COPY LUN %d -> LUN %d %+v", src.num, dst.num, segs)); err != nil {
+		return err
+	}
+	s.settle()
+	return nil
+}
+
+// pickSegments picks two LUs (or one) and one to three segments between
+// the worker's regions of them.
+func (s *session) pickSegments() (src, dst *lu, segs []xcopySegment) {
+	src = s.r.lus[s.rng.IntN(len(s.r.lus))]
+	dst = s.r.lus[s.rng.IntN(len(s.r.lus))]
 	for range 1 + s.rng.IntN(3) {
 		n := 1 + s.rng.IntN(min(128, int(s.r.region)))
 		segs = append(segs, xcopySegment{
@@ -806,26 +1370,30 @@ func (s *session) extendedCopy(ctx context.Context) error {
 			n:   n,
 		})
 	}
-	// LID1 list identifiers are per I_T nexus: the workers of a session
-	// use distinct ones.
-	list := xcopyList(byte(s.sub<<6|s.opn&63), src.cscd, dst.cscd, segs)
-	lun := []uint64{src.num, dst.num}[s.rng.IntN(2)]
-	resp, err := s.command(ctx, initiator.Request{LUN: lun, CDB: xcopyCDB(len(list)), DataOut: list})
-	if err != nil {
-		return err
-	}
-	if err := s.expectGood(dst, segs[0].dst, resp, fmt.Sprintf("EXTENDED COPY LUN %d -> LUN %d %+v", src.num, dst.num, segs)); err != nil {
-		return err
-	}
-	for _, g := range segs {
-		buf := bytes.Clone(src.at(g.src, g.n)) // overlapping copies behave as through a buffer
-		s.touch(dst, g.dst, g.n, fmt.Sprintf("from LUN %d LBA %d", src.num, g.src))
-		copy(dst.at(g.dst, g.n), buf)
-	}
-	return nil
+	return src, dst, segs
 }
 
-func (s *session) listID() uint32 { return uint32(s.id)<<24 | uint32(s.opn)&0xFFFFFF }
+// expectSegments notes what each segment of a copy writes. The segments
+// run in order, each as through a buffer (overlapping copies): they are
+// applied to the model to learn what each writes, then undone.
+func (s *session) expectSegments(src, dst *lu, segs []xcopySegment) {
+	saved := make([][]byte, len(segs))
+	for i, g := range segs {
+		buf := bytes.Clone(src.at(g.src, g.n))
+		saved[i] = bytes.Clone(dst.at(g.dst, g.n))
+		copy(dst.at(g.dst, g.n), buf)
+		s.expect(dst, g.dst, buf, fmt.Sprintf("from LUN %d LBA %d", src.num, g.src))
+	}
+	for i := len(segs) - 1; i >= 0; i-- {
+		copy(dst.at(segs[i].dst, segs[i].n), saved[i])
+	}
+}
+
+// listID is the list identifier of the worker's POPULATE TOKEN, WRITE
+// USING TOKEN and EXTENDED COPY (LID4) commands: at least 2^24, so never
+// one of the LID1 identifiers (0-255) the workers of the session use at
+// the same time on the same nexus.
+func (s *session) listID() uint32 { return uint32(s.id+1)<<24 | uint32(s.opn)&0xFFFFFF }
 
 // populate makes a token of one to three ranges of the region with
 // POPULATE TOKEN and RECEIVE ROD TOKEN INFORMATION and puts it, with the
@@ -840,6 +1408,7 @@ func (s *session) populate(ctx context.Context) error {
 	}
 	id := s.listID()
 	p := populateParams(tokenTimeout, rs)
+	resets := s.r.resetMark()
 	resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x10, id, len(p)), DataOut: p})
 	if err != nil {
 		return err
@@ -859,6 +1428,10 @@ func (s *session) populate(ctx context.Context) error {
 	resp, err = s.command(ctx, initiator.Request{LUN: l.num, CDB: rrtiCDB(id, 1024), ReadLen: 1024})
 	if err != nil {
 		return err
+	}
+	if resp.Status == scsi.StatusCheckCondition && resp.Sense != nil && resp.Sense.Code == scsi.ASCInvalidFieldInCDB && s.r.resetSince(resets) {
+		s.stats.Skipped++ // a LOGICAL UNIT RESET forgot the list
+		return nil
 	}
 	if err := s.expectGood(l, rs[0].lba, resp, "RECEIVE ROD TOKEN INFORMATION"); err != nil {
 		return err
@@ -910,15 +1483,19 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 	for done := 0; done < n; {
 		part := sliceRanges(rs, done, n-done)
 		p := wutParams(tok.bytes, uint64(off+done), last, part)
+		src := tok.data[(off+done)*BlockSize:]
+		s.pending = nil
+		s.expectRanges(l, part, src)
 		resp, err := s.command(ctx, initiator.Request{LUN: l.num, CDB: tokenCDB(0x11, s.listID(), len(p)), DataOut: p})
 		if err != nil {
 			return err
 		}
-		src := tok.data[(off+done)*BlockSize:]
 		if resp.Status == scsi.StatusGood {
-			s.writeModel(l, part, src)
+			s.settle()
 			break
 		}
+		part0 := s.pending
+		s.pending = nil
 		sn := resp.Sense
 		what := fmt.Sprintf("WRITE USING TOKEN (token of session %d, offset %d, ranges %+v)", tok.from, off+done, part)
 		if resp.Status != scsi.StatusCheckCondition || sn == nil {
@@ -938,12 +1515,24 @@ func (s *session) writeUsingToken(ctx context.Context) error {
 			s.stats.Revoked++
 			return s.acceptPartial(ctx, l, part, src, what)
 		}
+		s.pending = part0
+		if err := s.faulted(resp); err != nil {
+			return err
+		}
 		return s.fail(l, part[0].lba, true, "%s: %s", what, senseString(resp))
 	}
 	if !tok.shared && !last {
 		s.r.putToken(tok)
 	}
 	return nil
+}
+
+// expectRanges notes that the command about to be sent writes src to rs.
+func (s *session) expectRanges(l *lu, rs []blockRange, src []byte) {
+	for _, r := range rs {
+		s.expect(l, r.lba, src[:r.n*BlockSize], "token")
+		src = src[r.n*BlockSize:]
+	}
 }
 
 func (s *session) writeModel(l *lu, rs []blockRange, src []byte) {
@@ -958,7 +1547,7 @@ func (s *session) writeModel(l *lu, rs []blockRange, src []byte) {
 // and takes each block as written if it is the old or the new data.
 func (s *session) acceptPartial(ctx context.Context, l *lu, rs []blockRange, src []byte, what string) error {
 	for _, r := range rs {
-		got, err := s.readBlocks(ctx, l, r.lba, r.n, true)
+		got, err := s.readSettled(ctx, l, r.lba, r.n)
 		if err != nil {
 			return err
 		}

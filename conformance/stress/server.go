@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,6 +112,22 @@ func (s *Server) Stop() error {
 	}
 }
 
+// Kill ends the process with SIGKILL, as a crash would, and waits until
+// it has exited (and so released its files' locks).
+func (s *Server) Kill() error {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("odxtgt did not exit within 30 s of SIGKILL")
+	}
+}
+
+// PID is the process id of the target.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Warnings returns the log lines of level WARN or ERROR.
 func (s *Server) Warnings() []string {
 	var out []string
@@ -120,4 +137,31 @@ func (s *Server) Warnings() []string {
 		}
 	}
 	return out
+}
+
+// OpenFiles counts the file descriptors the process holds
+// (/proc/PID/fd).
+func (s *Server) OpenFiles() (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.PID()))
+	return len(ents), err
+}
+
+// Usage reads the thread count and the resident set size (bytes) of the
+// process from /proc/PID/status.
+func (s *Server) Usage() (threads int, rss int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.PID()))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 2 && f[0] == "Threads:":
+			threads, _ = strconv.Atoi(f[1])
+		case len(f) >= 3 && f[0] == "VmRSS:" && f[2] == "kB":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			rss = kb << 10
+		}
+	}
+	return threads, rss, nil
 }
