@@ -600,7 +600,10 @@ func TestCopyAbortMidCopy(t *testing.T) {
 			case "ABORT TASK SET":
 				// On the logical unit that received the command: the
 				// copy is one of the nexus's tasks there.
+				// The command is one of the nexus's tasks there
+				// too: the task set ends its context.
 				r.disks[0].lu.AbortTaskSet(r.nexus)
+				cancel()
 				close(release)
 			}
 			res := <-done

@@ -328,11 +328,18 @@ func (m *Manager) Abort(n *scsi.Nexus, lu *scsi.LU, id uint32) bool {
 
 // cancelMatching cancels the running lists that match and, with drop,
 // forgets every matching list.
+//
+// A list still running in the foreground (no IMMED) is left alone: its
+// command's task set ends it when the event aborted that command, and a
+// command that reached the logical unit after the event, while it was
+// still being processed, is new work the event must not touch (with TAS
+// zero it would get TASK ABORTED though nobody aborted it). It forgets
+// itself when its command ends.
 func (m *Manager) cancelMatching(match func(listKey) bool, drop bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, l := range m.lists {
-		if !match(k) {
+		if !match(k) || !l.done && !l.Background {
 			continue
 		}
 		if !l.done {

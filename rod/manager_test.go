@@ -51,7 +51,13 @@ func newManagerRig(t *testing.T, cfg Config) *managerRig {
 // begin registers a list and fails the test on error.
 func (r *managerRig) begin(n *scsi.Nexus, disk int, id uint32, usage ListIDUsage) (context.Context, *List) {
 	r.t.Helper()
-	ctx, l, s := r.m.Begin(context.Background(), n, r.disks[disk].lu, id, usage, 0x01, false)
+	return r.beginAs(n, disk, id, usage, false)
+}
+
+// beginAs is begin for a list in the background (IMMED) or not.
+func (r *managerRig) beginAs(n *scsi.Nexus, disk int, id uint32, usage ListIDUsage, background bool) (context.Context, *List) {
+	r.t.Helper()
+	ctx, l, s := r.m.Begin(context.Background(), n, r.disks[disk].lu, id, usage, 0x01, background)
 	require.Nil(r.t, s, "begin %d: %v", id, s)
 	require.NotNil(r.t, l)
 	return ctx, l
@@ -252,7 +258,10 @@ func TestConcurrentCopiesBounded(t *testing.T) {
 
 // TestEventsCancelAndForget drives the scsi.NexusEvents methods through
 // the logical units that call them: nexus loss and logical unit reset
-// cancel and forget, ABORT TASK SET and CLEAR TASK SET only cancel.
+// cancel and forget background (IMMED) lists, ABORT TASK SET and CLEAR
+// TASK SET only cancel them. Foreground lists are left to their command,
+// which the task set aborts (here there is none: they must stay as they
+// are).
 func TestEventsCancelAndForget(t *testing.T) {
 	type entry struct {
 		n    *scsi.Nexus
@@ -284,12 +293,15 @@ func TestEventsCancelAndForget(t *testing.T) {
 			base := runtime.NumGoroutine()
 			r := newManagerRig(t, Config{})
 			nexuses := []*scsi.Nexus{r.nexus, r.other}
-			var running, held []entry
+			var running, held, foreground []entry
 			id := uint32(0)
 			for _, n := range nexuses {
 				for d := range 2 {
-					ctx, l := r.begin(n, d, id, UsageHold)
+					ctx, l := r.beginAs(n, d, id, UsageHold, true)
 					running = append(running, entry{n, d, id, ctx, l})
+					id++
+					ctx, l = r.begin(n, d, id, UsageHold)
+					foreground = append(foreground, entry{n, d, id, ctx, l})
 					id++
 					_, l = r.begin(n, d, id, UsageHold)
 					r.m.Finish(l, scsi.StatusGood, nil)
@@ -308,6 +320,12 @@ func TestEventsCancelAndForget(t *testing.T) {
 				requireCancelled(t, e.ctx, c.cancelled(idx(e.n), e.disk))
 				_, ok := r.status(e.n, e.disk, e.id)
 				require.Equal(t, !c.forgotten(idx(e.n), e.disk), ok, "running list %d", e.id)
+			}
+			for _, e := range foreground {
+				requireCancelled(t, e.ctx, false)
+				_, ok := r.status(e.n, e.disk, e.id)
+				require.True(t, ok, "foreground list %d", e.id)
+				r.m.Finish(e.l, scsi.StatusGood, nil)
 			}
 			for _, e := range held {
 				p, ok := r.status(e.n, e.disk, e.id)
@@ -386,7 +404,7 @@ func TestAbortLosingRaceReportsCompletion(t *testing.T) {
 func TestFinishOfDroppedListKeepsSuccessor(t *testing.T) {
 	for _, usage := range []ListIDUsage{UsageHold, UsageDiscard} {
 		r := newManagerRig(t, Config{})
-		ctx, old := r.begin(r.nexus, 0, 8, usage)
+		ctx, old := r.beginAs(r.nexus, 0, 8, usage, true)
 		r.disks[0].lu.Reset(scsi.ASCBusDeviceResetFunctionOccurred)
 		requireCancelled(t, ctx, true)
 		ctx2, l := r.begin(r.nexus, 0, 8, usage)
