@@ -8,7 +8,10 @@
 # per core used. Prints the median of three runs of each workload and the
 # ratio odxtgt/tgt. Not a test: it measures, it does not judge.
 #
-#   conformance/bench/io.sh [SECONDS]   (default 8 s per run)
+#   conformance/bench/io.sh [SECONDS] [OUTDIR]   (default 8 s per run)
+#
+# With OUTDIR it also leaves there io.txt (what it printed) and io.png, a
+# bar chart of the ratios drawn by gnuplot.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
@@ -16,6 +19,11 @@ need libiscsi-bin iscsi-perf
 need tgt tgtd tgtadm
 
 secs=${1:-8}
+outdir=${2:-}
+if [ -n "$outdir" ]; then
+	need gnuplot-nox gnuplot
+	mkdir -p "$outdir"
+fi
 reps=3
 size=1GiB
 work=$(mktemp -d /tmp/odxtgt-bench.XXXXXX)
@@ -107,12 +115,33 @@ workload() {
 	awk -v n="$name" -v u="$unit" -v o="$om" -v t="$tm" -v oe="$oem" -v te="$tem" -v os="${o[*]}" -v ts="${t[*]}" \
 		'BEGIN { printf "%-32s odxtgt %8d %s  tgt %8d %s  ratio %.2f | IOPS per core: odxtgt %d, tgt %d, ratio %.2f   (runs: odxtgt %s; tgt %s)\n",
 			n, o, u, t, u, (t ? o/t : 0), oe, te, (te ? oe/te : 0), os, ts }'
+	awk -v n="$name" -v o="$om" -v t="$tm" -v oe="$oem" -v te="$tem" \
+		'BEGIN { printf "\"%s\" %.3f %.3f\n", n, (t ? o/t : 0), (te ? oe/te : 0) }' >>"$work/io.dat"
 }
 
-echo "$reps runs of $secs s each, medians (machine: $(nproc) cores); reads by iscsi-perf, writes by conformance/bench/load"
-workload "4 KiB random read QD32" 1 perf -r -b 8 -m 32
-workload "4 KiB random read QD1" 1 perf -r -b 8 -m 1
-workload "1 MiB sequential read QD8" 2 perf -b 2048 -m 8
-workload "4 KiB random write QD32" 1 load -bs 4096 -qd 32 -read 0
-workload "1 MiB sequential write QD8" 2 load -bs 1048576 -qd 8 -read 0 -seq
-workload "4 KiB random 70/30 read/write QD32" 1 load -bs 4096 -qd 32 -read 70
+{
+	echo "$reps runs of $secs s each, medians (machine: $(nproc) cores); reads by iscsi-perf, writes by conformance/bench/load"
+	workload "4 KiB random read QD32" 1 perf -r -b 8 -m 32
+	workload "4 KiB random read QD1" 1 perf -r -b 8 -m 1
+	workload "1 MiB sequential read QD8" 2 perf -b 2048 -m 8
+	workload "4 KiB random write QD32" 1 load -bs 4096 -qd 32 -read 0
+	workload "1 MiB sequential write QD8" 2 load -bs 1048576 -qd 8 -read 0 -seq
+	workload "4 KiB random 70/30 read/write QD32" 1 load -bs 4096 -qd 32 -read 70
+} | tee "$work/io.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
+[ -n "$outdir" ] || exit 0
+cp "$work/io.txt" "$outdir/io.txt"
+gnuplot <<GNUPLOT || die "gnuplot failed"
+set terminal png size 1100,500
+set output "$outdir/io.png"
+set title "odxtgt against tgt on loopback, $(nproc) cores, medians of $reps runs of $secs s (1 = as fast as tgt)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set ylabel "odxtgt / tgt"
+set xtics rotate by -20 noenhanced
+set grid ytics
+plot "$work/io.dat" using 2:xtic(1) title "throughput", "" using 3 title "IOPS per CPU core", 1 with lines lc rgb "black" notitle
+GNUPLOT
+echo "io.txt and io.png in $outdir"
