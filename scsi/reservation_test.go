@@ -571,13 +571,7 @@ func TestReviewPreemptAndAbortNoUAForLostNexus(t *testing.T) {
 	require.NoError(t, b.out("R", PROUTRequest{Action: PROUTRegister, ServiceActionKey: kR}))
 	require.NoError(t, b.out("H", PROUTRequest{Action: PROUTReserve, Type: PRWriteExclusive, Key: kH}))
 	b.uas()
-	hd, od := make(chan struct{}), make(chan struct{})
-	hc := &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}
-	oc := &Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}
-	Submit(hc, func(*Command) { close(hd) })
-	Submit(oc, func(*Command) { close(od) })
-	<-b.started
-	<-b.started
+	hc, oc, hd, od := b.stubbornHO()
 
 	done := make(chan error, 1)
 	go func() {
@@ -688,19 +682,26 @@ func TestHostileInitiatorNameUA(t *testing.T) {
 	assert.Equal(t, ASCReservationsPreempted, s.Code)
 }
 
+// stubbornHO starts a STUBBORN (C8h) from H and a C9h from O and waits
+// until both run; hd and od close when they end.
+func (b *prBench) stubbornHO() (hc, oc *Command, hd, od chan struct{}) {
+	hd, od = make(chan struct{}), make(chan struct{})
+	hc = &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}
+	oc = &Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}
+	Submit(hc, func(*Command) { close(hd) })
+	Submit(oc, func(*Command) { close(od) })
+	<-b.started
+	<-b.started
+	return hc, oc, hd, od
+}
+
 // TestReviewClearTaskSetNoUAForLostNexus: CLEAR TASK SET has the same
 // wait as PREEMPT AND ABORT; a nexus lost during it gets no COMMANDS
 // CLEARED BY ANOTHER INITIATOR queued after its state was forgotten.
 func TestReviewClearTaskSetNoUAForLostNexus(t *testing.T) {
 	b := newPRBench(t)
 	b.uas()
-	hd, od := make(chan struct{}), make(chan struct{})
-	hc := &Command{CDB: []byte{0xC8, 0, 0, 0, 0, 0}, Nexus: b.nexuses["H"], Attr: TaskSimple, Tag: 1}
-	oc := &Command{CDB: []byte{0xC9, 0, 0, 0, 0, 0}, Nexus: b.nexuses["O"], Attr: TaskSimple, Tag: 2}
-	Submit(hc, func(*Command) { close(hd) })
-	Submit(oc, func(*Command) { close(od) })
-	<-b.started
-	<-b.started
+	hc, oc, hd, od := b.stubbornHO()
 	cleared := make(chan struct{})
 	go func() {
 		b.lu.ClearTaskSet(b.nexuses["R"])

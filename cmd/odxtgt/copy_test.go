@@ -169,15 +169,16 @@ func rw10(op byte, lba uint32, blocks uint16) []byte {
 	return cdb
 }
 
-// TestServeODXPointInTime populates a token, overwrites the source from
-// another session, and writes the token from a third initiator: the
-// destination gets the data as it was when the token was made.
-func TestServeODXPointInTime(t *testing.T) {
+// odxServe serves a file LUN 0 and a memory LUN 1 of the given size and
+// returns the server and a session that wrote "old data" to blocks
+// 1000-1063 of LUN 0, with the unit attentions taken.
+func odxServe(t *testing.T, size string) (*servedTarget, *initiator.Session, []byte) {
+	t.Helper()
 	dir := t.TempDir()
 	yaml := `
 backstores:
-  - {name: a, type: file, path: ` + filepath.Join(dir, "a.img") + `, size: 8MiB}
-  - {name: b, type: memory, size: 8MiB}
+  - {name: a, type: file, path: ` + filepath.Join(dir, "a.img") + `, size: ` + size + `}
+  - {name: b, type: memory, size: ` + size + `}
 targets:
   - iqn: iqn.2025-01.io.odxtgt:odx
     portals: ["127.0.0.1:0"]
@@ -187,16 +188,30 @@ targets:
 	s := dialAndClear(t, st.addr, "iqn.2025-01.io.odxtgt:odx", 0, 1)
 	old := bytes.Repeat([]byte("old data"), 64*512/8)
 	require.Equal(t, scsi.StatusGood, command(t, s, initiator.Request{CDB: rw10(0x2A, 1000, 64), DataOut: old}).Status)
+	return st, s, old
+}
 
+// populateOld makes a token of blocks 1000-1063 of LUN 0 as list id and
+// returns the RECEIVE ROD TOKEN INFORMATION data.
+func populateOld(t *testing.T, s *initiator.Session, id uint32) []byte {
+	t.Helper()
 	pt := make([]byte, 16)
 	binary.BigEndian.PutUint16(pt[14:], 16)
 	pt = append(pt, rangeDesc(1000, 64)...)
 	binary.BigEndian.PutUint16(pt, uint16(len(pt)-2))
-	r := command(t, s, initiator.Request{CDB: tokenCmdCDB(0x10, 0x101, len(pt)), DataOut: pt})
+	r := command(t, s, initiator.Request{CDB: tokenCmdCDB(0x10, id, len(pt)), DataOut: pt})
 	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
-	r = command(t, s, initiator.Request{CDB: rrtiCDB(0x101), ReadLen: 4096})
+	r = command(t, s, initiator.Request{CDB: rrtiCDB(id), ReadLen: 4096})
 	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
-	info := r.DataIn
+	return r.DataIn
+}
+
+// TestServeODXPointInTime populates a token, overwrites the source from
+// another session, and writes the token from a third initiator: the
+// destination gets the data as it was when the token was made.
+func TestServeODXPointInTime(t *testing.T) {
+	st, s, old := odxServe(t, "8MiB")
+	info := populateOld(t, s, 0x101)
 	require.GreaterOrEqual(t, len(info), 32+4+514)
 	assert.Equal(t, byte(0x10), info[4], "RESPONSE TO SERVICE ACTION")
 	assert.Equal(t, byte(0x01), info[5], "COPY OPERATION STATUS")
@@ -211,16 +226,12 @@ targets:
 	fresh := bytes.Repeat([]byte("NEW!"), 64*512/4)
 	require.Equal(t, scsi.StatusGood, command(t, other, initiator.Request{CDB: rw10(0x2A, 1000, 64), DataOut: fresh}).Status)
 
-	wut := make([]byte, 536)
-	copy(wut[16:], token)
-	binary.BigEndian.PutUint16(wut[534:], 16)
-	wut = append(wut, rangeDesc(200, 64)...)
-	binary.BigEndian.PutUint16(wut, uint16(len(wut)-2))
+	wut := wutParams(token, 0, false, []extent{{200, 64}})
 	third, err := initiator.Dial(context.Background(), st.addr, initiator.Config{InitiatorName: "iqn.2025-01.io.odxtgt:another-host", TargetName: "iqn.2025-01.io.odxtgt:odx"})
 	require.NoError(t, err)
 	defer third.Close()
 	command(t, third, initiator.Request{LUN: 1, CDB: make([]byte, 6)})
-	r = command(t, third, initiator.Request{LUN: 1, CDB: tokenCmdCDB(0x11, 7, len(wut)), DataOut: wut})
+	r := command(t, third, initiator.Request{LUN: 1, CDB: tokenCmdCDB(0x11, 7, len(wut)), DataOut: wut})
 	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
 	r = command(t, third, initiator.Request{LUN: 1, CDB: rw10(0x28, 200, 64), ReadLen: len(old)})
 	require.Equal(t, scsi.StatusGood, r.Status)
@@ -239,30 +250,8 @@ targets:
 // represents; the token still writes the data as it was at POPULATE
 // TOKEN, and the source reads as zeroes.
 func TestReviewWriteSameUnmapToEndKeepsToken(t *testing.T) {
-	dir := t.TempDir()
-	yaml := `
-backstores:
-  - {name: a, type: file, path: ` + filepath.Join(dir, "a.img") + `, size: 1MiB}
-  - {name: b, type: memory, size: 1MiB}
-targets:
-  - iqn: iqn.2025-01.io.odxtgt:odx
-    portals: ["127.0.0.1:0"]
-    luns: [{lun: 0, backstore: a}, {lun: 1, backstore: b}]
-`
-	st := startServe(t, &serveOptions{configPath: writeConfig(t, dir, yaml), logFormat: "text", logLevel: "info"})
-	s := dialAndClear(t, st.addr, "iqn.2025-01.io.odxtgt:odx", 0, 1)
-	old := bytes.Repeat([]byte("old data"), 64*512/8)
-	require.Equal(t, scsi.StatusGood, command(t, s, initiator.Request{CDB: rw10(0x2A, 1000, 64), DataOut: old}).Status)
-
-	pt := make([]byte, 16)
-	binary.BigEndian.PutUint16(pt[14:], 16)
-	pt = append(pt, rangeDesc(1000, 64)...)
-	binary.BigEndian.PutUint16(pt, uint16(len(pt)-2))
-	r := command(t, s, initiator.Request{CDB: tokenCmdCDB(0x10, 0x201, len(pt)), DataOut: pt})
-	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
-	r = command(t, s, initiator.Request{CDB: rrtiCDB(0x201), ReadLen: 4096})
-	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
-	info := r.DataIn
+	_, s, old := odxServe(t, "1MiB")
+	info := populateOld(t, s, 0x201)
 	off := 32 + int(info[13])
 	require.GreaterOrEqual(t, len(info), off+6+512)
 	token := info[off+6 : off+6+512]
@@ -271,17 +260,13 @@ targets:
 	ws := make([]byte, 16)
 	ws[0], ws[1] = 0x93, 0x08
 	binary.BigEndian.PutUint64(ws[2:], 990)
-	r = command(t, s, initiator.Request{CDB: ws, DataOut: bytes.Repeat([]byte{0x5A}, 512)})
+	r := command(t, s, initiator.Request{CDB: ws, DataOut: bytes.Repeat([]byte{0x5A}, 512)})
 	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
 	r = command(t, s, initiator.Request{CDB: rw10(0x28, 2047, 1), ReadLen: 512})
 	require.Equal(t, scsi.StatusGood, r.Status)
 	assert.Equal(t, make([]byte, 512), r.DataIn, "the last block was deallocated and reads as zeroes")
 
-	wut := make([]byte, 536)
-	copy(wut[16:], token)
-	binary.BigEndian.PutUint16(wut[534:], 16)
-	wut = append(wut, rangeDesc(200, 64)...)
-	binary.BigEndian.PutUint16(wut, uint16(len(wut)-2))
+	wut := wutParams(token, 0, false, []extent{{200, 64}})
 	r = command(t, s, initiator.Request{LUN: 1, CDB: tokenCmdCDB(0x11, 9, len(wut)), DataOut: wut})
 	require.Equal(t, scsi.StatusGood, r.Status, "%v", r.Sense)
 	r = command(t, s, initiator.Request{LUN: 1, CDB: rw10(0x28, 200, 64), ReadLen: len(old)})
