@@ -3,6 +3,8 @@ package rod
 import (
 	"context"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,4 +51,57 @@ func TestReviewPanickingWorkEndsList(t *testing.T) {
 		m.Close()
 		settleGoroutines(t, base)
 	}
+}
+
+// gatedStore holds the first write made once armed until released.
+type gatedStore struct {
+	backstore.Store
+	armed    atomic.Bool
+	reached  chan struct{}
+	release  chan struct{}
+	blocking sync.Once
+}
+
+func (g *gatedStore) WriteAt(p []byte, off int64, fua bool) error {
+	if g.armed.Load() {
+		g.blocking.Do(func() {
+			close(g.reached)
+			<-g.release
+		})
+	}
+	return g.Store.WriteAt(p, off, fua)
+}
+
+// TestReviewCopyStopsWritingUnmappedLU: a reload that takes the
+// destination of a running EXTENDED COPY out of its nexus's LUN map (an
+// ACL change fencing the initiator off) stops the copy at the next chunk:
+// nothing more is written to a logical unit the nexus no longer sees,
+// though the command was sent to one it still sees.
+func TestReviewCopyStopsWritingUnmappedLU(t *testing.T) {
+	const bs, blocks = 512, 32768 // 16 MiB: four buffered chunks
+	dst := &gatedStore{Store: backstore.NewMemory(blocks*bs, bs), reached: make(chan struct{}), release: make(chan struct{})}
+	r := newRig(t, Config{}, memDisk(blocks, bs), diskSpec{store: dst})
+	r.clearUA(r.nexus)
+	dst.armed.Store(true)
+	type result struct {
+		l *List
+		s *scsi.Sense
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, s := r.run(r.list(1, b2b(0, 1, blocks, 0, 0)))
+		done <- result{l, s}
+	}()
+	<-dst.reached
+	require.True(t, r.nexus.SetLUs(map[uint64]*scsi.LU{0: r.disks[0].lu}))
+	close(dst.release)
+	res := <-done
+	require.NotNil(t, res.s, "the copy went on into a logical unit its nexus no longer sees")
+	got := make([]byte, blocks*bs)
+	require.NoError(t, dst.ReadAt(got, 0))
+	written := 0
+	for written < len(got) && got[written] == r.disks[0].model[written] {
+		written++
+	}
+	require.LessOrEqual(t, written, bufferSize, "bytes copied after the LU left the nexus's map")
 }
