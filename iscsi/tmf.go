@@ -1,6 +1,8 @@
 package iscsi
 
 import (
+	"slices"
+
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
@@ -79,15 +81,28 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 			tm.response = c.abortMissing(p)
 			break
 		}
-		target := nexus.LU(t.cmd.LUN)
+		// The logical unit the command was submitted to, not the one
+		// its LUN maps now: a reload may have changed the map since.
+		target := t.cmd.LU()
 		c.abortScope(tm, func(x *task) bool { return x == t }, func() {
-			target.AbortTask(nexus, uint64(rtt))
+			if target != nil {
+				target.AbortTask(nexus, uint64(rtt))
+			}
 		})
 		return nil
 	case tmfAbortTaskSet, tmfClearTaskSet, tmfLUReset:
 		if lu == nil {
 			tm.response = tmfRespNoLUN
 			break
+		}
+		// Commands submitted while the LUN mapped another logical unit
+		// (before a reload) are this nexus's tasks there: they are
+		// aborted on it, which no other nexus sees.
+		var former []*scsi.LU
+		for _, t := range c.tasks {
+			if old := t.cmd.LU(); onLUN(t) && t.submitted && old != lu && !slices.Contains(former, old) {
+				former = append(former, old)
+			}
 		}
 		var work func()
 		switch fn {
@@ -98,7 +113,12 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 		default:
 			work = func() { lu.Reset(scsi.ASCBusDeviceResetFunctionOccurred) }
 		}
-		c.abortScope(tm, onLUN, work)
+		c.abortScope(tm, onLUN, func() {
+			for _, old := range former {
+				old.AbortTaskSet(nexus)
+			}
+			work()
+		})
 		return nil
 	case tmfTargetWarmReset, tmfTargetColdReset:
 		// Every logical unit of the target is reset (SAM-5 7.12).

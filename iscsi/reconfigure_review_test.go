@@ -1,0 +1,40 @@
+package iscsi
+
+import (
+	"testing"
+	"testing/synctest"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/scsi"
+)
+
+// TestReviewAbortTaskAfterLUNRemoved: ABORT TASK for a command running on
+// a LUN a reload has since removed from the session's map aborts it on
+// the logical unit it runs on. Before, the abort went to whatever the
+// LUN maps now (nothing) and the response waited for the command to end
+// on its own.
+// ABORT TASK SET and LOGICAL UNIT RESET on a LUN that now maps another
+// logical unit abort the session's commands still running on the one it
+// mapped before, as well.
+func TestReviewAbortTaskAfterLUNRemoved(t *testing.T) {
+	for _, fn := range []byte{tmfAbortTask, tmfAbortTaskSet, tmfLUReset} {
+		synctest.Test(t, func(t *testing.T) {
+			tt := newTester(t)
+			tt.loginDefault()
+			slow := tt.command(slowCDB, cmdOpts{})
+			synctest.Wait()
+			luns := map[uint64]*scsi.LU{}
+			if fn != tmfAbortTask {
+				luns[0] = scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: "lu1"}, Store: backstore.NewMemory(testLUSize, testBlock),
+					Table: tt.lu.Table, Logger: testLogger(t)})
+			}
+			assert.NoError(t, tt.srv.Reconfigure([]*Target{{Name: testTarget, TPGs: []*TPG{{
+				Tag: 1, RelativePortID: 1, Portals: []string{"127.0.0.1:0"}, LUNs: luns,
+			}}}}))
+			itt := tt.tmf(fn, 0, slow, tt.cmdSN-1)
+			assert.Equal(t, byte(tmfRespComplete), tt.wantTMF(itt), "function %d", fn)
+		})
+	}
+}
