@@ -105,3 +105,24 @@ func TestReviewCopyStopsWritingUnmappedLU(t *testing.T) {
 	}
 	require.LessOrEqual(t, written, bufferSize, "bytes copied after the LU left the nexus's map")
 }
+
+// TestReviewCloseAbortsForegroundLists: Close, as its comment says, aborts
+// every copy still running, those whose command still waits for them too
+// (the events of a task set leave those to their command; the process
+// stopping does not).
+func TestReviewCloseAbortsForegroundLists(t *testing.T) {
+	r := newManagerRig(t, Config{})
+	ctx, l := r.begin(r.nexus, 0, 1, UsageHold)
+	closed := make(chan struct{})
+	go func() {
+		r.m.Close()
+		close(closed)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		require.FailNow(t, "Close left a foreground copy running")
+	}
+	r.m.Finish(l, scsi.StatusTaskAborted, nil)
+	<-closed
+}

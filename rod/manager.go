@@ -382,7 +382,15 @@ func (m *Manager) Running() int {
 // every token, removing the snapshot files: the process is stopping and
 // its backstores are about to be closed.
 func (m *Manager) Close() {
-	m.cancelMatching(func(listKey) bool { return true }, false)
+	// Foreground lists too (cancelMatching leaves them to their
+	// command): nothing new can come that an abort must spare.
+	m.mu.Lock()
+	for _, l := range m.lists {
+		if !l.done {
+			l.cancel()
+		}
+	}
+	m.mu.Unlock()
 	m.active.Wait()
 	m.tok.endMatching(func(*Token) bool { return true }, tokenCancelled)
 }
