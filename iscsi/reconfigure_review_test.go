@@ -38,3 +38,22 @@ func TestReviewAbortTaskAfterLUNRemoved(t *testing.T) {
 		})
 	}
 }
+
+// TestReviewClosedSessionSeesNoLUOnReturn: a session the reloaded ACL no
+// longer admits sees no logical unit once Reconfigure returns. Closing
+// its connection is asynchronous: until the control loop acts on it, the
+// reader goes on submitting the commands that arrive, and with the old
+// LUN map they would still write the medium after the reload said it
+// was done.
+func TestReviewClosedSessionSeesNoLUOnReturn(t *testing.T) {
+	tt := newTester(t)
+	tt.loginDefault()
+	sess := tt.srv.sessionByTSIH(tt.tsih)
+	assert.NotNil(t, sess)
+	assert.NoError(t, tt.srv.Reconfigure([]*Target{{Name: testTarget, TPGs: []*TPG{{
+		Tag: 1, RelativePortID: 1, Portals: []string{"127.0.0.1:0"}, LUNs: map[uint64]*scsi.LU{0: tt.lu},
+		ACLs: []ACL{{Initiator: "iqn.2024-01.org.odxtgt:someone-else"}},
+	}}}}))
+	assert.Empty(t, sess.nexus.LUNs(), "the closed session still sees its logical units")
+	assert.False(t, sess.nexus.LU(0).Present())
+}
