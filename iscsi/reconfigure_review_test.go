@@ -16,10 +16,10 @@ import (
 // LUN maps now (nothing) and the response waited for the command to end
 // on its own.
 // ABORT TASK SET and LOGICAL UNIT RESET on a LUN that now maps another
-// logical unit abort the session's commands still running on the one it
-// mapped before, as well.
+// logical unit, and TARGET WARM RESET, abort the session's commands still
+// running on the one it mapped before, as well.
 func TestReviewAbortTaskAfterLUNRemoved(t *testing.T) {
-	for _, fn := range []byte{tmfAbortTask, tmfAbortTaskSet, tmfLUReset} {
+	for _, fn := range []byte{tmfAbortTask, tmfAbortTaskSet, tmfLUReset, tmfTargetWarmReset} {
 		synctest.Test(t, func(t *testing.T) {
 			tt := newTester(t)
 			tt.loginDefault()

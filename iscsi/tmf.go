@@ -95,15 +95,7 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 			tm.response = tmfRespNoLUN
 			break
 		}
-		// Commands submitted while the LUN mapped another logical unit
-		// (before a reload) are this nexus's tasks there: they are
-		// aborted on it, which no other nexus sees.
-		var former []*scsi.LU
-		for _, t := range c.tasks {
-			if old := t.cmd.LU(); onLUN(t) && t.submitted && old != lu && !slices.Contains(former, old) {
-				former = append(former, old)
-			}
-		}
+		former := c.formerLUs(onLUN, func(x *scsi.LU) bool { return x == lu })
 		var work func()
 		switch fn {
 		case tmfAbortTaskSet:
@@ -123,8 +115,12 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 	case tmfTargetWarmReset, tmfTargetColdReset:
 		// Every logical unit of the target is reset (SAM-5 7.12).
 		lus := c.srv.topo.Load().targetLUs[c.sess.targetName]
+		former := c.formerLUs(func(*task) bool { return true }, func(x *scsi.LU) bool { return slices.Contains(lus, x) })
 		tm.cold = fn == tmfTargetColdReset
 		c.abortScope(tm, func(*task) bool { return true }, func() {
+			for _, old := range former {
+				old.AbortTaskSet(nexus)
+			}
 			for _, lu := range lus {
 				lu.Reset(scsi.ASCPowerOnResetOrBusDeviceReset)
 			}
@@ -155,6 +151,21 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 	}
 	c.queueTMFResponse(tm)
 	return nil
+}
+
+// formerLUs returns the logical units that submitted tasks match selects
+// run on, other than those current accepts: where their LUN pointed
+// before a reload changed the map. They are this nexus's tasks there, and
+// a task management function aborts them with ABORT TASK SET, which no
+// other nexus sees, rather than leave its response waiting for them.
+func (c *conn) formerLUs(match func(*task) bool, current func(*scsi.LU) bool) []*scsi.LU {
+	var out []*scsi.LU
+	for _, t := range c.tasks {
+		if lu := t.cmd.LU(); t.submitted && match(t) && lu != nil && !current(lu) && !slices.Contains(out, lu) {
+			out = append(out, lu)
+		}
+	}
+	return out
 }
 
 // tmfRoom refuses a task management function or logout while maxTMFs
