@@ -126,3 +126,21 @@ func TestReviewCloseAbortsForegroundLists(t *testing.T) {
 	r.m.Finish(l, scsi.StatusTaskAborted, nil)
 	<-closed
 }
+
+// TestReviewRetiredLUEndsItsTokens: once a reload took a logical unit
+// out of service, its ROD tokens are cancelled (WRITE USING TOKEN says
+// so, and a host falls back to its own copy) and their snapshots freed at
+// once, instead of living until they time out and making a WRITE USING
+// TOKEN to a logical unit that is still there fail with LOGICAL UNIT NOT
+// SUPPORTED.
+func TestReviewRetiredLUEndsItsTokens(t *testing.T) {
+	r := newODXRig(t, TokenConfig{}, 1024, 1024)
+	tok, s := r.populate(0, &PopulateParams{Ranges: ranges(0, 64)})
+	require.Nil(t, s)
+	r.lus[0].Retire()
+	r.m.Retired(r.lus[0])
+	require.Zero(t, r.m.tok.count())
+	require.Empty(t, *r.lus[0].Store.(*Protected).snaps.Load())
+	_, s = r.wut(r.nexus, 1, &WUTParams{Token: tok, Ranges: ranges(0, 64)})
+	wantSense(t, s, scsi.IllegalRequest, ascTokenCancelled)
+}
