@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -56,4 +57,47 @@ func TestReviewClosedSessionSeesNoLUOnReturn(t *testing.T) {
 	}}}}))
 	assert.Empty(t, sess.nexus.LUNs(), "the closed session still sees its logical units")
 	assert.False(t, sess.nexus.LU(0).Present())
+}
+
+// TestReviewReloadRacingLogins: reloads that change the LUN map while
+// sessions log in. A session is registered before its logger is set; a
+// reload that reconciled it in between logged through a nil logger (a
+// panic on the serve goroutine, which takes the process down) and raced
+// the assignment.
+func TestReviewReloadRacingLogins(t *testing.T) {
+	tt := newTester(t)
+	second := scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: "lu1"}, Store: backstore.NewMemory(testLUSize, testBlock),
+		Table: tt.lu.Table, Logger: testLogger(t)})
+	// Connecting reads the portal list a reload replaces: not at once.
+	var connecting sync.Mutex
+	stop := make(chan struct{})
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			luns := map[uint64]*scsi.LU{0: tt.lu}
+			if i%2 == 1 {
+				luns[1] = second
+			}
+			connecting.Lock()
+			assert.NoError(t, tt.srv.Reconfigure([]*Target{{Name: testTarget, TPGs: []*TPG{{
+				Tag: 1, RelativePortID: 1, Portals: []string{"127.0.0.1:0"}, LUNs: luns,
+			}}}}))
+			connecting.Unlock()
+		}
+	}()
+	for i := range 200 {
+		connecting.Lock()
+		o := tt.second(byte(i + 2))
+		connecting.Unlock()
+		o.loginStep(stageOperational, stageFullFeature, true, append(normalKeys(), opKeys()...))
+		o.nc.Close()
+	}
+	close(stop)
+	<-reloaded
 }
