@@ -68,7 +68,8 @@ func (t *topology) tpg(addr string, target *Target) *TPG { return t.tpgs[addr][t
 // (sessions logged in through them stay while they are still allowed),
 // and every live session is held to the new configuration: a session
 // whose target or portal group is gone, or whose initiator the ACL no
-// longer admits, has its connection closed (no Logout is requested); one
+// longer admits, sees no logical unit from then on and has its connection
+// closed (no Logout is requested); one
 // whose LUN map changed sees the new logical units, with REPORTED LUNS
 // DATA HAS CHANGED pending (scsi.Nexus.SetLUs). CHAP settings apply to
 // later logins only: a session has already authenticated.
@@ -157,17 +158,27 @@ func (s *Server) reconcile(sess *session, topo *topology) {
 	}
 	if g == nil {
 		sess.log.Info("reload: closing the session, its target portal group was removed")
-		sess.conn.stop(errReconfigured)
+		closeReconfigured(sess)
 		return
 	}
 	acl, ok := g.acl(sess.initiatorName)
 	if !ok {
 		sess.log.Info("reload: closing the session, the initiator was removed from the ACL")
-		sess.conn.stop(errReconfigured)
+		closeReconfigured(sess)
 		return
 	}
 	view, _ := g.view(acl)
 	if sess.nexus.SetLUs(view) {
 		sess.log.Info("reload: LUN map changed, REPORTED LUNS DATA HAS CHANGED pending", "luns", fmt.Sprint(sess.nexus.LUNs()))
 	}
+}
+
+// closeReconfigured closes a session the new topology no longer allows.
+// Its LUN map is emptied first: the connection closes asynchronously, and
+// a command that arrives meanwhile must find no logical unit
+// (LOGICAL UNIT NOT SUPPORTED) rather than the medium it may no longer
+// reach. The commands already running are aborted as the connection ends.
+func closeReconfigured(sess *session) {
+	sess.nexus.SetLUs(map[uint64]*scsi.LU{})
+	sess.conn.stop(errReconfigured)
 }

@@ -75,6 +75,9 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 				return 0, loginErr(LoginOutOfResources, "no free TSIH")
 			}
 			sess.tsih = tsih
+			// Before the session is registered: a reload reconciles
+			// every registered session and logs through its logger.
+			sess.log = s.sessionLogger(ls, isid, tsih)
 			s.byTSIH[tsih] = sess
 			if sess.key != "" {
 				s.sessions[sess.key] = sess
@@ -87,13 +90,6 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 		old.conn.stop(errReinstated)
 		<-old.conn.finished
 	}
-	attrs := []any{"initiator", ls.initiatorName, "isid", isid, "tsih", sess.tsih, "remote", c.nc.RemoteAddr().String()}
-	if ls.discovery {
-		attrs = append(attrs, "session", "discovery")
-	} else {
-		attrs = append(attrs, "target", ls.target.Name, "tpgt", ls.tpg.Tag)
-	}
-	sess.log = s.log.With(attrs...)
 	if !ls.discovery {
 		sess.share = s.dataOut.join(ls.initiatorName)
 	}
@@ -105,6 +101,17 @@ func (s *Server) startSession(ls *loginState) (uint16, *LoginError) {
 	c.maxCmdSN = ls.req.cmdSN + cmdWindow - 1
 	c.log = sess.log
 	return sess.tsih, nil
+}
+
+// sessionLogger returns the logger of the session a login makes.
+func (s *Server) sessionLogger(ls *loginState, isid string, tsih uint16) *slog.Logger {
+	attrs := []any{"initiator", ls.initiatorName, "isid", isid, "tsih", tsih, "remote", ls.c.nc.RemoteAddr().String()}
+	if ls.discovery {
+		attrs = append(attrs, "session", "discovery")
+	} else {
+		attrs = append(attrs, "target", ls.target.Name, "tpgt", ls.tpg.Tag)
+	}
+	return s.log.With(attrs...)
 }
 
 // allocTSIH returns an unused non-zero TSIH (RFC 7143 11.12.6); s.mu is

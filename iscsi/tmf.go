@@ -1,6 +1,8 @@
 package iscsi
 
 import (
+	"slices"
+
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
@@ -79,9 +81,13 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 			tm.response = c.abortMissing(p)
 			break
 		}
-		target := nexus.LU(t.cmd.LUN)
+		// The logical unit the command was submitted to, not the one
+		// its LUN maps now: a reload may have changed the map since.
+		target := t.cmd.LU()
 		c.abortScope(tm, func(x *task) bool { return x == t }, func() {
-			target.AbortTask(nexus, uint64(rtt))
+			if target != nil {
+				target.AbortTask(nexus, uint64(rtt))
+			}
 		})
 		return nil
 	case tmfAbortTaskSet, tmfClearTaskSet, tmfLUReset:
@@ -89,6 +95,7 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 			tm.response = tmfRespNoLUN
 			break
 		}
+		former := c.formerLUs(onLUN, func(x *scsi.LU) bool { return x == lu })
 		var work func()
 		switch fn {
 		case tmfAbortTaskSet:
@@ -98,13 +105,22 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 		default:
 			work = func() { lu.Reset(scsi.ASCBusDeviceResetFunctionOccurred) }
 		}
-		c.abortScope(tm, onLUN, work)
+		c.abortScope(tm, onLUN, func() {
+			for _, old := range former {
+				old.AbortTaskSet(nexus)
+			}
+			work()
+		})
 		return nil
 	case tmfTargetWarmReset, tmfTargetColdReset:
 		// Every logical unit of the target is reset (SAM-5 7.12).
 		lus := c.srv.topo.Load().targetLUs[c.sess.targetName]
+		former := c.formerLUs(func(*task) bool { return true }, func(x *scsi.LU) bool { return slices.Contains(lus, x) })
 		tm.cold = fn == tmfTargetColdReset
 		c.abortScope(tm, func(*task) bool { return true }, func() {
+			for _, old := range former {
+				old.AbortTaskSet(nexus)
+			}
 			for _, lu := range lus {
 				lu.Reset(scsi.ASCPowerOnResetOrBusDeviceReset)
 			}
@@ -135,6 +151,21 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 	}
 	c.queueTMFResponse(tm)
 	return nil
+}
+
+// formerLUs returns the logical units that submitted tasks match selects
+// run on, other than those current accepts: where their LUN pointed
+// before a reload changed the map. They are this nexus's tasks there, and
+// a task management function aborts them with ABORT TASK SET, which no
+// other nexus sees, rather than leave its response waiting for them.
+func (c *conn) formerLUs(match func(*task) bool, current func(*scsi.LU) bool) []*scsi.LU {
+	var out []*scsi.LU
+	for _, t := range c.tasks {
+		if lu := t.cmd.LU(); t.submitted && match(t) && lu != nil && !current(lu) && !slices.Contains(out, lu) {
+			out = append(out, lu)
+		}
+	}
+	return out
 }
 
 // tmfRoom refuses a task management function or logout while maxTMFs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/odxtgt/odxtgt/scsi"
@@ -260,4 +261,24 @@ func sideName(fwd byte) string {
 		return "source"
 	}
 	return "destination"
+}
+
+// runInternal is scsi.RunInternal for the copy manager: a write goes only
+// to a logical unit the nexus still reaches (its LUN map, or any with
+// copy.cross_target). A reload may take a logical unit out of the map
+// while a copy runs, and the copy must stop writing it at the next chunk
+// rather than go on for as long as its segments last.
+func (m *Manager) runInternal(ctx context.Context, n *scsi.Nexus, accesses []scsi.Access, fn func(ctx context.Context) error) error {
+	for _, a := range accesses {
+		if a.Write && !m.reachable(n, a.LU) {
+			return scsi.NewSense(scsi.IllegalRequest, scsi.ASCLUNotSupported).
+				WithReason("logical unit %s is no longer mapped to the nexus", a.LU.Identity.Name)
+		}
+	}
+	return scsi.RunInternal(ctx, n, accesses, fn)
+}
+
+// reachable reports whether a copy acting for nexus n may reach lu.
+func (m *Manager) reachable(n *scsi.Nexus, lu *scsi.LU) bool {
+	return slices.Contains(n.LogicalUnits(), lu) || m.cross != nil && slices.Contains(m.cross(), lu)
 }

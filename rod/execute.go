@@ -2,6 +2,7 @@ package rod
 
 import (
 	"context"
+	"runtime/debug"
 	"time"
 
 	"github.com/odxtgt/odxtgt/scsi"
@@ -30,11 +31,21 @@ func (m *Manager) Execute(cmd *scsi.Command, id uint32, usage ListIDUsage, sa by
 		return s
 	}
 	req := Request{Nexus: cmd.Nexus, LU: lu, DSense: lu.Mode().DSense}
-	finish := func() (scsi.Status, *scsi.Sense) {
-		stopProgress := m.logProgress(l)
-		s := work(ctx, l, req)
-		stopProgress()
-		status := scsi.StatusGood
+	finish := func() (status scsi.Status, s *scsi.Sense) {
+		defer m.logProgress(l)()
+		defer func() {
+			// A bug in the work must still end the list, or it would
+			// count as running for ever (and Close wait for it).
+			if r := recover(); r != nil {
+				m.Finish(l, scsi.StatusCheckCondition, scsi.InternalTargetFailure())
+				if !immed {
+					panic(r) // the task set reports it for the command
+				}
+				m.log.Error("background copy panicked", "list_id", l.key.id, "panic", r, "stack", string(debug.Stack()))
+			}
+		}()
+		s = work(ctx, l, req)
+		status = scsi.StatusGood
 		switch {
 		case s == nil:
 		case ctx.Err() != nil && s.Key == scsi.AbortedCommand:

@@ -371,6 +371,16 @@ func (m *Manager) Reset(lu *scsi.LU) {
 	m.cancelMatching(func(k listKey) bool { return k.lu == lu }, true)
 }
 
+// Retired tells the manager that lu was taken out of service (a reload
+// removed its backstore, scsi.LU.Retire): the background copies sent to
+// it are aborted, its list state is forgotten, and its ROD tokens are
+// cancelled, their snapshots freed at once, so a WRITE USING TOKEN
+// elsewhere reports the token gone rather than its source.
+func (m *Manager) Retired(lu *scsi.LU) {
+	m.cancelMatching(func(k listKey) bool { return k.lu == lu }, true)
+	m.tok.endMatching(func(t *Token) bool { return t.lu == lu }, tokenCancelled)
+}
+
 // Running returns the number of lists not yet finished.
 func (m *Manager) Running() int {
 	m.mu.Lock()
@@ -382,7 +392,15 @@ func (m *Manager) Running() int {
 // every token, removing the snapshot files: the process is stopping and
 // its backstores are about to be closed.
 func (m *Manager) Close() {
-	m.cancelMatching(func(listKey) bool { return true }, false)
+	// Foreground lists too (cancelMatching leaves them to their
+	// command): nothing new can come that an abort must spare.
+	m.mu.Lock()
+	for _, l := range m.lists {
+		if !l.done {
+			l.cancel()
+		}
+	}
+	m.mu.Unlock()
 	m.active.Wait()
 	m.tok.endMatching(func(*Token) bool { return true }, tokenCancelled)
 }

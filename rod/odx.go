@@ -87,7 +87,7 @@ func (m *Manager) Populate(ctx context.Context, l *List, req Request, p *Populat
 		accesses = append(accesses, scsi.Access{LU: lu, LBA: r.LBA, Blocks: n})
 		byteRanges = append(byteRanges, byteRange{int64(r.LBA * bs), int64(n * bs)})
 	}
-	err := scsi.RunInternal(ctx, req.Nexus, accesses, func(context.Context) error {
+	err := m.runInternal(ctx, req.Nexus, accesses, func(context.Context) error {
 		if rodType == RODTypeAccessUponReference {
 			return nil
 		}

@@ -75,7 +75,7 @@ func (c *segmentCopy) offload() (int64, *scsi.Sense) {
 		accesses := []scsi.Access{{LU: c.from.ep.lu, LBA: sl, Blocks: sn}, {LU: c.to.ep.lu, LBA: dl, Blocks: dn, Write: true}}
 		var used *offloader
 		var failed bool
-		err := scsi.RunInternal(c.ctx, c.req.Nexus, accesses, func(ctx context.Context) error {
+		err := c.m.runInternal(c.ctx, c.req.Nexus, accesses, func(ctx context.Context) error {
 			// RunInternal runs fn even once ctx has ended when nothing
 			// made it wait; every fn of a copy checks first, so an
 			// aborted copy moves nothing more.
@@ -185,7 +185,7 @@ func (c *segmentCopy) read(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
 	lba, count := c.from.blocks(off, n)
 	bs := c.from.ep.blockSize
 	whole := buf[:int64(count)*bs]
-	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.from.ep.lu, LBA: lba, Blocks: count}}, func(ctx context.Context) error {
+	err := c.m.runInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.from.ep.lu, LBA: lba, Blocks: count}}, func(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return scsi.TaskAborted()
 		}
@@ -211,7 +211,7 @@ func (c *segmentCopy) write(off, n int64, data []byte) *scsi.Sense {
 	store := c.to.ep.lu.Store
 	at := int64(lba) * bs
 	head := c.to.start + off - at
-	err := scsi.RunInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.to.ep.lu, LBA: lba, Blocks: count, Write: true}}, func(ctx context.Context) error {
+	err := c.m.runInternal(c.ctx, c.req.Nexus, []scsi.Access{{LU: c.to.ep.lu, LBA: lba, Blocks: count, Write: true}}, func(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return scsi.TaskAborted()
 		}

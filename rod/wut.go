@@ -120,7 +120,7 @@ func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
 	dst := w.req.LU
 	if w.tok == nil {
 		k := min(n, uint64(offloadChunk/w.bs))
-		err := scsi.RunInternal(w.ctx, w.req.Nexus, []scsi.Access{{LU: dst, LBA: lba, Blocks: k, Write: true}}, func(ctx context.Context) error {
+		err := w.m.runInternal(w.ctx, w.req.Nexus, []scsi.Access{{LU: dst, LBA: lba, Blocks: k, Write: true}}, func(ctx context.Context) error {
 			defer w.noteAbort(ctx)
 			return zero(dst, int64(lba)*w.bs, int64(k)*w.bs, !dst.WriteCacheEnabled())
 		})
@@ -150,7 +150,7 @@ func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
 	slba := uint64(srcOff / sbs)
 	sblocks := uint64((srcOff+bytes+sbs-1)/sbs) - slba
 	accesses := []scsi.Access{{LU: src, LBA: slba, Blocks: sblocks}, {LU: dst, LBA: lba, Blocks: k, Write: true}}
-	err := scsi.RunInternal(w.ctx, w.req.Nexus, accesses, func(ctx context.Context) error {
+	err := w.m.runInternal(w.ctx, w.req.Nexus, accesses, func(ctx context.Context) error {
 		defer w.noteAbort(ctx)
 		if !same && w.offload(srcOff, int64(lba)*w.bs, bytes) {
 			return nil
@@ -276,7 +276,7 @@ func (w *tokenWrite) gather(lba uint64) *scsi.Sense {
 		pos += k
 		need -= k
 	}
-	err := scsi.RunInternal(w.ctx, w.req.Nexus, accesses, func(ctx context.Context) error {
+	err := w.m.runInternal(w.ctx, w.req.Nexus, accesses, func(ctx context.Context) error {
 		defer w.noteAbort(ctx)
 		p := w.buf[:w.bs]
 		at := int64(0)

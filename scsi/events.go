@@ -29,16 +29,16 @@ type NexusEvents interface {
 const maxLostNexuses = 64
 
 // End ends the I_T nexus (SAM-5 6.3.4): every task it has on a logical
-// unit it could see is aborted, its per-nexus state there (pending unit
-// attentions, the note that it has sent commands) is dropped, I_T NEXUS
-// LOSS OCCURRED is kept for the initiator port in case it logs in again,
-// and NexusEvents hears of it. The transport calls End once, when the
+// unit it could see (or saw before a reload, see AbortTasks) is aborted,
+// its per-nexus state there (pending unit attentions, the note that it
+// has sent commands) is dropped, I_T NEXUS LOSS OCCURRED is kept for the
+// initiator port in case it logs in again, and NexusEvents hears of it. The transport calls End once, when the
 // session's last connection is gone.
 func (n *Nexus) End() {
 	if n.ended != nil {
 		n.ended.Store(true)
 	}
-	for _, lu := range n.distinct() {
+	for _, lu := range n.withTasks() {
 		lu.nexusLost(n)
 	}
 }
@@ -48,10 +48,11 @@ func (n *Nexus) End() {
 func (n *Nexus) Ended() bool { return n.ended != nil && n.ended.Load() }
 
 // AbortTasks aborts every task of the nexus on every logical unit it can
-// see and waits until they have ended, as a logout or the end of a
-// connection requires before its response or its teardown.
+// see, or saw before a reload while it still has tasks there, and waits
+// until they have ended, as a logout or the end of a connection requires
+// before its response or its teardown.
 func (n *Nexus) AbortTasks() {
-	for _, lu := range n.distinct() {
+	for _, lu := range n.withTasks() {
 		lu.AbortTaskSet(n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -31,6 +32,34 @@ type Nexus struct {
 	absent *LU
 	view   *atomic.Pointer[nexusView] // shared by copies of the Nexus value
 	ended  *atomic.Bool               // set by End; shared by copies of the Nexus value
+	former *formerLUs                 // shared by copies of the Nexus value
+}
+
+// formerLUs are the logical units a nexus no longer sees (SetLUs) on
+// which it may still have tasks: they are its tasks all the same, so
+// aborting all of them and ending the nexus reach them too.
+type formerLUs struct {
+	mu  sync.Mutex
+	lus []*LU
+}
+
+// add records the logical units of removed and forgets, from those kept
+// before, the ones the nexus sees again (in view) or has no task on.
+func (f *formerLUs) add(key string, removed []*LU, view []*LU) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lus = slices.DeleteFunc(f.lus, func(lu *LU) bool { return slices.Contains(view, lu) || !lu.hasTasksOf(key) })
+	for _, lu := range removed {
+		if !slices.Contains(f.lus, lu) {
+			f.lus = append(f.lus, lu)
+		}
+	}
+}
+
+func (f *formerLUs) list() []*LU {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.lus)
 }
 
 // nexusView is the logical unit inventory of a nexus, replaced whole.
@@ -66,6 +95,7 @@ func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 	n.absent = absent
 	n.view = new(atomic.Pointer[nexusView])
 	n.view.Store(newNexusView(lus, absent))
+	n.former = &formerLUs{}
 	return &n
 }
 
@@ -75,7 +105,8 @@ func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 // inventory changed by the creation or removal of a logical unit), and the
 // logical units it no longer sees forget it, as if it had ended there:
 // its pending unit attentions are dropped and NexusEvents hears of the
-// loss, but tasks it has already started on them run to completion.
+// loss, but tasks it has already started on them run to completion
+// (unless aborted: AbortTasks and End still reach them).
 // An ended nexus does not change.
 func (n *Nexus) SetLUs(lus map[uint64]*LU) bool {
 	old := n.view.Load()
@@ -91,10 +122,17 @@ func (n *Nexus) SetLUs(lus map[uint64]*LU) bool {
 			lu.mu.Unlock()
 		}
 	}
+	var removed []*LU
 	for _, lu := range old.distinct {
 		if !slices.Contains(v.distinct, lu) {
-			lu.forgetNexus(n)
+			removed = append(removed, lu)
 		}
+	}
+	// Recorded before the logical units forget the nexus: a task it
+	// submits there meanwhile is found by AbortTasks and End.
+	n.former.add(n.key, removed, v.distinct)
+	for _, lu := range removed {
+		lu.forgetNexus(n)
 	}
 	return true
 }
@@ -126,6 +164,21 @@ func (n *Nexus) LU(lun uint64) *LU {
 
 // distinct returns every logical unit the nexus sees, then absent.
 func (n *Nexus) distinct() []*LU { return n.view.Load().distinct }
+
+// withTasks returns every logical unit the nexus may have tasks on: those
+// it sees, absent, and those a reload took from it (formerLUs).
+func (n *Nexus) withTasks() []*LU {
+	d := n.distinct()
+	if n.former == nil {
+		return d
+	}
+	for _, lu := range n.former.list() {
+		if !slices.Contains(d, lu) {
+			d = append(slices.Clip(d), lu)
+		}
+	}
+	return d
+}
 
 // MaxLUN is the largest LUN odxtgt addresses: the flat space addressing
 // method covers 0-16383 (SAM-5 4.7.7.3).

@@ -223,6 +223,14 @@ func (lu *LU) abortMatching(match func(*task) bool) (waits []chan struct{}, keys
 	return waits, keys
 }
 
+// hasTasksOf reports whether the nexus with the given key has a task in
+// the task set.
+func (lu *LU) hasTasksOf(key string) bool {
+	lu.mu.Lock()
+	defer lu.mu.Unlock()
+	return slices.ContainsFunc(lu.tasks, func(t *task) bool { return t.key == key })
+}
+
 func wait(chans []chan struct{}) {
 	for _, c := range chans {
 		<-c

@@ -173,7 +173,7 @@ func (r *runtime) drop(name string) {
 }
 
 // retire closes a backstore no LUN maps any more, once the commands that
-// were running on it have ended.
+// were running on it have ended; its ROD tokens end with it.
 func (r *runtime) retire(name string) {
 	lu, store := r.lus[name], r.stores[name]
 	r.drop(name)
@@ -182,6 +182,7 @@ func (r *runtime) retire(name string) {
 	go func() {
 		defer r.retiring.Done()
 		lu.Retire()
+		r.copies.Retired(lu)
 		err := store.Sync()
 		if cerr := store.Close(); err == nil {
 			err = cerr
