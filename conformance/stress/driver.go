@@ -582,9 +582,14 @@ func firstFailure(errs []error) error {
 	return first
 }
 
+// withDigests reports whether session i uses CRC32C header and data
+// digests: every other one does, so both framings are under load.
+func withDigests(i int) bool { return i%2 == 1 }
+
 func (r *run) dial(ctx context.Context, i int) (*initiator.Session, error) {
 	name := r.cfg.Initiators[i%len(r.cfg.Initiators)]
-	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: name, TargetName: r.cfg.Target})
+	d := withDigests(i)
+	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: name, TargetName: r.cfg.Target, HeaderDigest: d, DataDigest: d})
 	if err != nil {
 		return nil, fmt.Errorf("stress: session %d (%s): %w", i, name, err)
 	}
