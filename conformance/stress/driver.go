@@ -1104,13 +1104,19 @@ func (s *session) pendingBad() bool {
 var errFaulted = fmt.Errorf("%w by a backstore fault", errCutShort)
 
 // faulted returns errFaulted if resp is the failure a backstore fault
-// under the pending writes must cause: MEDIUM ERROR, or COPY ABORTED.
+// under the pending writes must cause: MEDIUM ERROR (an I/O error), DATA
+// PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT (the file system is
+// full), or COPY ABORTED.
 // The INFORMATION of a MEDIUM ERROR (when valid) is the first block of
 // the store write that failed: a block of the command at or before a
 // failing one.
 func (s *session) faulted(resp *initiator.Response) error {
 	sn := resp.Sense
-	if resp.Status != scsi.StatusCheckCondition || sn == nil || (sn.Key != scsi.MediumError && sn.Key != scsi.CopyAborted) {
+	if resp.Status != scsi.StatusCheckCondition || sn == nil {
+		return nil
+	}
+	noSpace := sn.Key == scsi.DataProtect && sn.Code == scsi.ASCSpaceAllocationFailedWP
+	if sn.Key != scsi.MediumError && sn.Key != scsi.CopyAborted && !noSpace {
 		return nil
 	}
 	var bad *pendingWrite
