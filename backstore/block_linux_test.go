@@ -3,15 +3,15 @@ package backstore
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/odxtgt/odxtgt/internal/scratchfs"
 )
 
 // newLoopDevice attaches a sparse backing file of size bytes to a free loop
@@ -20,34 +20,11 @@ import (
 // is skipped where loop devices cannot be made.
 func newLoopDevice(t *testing.T, size int64, sectorSize int) (dev, img string) {
 	t.Helper()
-	const reason = "needs root and losetup to create a loop device"
-	if os.Geteuid() != 0 {
-		t.Skip(reason)
-	}
-	losetup, err := exec.LookPath("losetup")
-	if err != nil {
-		t.Skipf("%s: %v", reason, err)
-	}
 	img = filepath.Join(t.TempDir(), "loop.img")
-	f, err := os.Create(img)
-	require.NoError(t, err)
-	require.NoError(t, f.Truncate(size))
-	require.NoError(t, f.Close())
-
-	args := []string{"--find", "--show"}
-	if sectorSize != 512 {
-		args = append(args, "--sector-size", strconv.Itoa(sectorSize))
+	dev, whyNot := scratchfs.Loop(t, img, size, sectorSize)
+	if dev == "" {
+		t.Skip(whyNot)
 	}
-	out, err := exec.Command(losetup, append(args, img)...).CombinedOutput()
-	if err != nil {
-		t.Skipf("%s: losetup %s: %v: %s", reason, strings.Join(args, " "), err, out)
-	}
-	dev = strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command(losetup, "--detach", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-		}
-	})
 	return dev, img
 }
 

@@ -3,98 +3,27 @@ package backstore
 import (
 	"bytes"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/odxtgt/odxtgt/internal/scratchfs"
 	"golang.org/x/sys/unix"
 )
 
-// scratchFS describes a file system to make and mount for a test.
+// scratchFS is a file system to make and mount for a test, and what
+// Files on it do.
 type scratchFS struct {
-	fstype string
-	// size is the size of the sparse image; mkfs.xfs wants at least 300 MiB.
-	size int64
-	mkfs []string
-	// opts is what Files on it do.
+	scratchfs.FS
 	opts capOpts
 }
 
 var scratchFilesystems = []scratchFS{
-	{
-		fstype: "ext4",
-		size:   128 << 20,
-		mkfs:   []string{"-F", "-q", "-b", "4096", "-E", "nodiscard"},
-		opts:   capOpts{copy: true, clone: supportNo, unmap: supportYes, tracksAllocation: true},
-	},
-	{
-		fstype: "xfs",
-		size:   512 << 20,
-		mkfs:   []string{"-f", "-q", "-K", "-b", "size=4096", "-m", "reflink=1"},
-		opts:   capOpts{copy: true, clone: supportYes, unmap: supportYes, tracksAllocation: true},
-	},
-}
-
-// mountScratch makes fs in a sparse image in a temporary directory and
-// mounts it through a loop device. It returns the mount point, or "" and
-// why it could not (not root, a tool or the kernel's support missing). The
-// file system is unmounted, lazily if it is busy, and its loop device
-// detached when the test ends.
-func mountScratch(t *testing.T, fs scratchFS) (mnt, whyNot string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return "", "needs root to mount a " + fs.fstype + " image"
-	}
-	mkfs, err := exec.LookPath("mkfs." + fs.fstype)
-	if err != nil {
-		return "", "needs mkfs." + fs.fstype + " to test on " + fs.fstype + ": " + err.Error()
-	}
-	for _, tool := range []string{"mount", "umount", "losetup"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return "", "needs " + tool + ": " + err.Error()
-		}
-	}
-	dir := t.TempDir()
-	img := filepath.Join(dir, fs.fstype+".img")
-	f, err := os.Create(img)
-	require.NoError(t, err)
-	require.NoError(t, f.Truncate(fs.size))
-	require.NoError(t, f.Close())
-	out, err := exec.Command(mkfs, append(fs.mkfs, img)...).CombinedOutput()
-	require.NoError(t, err, "mkfs.%s: %s", fs.fstype, out)
-
-	mnt = filepath.Join(dir, "mnt")
-	require.NoError(t, os.Mkdir(mnt, 0o700))
-	if out, err := exec.Command("mount", "-t", fs.fstype, "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		return "", "cannot mount a " + fs.fstype + " image: " + err.Error() + ": " + strings.TrimSpace(string(out))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s; unmounting lazily", mnt, err, out)
-			if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil {
-				t.Errorf("umount -l %s: %v: %s", mnt, err, out)
-			}
-		}
-		// mount -o loop detaches its device on unmount; detach whatever is
-		// still attached to the image.
-		out, err := exec.Command("losetup", "--noheadings", "--output", "NAME", "--associated", img).Output()
-		if err != nil {
-			t.Errorf("losetup --associated %s: %v", img, err)
-			return
-		}
-		for _, dev := range strings.Fields(string(out)) {
-			if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
-				t.Logf("losetup --detach %s: %v: %s", dev, err, out)
-			}
-		}
-	})
-	return mnt, ""
+	{scratchfs.Ext4, capOpts{copy: true, clone: supportNo, unmap: supportYes, tracksAllocation: true}},
+	{scratchfs.XFSReflink, capOpts{copy: true, clone: supportYes, unmap: supportYes, tracksAllocation: true}},
 }
 
 // TestFileOnFilesystems runs the capability suites on freshly made ext4
@@ -103,12 +32,12 @@ func mountScratch(t *testing.T, fs scratchFS) (mnt, whyNot string) {
 func TestFileOnFilesystems(t *testing.T) {
 	stores := make(map[string]newStoreFunc)
 	for _, fs := range scratchFilesystems {
-		mnt, whyNot := mountScratch(t, fs)
+		mnt, whyNot := scratchfs.Mount(t, fs.FS)
 		newStore := newFileStoreIn(mnt)
 		if mnt != "" {
-			stores[fs.fstype] = newStore
+			stores[fs.Type] = newStore
 		}
-		t.Run(fs.fstype, func(t *testing.T) {
+		t.Run(fs.Type, func(t *testing.T) {
 			if mnt == "" {
 				t.Skip(whyNot)
 			}

@@ -34,8 +34,12 @@ gofmt_clean() {
 	[ -z "$files" ] || { echo "gofmt would change:"; echo "$files"; return 1; }
 }
 
-# The race detector needs cgo, so a C compiler.
+# The race detector needs cgo, so a C compiler. As root, the tests that
+# make XFS file systems (backstore, conformance/stress) need xfsprogs.
 need gcc gcc
+if [ "$(id -u)" = 0 ]; then
+	need xfsprogs mkfs.xfs
+fi
 stage "gofmt" gofmt_clean
 stage "go vet" go vet ./...
 stage "go test -race" go test -race -count=1 ./...

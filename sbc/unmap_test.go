@@ -3,16 +3,14 @@ package sbc_test
 import (
 	"bytes"
 	"errors"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/internal/scratchfs"
 	"github.com/odxtgt/odxtgt/rod"
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -149,27 +147,11 @@ func TestThinProvisioningLoopDevice(t *testing.T) {
 // skipped where loop devices cannot be made.
 func newLoopDevice(t *testing.T, size int64) (dev, img string) {
 	t.Helper()
-	const reason = "needs root and losetup to create a loop device"
-	if os.Geteuid() != 0 {
-		t.Skip(reason)
-	}
-	losetup, err := exec.LookPath("losetup")
-	if err != nil {
-		t.Skipf("%s: %v", reason, err)
-	}
 	img = filepath.Join(t.TempDir(), "loop.img")
-	require.NoError(t, os.WriteFile(img, nil, 0o600))
-	require.NoError(t, os.Truncate(img, size))
-	out, err := exec.Command(losetup, "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Skipf("%s: losetup: %v: %s", reason, err, out)
+	dev, whyNot := scratchfs.Loop(t, img, size, 512)
+	if dev == "" {
+		t.Skip(whyNot)
 	}
-	dev = strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command(losetup, "--detach", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup --detach %s: %v: %s", dev, err, out)
-		}
-	})
 	return dev, img
 }
 

@@ -186,7 +186,8 @@ func (s *session) dropConnection(ctx context.Context) error {
 	delay := time.Duration(s.rng.IntN(2000)) * time.Microsecond
 	cfg := initiator.Config{
 		InitiatorName: s.r.cfg.Initiators[s.sess%len(s.r.cfg.Initiators)], TargetName: s.r.cfg.Target,
-		ISID: [6]byte{0x80, 0xd7, 0x09, 0x00, byte(s.id >> 8), byte(s.id)},
+		ISID:         [6]byte{0x80, 0xd7, 0x09, 0x00, byte(s.id >> 8), byte(s.id)},
+		HeaderDigest: withDigests(s.sess), DataDigest: withDigests(s.sess),
 	}
 	login := func() (*initiator.Session, error) {
 		c, err := initiator.Dial(ctx, s.r.cfg.Addr, cfg)

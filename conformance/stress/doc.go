@@ -1,5 +1,6 @@
 // Package stress is a model-based stress test of odxtgt (issue 10): many
-// iSCSI sessions, from several initiator names, issue a seeded random mix
+// iSCSI sessions, from several initiator names and every other one with
+// CRC32C header and data digests, issue a seeded random mix
 // of block and copy-offload commands to the real odxtgt binary, and an
 // in-memory model of every logical unit predicts what each read returns.
 //
@@ -21,8 +22,8 @@
 // written by any worker of any session and initiator name, since the data
 // it stands for is frozen (point in time) and kept beside it; a token the
 // target revokes (snapshot space exhausted) may have written any of its
-// blocks, each of which must then read back as the old or the token's data. The only shared blocks are
-// the lock blocks, which every session races for with COMPARE AND WRITE
+// blocks, each of which must then read back as the old or the token's
+// data. The only shared blocks are the lock blocks, which every session races for with COMPARE AND WRITE
 // and which are checked for atomicity: every round has exactly one winner
 // and no block is ever torn.
 //

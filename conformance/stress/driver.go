@@ -582,9 +582,14 @@ func firstFailure(errs []error) error {
 	return first
 }
 
+// withDigests reports whether session i uses CRC32C header and data
+// digests: every other one does, so both framings are under load.
+func withDigests(i int) bool { return i%2 == 1 }
+
 func (r *run) dial(ctx context.Context, i int) (*initiator.Session, error) {
 	name := r.cfg.Initiators[i%len(r.cfg.Initiators)]
-	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: name, TargetName: r.cfg.Target})
+	d := withDigests(i)
+	c, err := initiator.Dial(ctx, r.cfg.Addr, initiator.Config{InitiatorName: name, TargetName: r.cfg.Target, HeaderDigest: d, DataDigest: d})
 	if err != nil {
 		return nil, fmt.Errorf("stress: session %d (%s): %w", i, name, err)
 	}
@@ -1099,13 +1104,19 @@ func (s *session) pendingBad() bool {
 var errFaulted = fmt.Errorf("%w by a backstore fault", errCutShort)
 
 // faulted returns errFaulted if resp is the failure a backstore fault
-// under the pending writes must cause: MEDIUM ERROR, or COPY ABORTED.
+// under the pending writes must cause: MEDIUM ERROR (an I/O error), DATA
+// PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT (the file system is
+// full), or COPY ABORTED.
 // The INFORMATION of a MEDIUM ERROR (when valid) is the first block of
 // the store write that failed: a block of the command at or before a
 // failing one.
 func (s *session) faulted(resp *initiator.Response) error {
 	sn := resp.Sense
-	if resp.Status != scsi.StatusCheckCondition || sn == nil || (sn.Key != scsi.MediumError && sn.Key != scsi.CopyAborted) {
+	if resp.Status != scsi.StatusCheckCondition || sn == nil {
+		return nil
+	}
+	noSpace := sn.Key == scsi.DataProtect && sn.Code == scsi.ASCSpaceAllocationFailedWP
+	if sn.Key != scsi.MediumError && sn.Key != scsi.CopyAborted && !noSpace {
 		return nil
 	}
 	var bad *pendingWrite

@@ -65,9 +65,10 @@ func startInProcess(t *testing.T, stores map[uint64]backstore.Store) string {
 
 // TestBackstoreFaults runs the mix against an in-process target whose
 // second LU fails every write, zeroing, unmap, copy and clone touching a
-// few runs of blocks (as a bad sector would, with EIO): each command
-// writing one of them must end with MEDIUM ERROR (naming a failed block)
-// or COPY ABORTED, leave those blocks as they were and every other block
+// few runs of blocks, half with EIO (as a bad sector would) and half with
+// ENOSPC (a full file system): each command writing one of them must end
+// with MEDIUM ERROR (naming a failed block), DATA PROTECT, SPACE
+// ALLOCATION FAILED WRITE PROTECT, or COPY ABORTED, leave those blocks as they were and every other block
 // it covers old or new; every block no failed command covered must be as
 // the model says.
 func TestBackstoreFaults(t *testing.T) {
@@ -89,12 +90,17 @@ func TestBackstoreFaults(t *testing.T) {
 		LUNs: []uint64{0, 1}, Sessions: sessions, Workers: workers, Seed: seed, Duration: d, Logf: t.Logf,
 		Faults: func(base, region uint64) []FaultRange {
 			var bad []FaultRange
-			// Runs of 8 blocks in every other worker's region.
+			// Runs of 8 blocks in every other worker's region, failing
+			// with EIO and ENOSPC in turn.
 			for w := uint64(1); w < sessions*workers; w += 2 {
 				b := FaultRange{LUN: 1, LBA: base + w*region + region/3, N: 8}
 				bad = append(bad, b)
+				errno := syscall.EIO
+				if w%4 == 3 {
+					errno = syscall.ENOSPC
+				}
 				for _, k := range []backstore.OpKind{backstore.OpWrite, backstore.OpZero, backstore.OpUnmap, backstore.OpCopy, backstore.OpClone} {
-					fault.FailRange(k, int64(b.LBA)*BlockSize, int64(b.N)*BlockSize, syscall.EIO)
+					fault.FailRange(k, int64(b.LBA)*BlockSize, int64(b.N)*BlockSize, errno)
 				}
 			}
 			return bad

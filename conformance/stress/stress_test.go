@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/odxtgt/odxtgt/internal/scratchfs"
 )
 
 var (
@@ -70,17 +72,58 @@ tokens:
 // TestStressShort runs the model-based stress mix against the real binary
 // for -stress.duration (default 25 s; a shorter time with -short).
 func TestStressShort(t *testing.T) {
-	seed := *flagSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("stress seed %d (rerun with -stress.seed=%d), %d sessions of %d workers, %v", seed, seed, *flagSessions, *flagWorkers, *flagDuration)
 	d := *flagDuration
 	if testing.Short() {
 		d = min(d, 5*time.Second)
 	}
 	dir := t.TempDir()
-	srv, err := StartServer(odxtgtBin, dir, stressConfig(dir))
+	runStress(t, dir, stressConfig(dir), d)
+}
+
+// TestStressOnXFSAndBlock runs the mix with its two file LUNs on an XFS
+// file system with reflinks, where copies and point-in-time snapshots
+// clone, and its second LU a block backstore on a loop device (as root
+// with xfsprogs and losetup; skipped, saying what is missing, otherwise),
+// for a fifth of -stress.duration.
+func TestStressOnXFSAndBlock(t *testing.T) {
+	mnt, whyNot := scratchfs.Mount(t, scratchfs.XFSReflink)
+	if mnt == "" {
+		t.Skip(whyNot)
+	}
+	dev, whyNot := scratchfs.Loop(t, filepath.Join(mnt, "block.img"), 8<<20, 512)
+	if dev == "" {
+		t.Skip(whyNot)
+	}
+	yaml := `
+backstores:
+  - {name: f0, type: file, path: ` + filepath.Join(mnt, "f0.img") + `, size: 8MiB, block_size: 512}
+  - {name: b1, type: block, path: ` + dev + `}
+  - {name: f2, type: file, path: ` + filepath.Join(mnt, "f2.img") + `, size: 8MiB, block_size: 512}
+targets:
+  - iqn: ` + stressTarget + `
+    portals: ["127.0.0.1:0"]
+    luns: [{lun: 0, backstore: f0}, {lun: 1, backstore: b1}, {lun: 2, backstore: f2}]
+tokens:
+  snapshot_space: 16MiB
+`
+	d := *flagDuration / 5
+	if testing.Short() {
+		d = min(d, 3*time.Second)
+	}
+	runStress(t, t.TempDir(), yaml, d)
+}
+
+// runStress serves yaml (data in dir) from the real binary, runs the mix
+// for d against LUNs 0, 1 and 2, and checks the target's log and open
+// files afterwards.
+func runStress(t *testing.T, dir, yaml string, d time.Duration) {
+	t.Helper()
+	seed := *flagSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("stress seed %d (rerun with -stress.seed=%d), %d sessions of %d workers, %v", seed, seed, *flagSessions, *flagWorkers, d)
+	srv, err := StartServer(odxtgtBin, dir, yaml)
 	if err != nil {
 		t.Fatal(err)
 	}
