@@ -51,14 +51,20 @@ func TestMain(m *testing.M) {
 
 const stressTarget = "iqn.2025-01.io.odxtgt:stress"
 
-// stressConfig is three 8 MiB LUNs of 512-byte blocks: a file, a memory
-// LU and a second file. snapshot_space is small so that point-in-time
-// tokens get revoked now and then.
+// stressConfig is three 8 MiB LUNs of 512-byte blocks: a file in dir, a
+// memory LU and a second file in dir. snapshot_space is small so that
+// point-in-time tokens get revoked now and then.
 func stressConfig(dir string) string {
+	return stressConfigWith(dir, "{name: m1, type: memory, size: 8MiB, block_size: 512}")
+}
+
+// stressConfigWith is stressConfig with lu1, a backstore named m1, as
+// LUN 1.
+func stressConfigWith(dir, lu1 string) string {
 	return `
 backstores:
   - {name: f0, type: file, path: ` + filepath.Join(dir, "f0.img") + `, size: 8MiB, block_size: 512}
-  - {name: m1, type: memory, size: 8MiB, block_size: 512}
+  - ` + lu1 + `
   - {name: f2, type: file, path: ` + filepath.Join(dir, "f2.img") + `, size: 8MiB, block_size: 512}
 targets:
   - iqn: ` + stressTarget + `
@@ -94,18 +100,7 @@ func TestStressOnXFSAndBlock(t *testing.T) {
 	if dev == "" {
 		t.Skip(whyNot)
 	}
-	yaml := `
-backstores:
-  - {name: f0, type: file, path: ` + filepath.Join(mnt, "f0.img") + `, size: 8MiB, block_size: 512}
-  - {name: b1, type: block, path: ` + dev + `}
-  - {name: f2, type: file, path: ` + filepath.Join(mnt, "f2.img") + `, size: 8MiB, block_size: 512}
-targets:
-  - iqn: ` + stressTarget + `
-    portals: ["127.0.0.1:0"]
-    luns: [{lun: 0, backstore: f0}, {lun: 1, backstore: b1}, {lun: 2, backstore: f2}]
-tokens:
-  snapshot_space: 16MiB
-`
+	yaml := stressConfigWith(mnt, "{name: m1, type: block, path: "+dev+"}")
 	d := *flagDuration / 5
 	if testing.Short() {
 		d = min(d, 3*time.Second)
