@@ -43,19 +43,23 @@ func (m *Manager) Run(parent context.Context, l *List, req Request, p *Params) *
 	// copy must not go on as a task nobody aborted.
 	ctx, stop := context.WithCancel(parent)
 	defer stop()
+	toks, failed := m.holdRODs(req.Nexus, p)
+	if failed != nil {
+		return failed
+	}
 	var paths pathCounts
-	var failed *scsi.Sense
 	for i := range p.Segments {
 		if ctx.Err() != nil {
 			failed = scsi.TaskAborted()
 			break
 		}
-		if s := m.runSegment(ctx, stop, l, req, p, i, &paths); s != nil {
+		if s := m.runSegment(ctx, stop, l, req, p, toks, i, &paths); s != nil {
 			failed = s
 			break
 		}
 		l.segments.Add(1)
 	}
+	m.releaseRODs(p, toks, true, failed == nil)
 	attrs := []any{"list_id", l.key.id, "segments", l.segments.Load(), "of", len(p.Segments),
 		"bytes", l.bytes.Load(), "duration", time.Since(start).Round(time.Microsecond)}
 	attrs = append(attrs, paths.attrs()...)
@@ -71,19 +75,44 @@ func (m *Manager) Run(parent context.Context, l *List, req Request, p *Params) *
 	return failed
 }
 
-// pathCounts counts the bytes each data path moved.
-type pathCounts struct{ clone, copyRange, buffered uint64 }
+// pathCounts counts the bytes each data path moved, and those a copy
+// from the block device zero ROD token zeroed.
+type pathCounts struct{ clone, copyRange, buffered, zeroed uint64 }
 
 func (c *pathCounts) attrs() []any {
-	return []any{"clone_bytes", c.clone, "copy_file_range_bytes", c.copyRange, "buffered_bytes", c.buffered}
+	a := []any{"clone_bytes", c.clone, "copy_file_range_bytes", c.copyRange, "buffered_bytes", c.buffered}
+	if c.zeroed != 0 {
+		a = append(a, "zeroed_bytes", c.zeroed)
+	}
+	return a
 }
 
-// endpoint is a resolved copy source or destination.
+// endpoint is a resolved copy source or destination: a logical unit, or a
+// ROD (a held token, whose lu is the token's source, or the zero token).
 type endpoint struct {
 	lu        *scsi.LU
+	tok       *Token
+	zero      bool
 	blockSize int64
 	fwd       byte // forwarded sense data source for errors on this side
 }
+
+// rod reports whether the endpoint is a ROD rather than a logical unit.
+func (e endpoint) rod() bool { return e.tok != nil || e.zero }
+
+// size is the endpoint's capacity in bytes.
+func (e endpoint) size() int64 {
+	switch {
+	case e.zero:
+		return zeroRODBytes
+	case e.tok != nil:
+		return e.tok.bytes
+	}
+	return e.lu.Store.Size()
+}
+
+// blocks is the endpoint's capacity in its logical blocks.
+func (e endpoint) blocks() uint64 { return uint64(e.size() / e.blockSize) }
 
 // segmentError returns COPY ABORTED with code, the segment number in
 // COMMAND-SPECIFIC INFORMATION and a segment pointer to the segment
@@ -98,11 +127,20 @@ func segmentError(seg int, p *Params, code scsi.ASC) *scsi.Sense {
 // from the nexus whose designator the descriptor carries. For a unit whose
 // block length the descriptor contradicts it returns the unit and
 // errBlockLength.
-func (m *Manager) resolve(req Request, p *Params, id uint16) (*scsi.LU, error) {
-	if id == CSCDThisLU {
+func (m *Manager) resolve(req Request, p *Params, toks []*Token, id uint16) (*scsi.LU, error) {
+	switch {
+	case id == CSCDThisLU:
 		return req.LU, nil
-	}
-	if int(id) >= len(p.CSCDs) {
+	case id == CSCDTokenLU:
+		lu := tokenLU(p, toks)
+		if lu == nil {
+			return nil, errors.New("CSCD descriptor ID F800h: no ROD CSCD descriptor with a token and ROD producer F800h")
+		}
+		if !m.reachable(req.Nexus, lu) {
+			return nil, fmt.Errorf("CSCD descriptor ID F800h: logical unit %s is not reachable from the nexus", lu.Identity.Name)
+		}
+		return lu, nil
+	case int(id) >= len(p.CSCDs):
 		return nil, fmt.Errorf("CSCD descriptor ID %d: the list has %d", id, len(p.CSCDs))
 	}
 	c := p.CSCDs[id]
@@ -136,13 +174,17 @@ var errBlockLength = errors.New("CSCD block length differs from the logical unit
 
 // endpoint resolves one side of segment seg, or returns the sense data
 // for a CSCD that names nothing reachable.
-func (m *Manager) endpoint(req Request, p *Params, seg int, id uint16, fwd byte) (endpoint, *scsi.Sense) {
-	lu, err := m.resolve(req, p, id)
+func (m *Manager) endpoint(req Request, p *Params, toks []*Token, seg int, id uint16, fwd byte) (endpoint, *scsi.Sense) {
+	if int(id) < len(p.CSCDs) && p.CSCDs[id].ROD != nil {
+		ep, err := rodEndpoint(p.CSCDs[id], toks[id], fwd)
+		if err != nil {
+			return endpoint{}, blockLengthError(seg, p, id, ep.lu)
+		}
+		return ep, nil
+	}
+	lu, err := m.resolve(req, p, toks, id)
 	if errors.Is(err, errBlockLength) {
-		c := p.CSCDs[id]
-		return endpoint{}, scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).
-			WithCommandSpecific(uint64(seg)).SegmentPointer(false, c.Offset+29).
-			WithReason("CSCD %d block length %d, the logical unit has %d", id, c.BlockLength, lu.Store.BlockSize())
+		return endpoint{}, blockLengthError(seg, p, id, lu)
 	}
 	if err != nil {
 		// COPY TARGET DEVICE NOT REACHABLE makes VMware and Windows fall
@@ -150,6 +192,15 @@ func (m *Manager) endpoint(req Request, p *Params, seg int, id uint16, fwd byte)
 		return endpoint{}, segmentError(seg, p, scsi.ASCCopyTargetDeviceNotReachable).WithReason("%v", err)
 	}
 	return endpoint{lu: lu, blockSize: int64(lu.Store.BlockSize()), fwd: fwd}, nil
+}
+
+// blockLengthError is the error for CSCD descriptor id, whose DISK BLOCK
+// LENGTH is not that of lu, the logical unit it names.
+func blockLengthError(seg int, p *Params, id uint16, lu *scsi.LU) *scsi.Sense {
+	c := p.CSCDs[id]
+	return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).
+		WithCommandSpecific(uint64(seg)).SegmentPointer(false, c.Offset+29).
+		WithReason("CSCD %d block length %d, the logical unit has %d", id, c.BlockLength, lu.Store.BlockSize())
 }
 
 // span is the byte range of one side of a segment.
@@ -166,9 +217,9 @@ func (s span) blocks(off, n int64) (lba, count uint64) {
 }
 
 // runSegment validates and executes segment i.
-func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *List, req Request, p *Params, i int, paths *pathCounts) *scsi.Sense {
+func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *List, req Request, p *Params, toks []*Token, i int, paths *pathCounts) *scsi.Sense {
 	seg := p.Segments[i]
-	src, s := m.endpoint(req, p, i, seg.Src, scsi.ForwardedFromSource)
+	src, s := m.endpoint(req, p, toks, i, seg.Src, scsi.ForwardedFromSource)
 	if s != nil {
 		return s
 	}
@@ -177,9 +228,18 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 		// TEST UNIT READY, which a present logical unit always passes.
 		return nil
 	}
-	dst, s := m.endpoint(req, p, i, seg.Dst, scsi.ForwardedFromDestination)
+	dst, s := m.endpoint(req, p, toks, i, seg.Dst, scsi.ForwardedFromDestination)
 	if s != nil {
 		return s
+	}
+	if dst.rod() {
+		// The RODs of ROD tokens are read only: their data is what the
+		// token froze (SPC-4 5.17.7.6).
+		return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
+			SegmentPointer(true, 6).WithReason("segment %d writes to the ROD of CSCD descriptor %d", i, seg.Dst)
+	}
+	if src.zero && src.blockSize == 0 {
+		src.blockSize = dst.blockSize
 	}
 	var n int64
 	from, to := span{src, 0}, span{dst, 0}
@@ -224,9 +284,9 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 		return nil
 	}
 	switch {
-	case from.start+n > src.lu.Store.Size():
+	case from.start+n > src.size():
 		return outOfRange(i, p, src)
-	case to.start+n > dst.lu.Store.Size():
+	case to.start+n > dst.size():
 		return outOfRange(i, p, dst)
 	}
 	c := &segmentCopy{m: m, ctx: ctx, stop: stop, l: l, req: req, from: from, to: to, n: n, seg: i, p: p, paths: paths}
@@ -237,9 +297,9 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 // its source or destination, before any offset is computed from it.
 func checkEnds(i int, p *Params, seg Segment, src, dst endpoint) *scsi.Sense {
 	switch {
-	case seg.SrcLBA > src.lu.Blocks():
+	case seg.SrcLBA > src.blocks():
 		return outOfRange(i, p, src)
-	case seg.DstLBA > dst.lu.Blocks():
+	case seg.DstLBA > dst.blocks():
 		return outOfRange(i, p, dst)
 	}
 	return nil

@@ -685,8 +685,8 @@ func TestRunInternalAfterCancelWritesNothing(t *testing.T) {
 	noOffload(dst)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &segmentCopy{m: r.m, ctx: ctx, stop: cancel, l: &List{}, req: Request{Nexus: r.nexus, LU: r.disks[0].lu},
-		from: span{endpoint{r.disks[0].lu, 512, scsi.ForwardedFromSource}, 0},
-		to:   span{endpoint{r.disks[1].lu, 512, scsi.ForwardedFromDestination}, 0},
+		from: span{endpoint{lu: r.disks[0].lu, blockSize: 512, fwd: scsi.ForwardedFromSource}, 0},
+		to:   span{endpoint{lu: r.disks[1].lu, blockSize: 512, fwd: scsi.ForwardedFromDestination}, 0},
 		n:    4096, p: &Params{Segments: []Segment{{}}}, paths: &pathCounts{}}
 	data := make([]byte, 4096)
 	writes := dst.Count(backstore.OpWrite)

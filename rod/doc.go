@@ -18,6 +18,9 @@
 //     progress while it runs, and its final status stays readable as its
 //     LIST ID USAGE says until read, replaced, timed out or lost with its
 //     nexus.
+//   - rod_cscd.go makes a ROD token, named by a ROD CSCD descriptor with
+//     the token in the inline data, an EXTENDED COPY source: a read-only
+//     block device over the data the token froze.
 //   - copy.go executes segments through scsi.RunInternal, so every block
 //     a copy writes goes through the destination's task set, write
 //     protection and extent lock, and picks the fastest path the

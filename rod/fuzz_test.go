@@ -60,7 +60,8 @@ func FuzzParseParams(f *testing.F) {
 		for _, c := range p.CSCDs {
 			require.LessOrEqual(t, len(c.Designator.Value), 20)
 			require.Less(t, c.BlockLength, uint32(1<<24))
-			require.Equal(t, byte(CSCDIdentification), data[c.Offset])
+			require.Equal(t, c.ROD != nil, data[c.Offset] == CSCDROD)
+			require.Contains(t, []byte{CSCDIdentification, CSCDROD}, data[c.Offset])
 			end = c.Offset + cscdLen
 		}
 		for _, sg := range p.Segments {

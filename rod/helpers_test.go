@@ -27,8 +27,13 @@ import (
 // identification CSCD descriptors, 6.4.6.5, 6.4.6.6 and 6.4.6.10 for the
 // segments). Offsets in p are ignored.
 func encodeParams(p *Params) []byte {
-	var cscds, segs []byte
+	var cscds, segs, inline []byte
 	for _, c := range p.CSCDs {
+		if c.ROD != nil {
+			cscds = append(cscds, encodeRODCSCD(c, len(inline))...)
+			inline = append(inline, c.ROD.Token[:]...)
+			continue
+		}
 		cscds = append(cscds, encodeCSCD(c)...)
 	}
 	for _, s := range p.Segments {
@@ -46,14 +51,35 @@ func encodeParams(p *Params) []byte {
 		binary.BigEndian.PutUint32(h[20:], p.ListID)
 		binary.BigEndian.PutUint16(h[42:], uint16(len(cscds)))
 		binary.BigEndian.PutUint16(h[44:], uint16(len(segs)))
+		binary.BigEndian.PutUint16(h[46:], uint16(len(inline)))
 	} else {
 		h = make([]byte, lid1HeaderLen)
 		h[0] = byte(p.ListID)
 		h[1] = flags
 		binary.BigEndian.PutUint16(h[2:], uint16(len(cscds)))
 		binary.BigEndian.PutUint32(h[8:], uint32(len(segs)))
+		binary.BigEndian.PutUint32(h[12:], uint32(len(inline)))
 	}
-	return append(append(h, cscds...), segs...)
+	return append(append(append(h, cscds...), segs...), inline...)
+}
+
+// encodeRODCSCD encodes a ROD CSCD descriptor whose token is at byte at of
+// the inline data.
+func encodeRODCSCD(c CSCD, at int) []byte {
+	d := make([]byte, cscdLen)
+	d[0] = CSCDROD
+	binary.BigEndian.PutUint16(d[rodCSCDProducer:], c.ROD.Producer)
+	if c.ROD.DelTkn {
+		d[rodCSCDFlags] = 0x01
+	}
+	binary.BigEndian.PutUint32(d[rodCSCDOffset+2:], uint32(at))
+	d[29], d[30], d[31] = byte(c.BlockLength>>16), byte(c.BlockLength>>8), byte(c.BlockLength)
+	return d
+}
+
+// rodCSCD is a ROD CSCD descriptor for tok.
+func rodCSCD(tok [TokenLength]byte, producer uint16, delTkn bool) CSCD {
+	return CSCD{ROD: &RODCSCD{Producer: producer, DelTkn: delTkn, Token: tok}}
 }
 
 func encodeCSCD(c CSCD) []byte {

@@ -16,9 +16,10 @@ const (
 	// MaxSegmentLength is MAXIMUM SEGMENT LENGTH: the most bytes one
 	// segment may write.
 	MaxSegmentLength = 1 << 30
-	// MaxInlineDataLength is MAXIMUM INLINE DATA LENGTH: odxtgt takes no
-	// inline or embedded data.
-	MaxInlineDataLength = 0
+	// MaxInlineDataLength is MAXIMUM INLINE DATA LENGTH: room for the
+	// ROD tokens of eight ROD CSCD descriptors, the only use the copy
+	// manager has for inline data.
+	MaxInlineDataLength = 8 * TokenLength
 	// MaxConcurrentCopies is TOTAL CONCURRENT COPIES and MAXIMUM
 	// IDENTIFIED CONCURRENT COPIES: the copies that may run at once in
 	// the whole process.
@@ -40,11 +41,25 @@ const (
 	SegmentVerifyCSCD         = 0x07
 	SegmentBlockToBlockOffset = 0x0A
 	CSCDIdentification        = 0xE4
+	CSCDROD                   = 0xFE
 )
 
 // ImplementedDescriptors lists the implemented descriptor type codes.
-var ImplementedDescriptors = []byte{SegmentBlockToBlock, SegmentVerifyCSCD, SegmentBlockToBlockOffset, CSCDIdentification}
+var ImplementedDescriptors = []byte{SegmentBlockToBlock, SegmentVerifyCSCD, SegmentBlockToBlockOffset, CSCDIdentification, CSCDROD}
 
-// CSCDThisLU is the CSCD descriptor ID that names the logical unit that
-// received the command (SPC-4 table 122).
-const CSCDThisLU = 0xFFFF
+// CSCD descriptor IDs with a meaning of their own (SPC-4 table 148);
+// 0000h to maxCSCDIndex name the descriptors of the list by position.
+const (
+	maxCSCDIndex = 0x07FF
+	// CSCDTokenLU names the logical unit the ROD token of the ROD CSCD
+	// descriptor whose ROD PRODUCER CSCD DESCRIPTOR ID is F800h was made
+	// from.
+	CSCDTokenLU = 0xF800
+	// CSCDThisLU names the logical unit that received the command.
+	CSCDThisLU = 0xFFFF
+)
+
+// SupportedCSCDIDs are the CSCD descriptor IDs besides list positions the
+// copy manager takes, for the Supported CSCD IDs descriptor of the
+// Third-party Copy VPD page (SPC-4 7.8.17.6), in ascending order.
+var SupportedCSCDIDs = []uint16{CSCDTokenLU, CSCDThisLU}

@@ -44,8 +44,10 @@ type Params struct {
 	Segments []Segment
 }
 
-// CSCD is one identification CSCD descriptor (type E4h, SPC-4 6.4.5.6):
-// the designator of a copy source or destination logical unit.
+// CSCD is one CSCD descriptor: an identification descriptor (type E4h,
+// SPC-4 6.4.5.6), the designator of a copy source or destination logical
+// unit, or a ROD descriptor (type FEh, SPC-4 6.4.5.9), a ROD token from
+// the inline data used as a copy source.
 type CSCD struct {
 	// Offset is the descriptor's byte offset in the parameter list, for
 	// segment pointers in sense data.
@@ -59,6 +61,22 @@ type CSCD struct {
 	// BlockLength is DISK BLOCK LENGTH from the device type specific
 	// parameters; zero means the logical unit's own.
 	BlockLength uint32
+	// ROD is set for a ROD CSCD descriptor.
+	ROD *RODCSCD
+}
+
+// RODCSCD is what a ROD CSCD descriptor (SPC-4 6.4.5.9) with ROD TYPE
+// zero says: use the ROD token at ROD TOKEN OFFSET of the inline data as
+// a block device whose LBAs run from zero over the data the token
+// represents (SPC-4 5.17.7.6).
+type RODCSCD struct {
+	// Producer is ROD PRODUCER CSCD DESCRIPTOR ID. With CSCDTokenLU
+	// there, segments may name the logical unit the token was made from
+	// by that ID.
+	Producer uint16
+	// DelTkn (DEL_TKN) deletes the token once the copy completed.
+	DelTkn bool
+	Token  [TokenLength]byte
 }
 
 // Segment is one segment descriptor (SPC-4 6.4.6).
@@ -148,7 +166,7 @@ func ParseParams(data []byte, lid4 bool) (*Params, *scsi.Sense) {
 		return nil, scsi.InvalidFieldInParameterList(1, 4).WithReason("LIST ID USAGE 01b is reserved")
 	}
 	if inlineBytes > MaxInlineDataLength {
-		return nil, scsi.ParameterListLengthError().WithReason("%d bytes of inline data, none supported", inlineBytes)
+		return nil, scsi.ParameterListLengthError().WithReason("%d bytes of inline data, at most %d", inlineBytes, MaxInlineDataLength)
 	}
 	if cscdBytes+segBytes > MaxDescriptorListLength {
 		return nil, scsi.ParameterListLengthError().
@@ -164,8 +182,9 @@ func ParseParams(data []byte, lid4 bool) (*Params, *scsi.Sense) {
 	if n := cscdBytes / cscdLen; n > MaxCSCDs {
 		return nil, scsi.NewSense(scsi.IllegalRequest, scsi.ASCTooManyTargetDescriptors).WithReason("%d CSCD descriptors, at most %d", n, MaxCSCDs)
 	}
+	inline := data[hdr+cscdBytes+segBytes : hdr+cscdBytes+segBytes+inlineBytes]
 	for off := hdr; off < hdr+cscdBytes; off += cscdLen {
-		c, s := parseCSCD(data[off:off+cscdLen], off)
+		c, s := parseCSCD(data[off:off+cscdLen], off, inline)
 		if s != nil {
 			return nil, s
 		}
@@ -196,11 +215,17 @@ func ParseParams(data []byte, lid4 bool) (*Params, *scsi.Sense) {
 	return p, nil
 }
 
-// parseCSCD decodes one 32-byte CSCD descriptor at byte off of the list.
-func parseCSCD(d []byte, off int) (CSCD, *scsi.Sense) {
-	// Type codes E0h-FFh are CSCD descriptors; only identification
-	// descriptors name logical units of this copy manager.
-	if d[0] != CSCDIdentification {
+// parseCSCD decodes one 32-byte CSCD descriptor at byte off of the list
+// whose inline data is inline.
+func parseCSCD(d []byte, off int, inline []byte) (CSCD, *scsi.Sense) {
+	// Type codes E0h-FFh are CSCD descriptors; identification
+	// descriptors name logical units of this copy manager, ROD
+	// descriptors the ROD tokens it made.
+	switch d[0] {
+	case CSCDIdentification:
+	case CSCDROD:
+		return parseRODCSCD(d, off, inline)
+	default:
 		return CSCD{}, scsi.NewSense(scsi.IllegalRequest, scsi.ASCUnsupportedTargetDescriptor).
 			FieldPointer(false, off, -1).WithReason("CSCD descriptor type %02xh", d[0])
 	}
@@ -223,10 +248,63 @@ func parseCSCD(d []byte, off int) (CSCD, *scsi.Sense) {
 		Value:       append([]byte(nil), d[8:8+n]...),
 	}
 	if c.DeviceType == 0 {
-		// Block device type specific parameters (SPC-4 6.4.5.2).
-		c.BlockLength = uint32(d[29])<<16 | uint32(d[30])<<8 | uint32(d[31])
+		c.BlockLength = diskBlockLength(d)
 	}
 	return c, nil
+}
+
+// diskBlockLength is DISK BLOCK LENGTH of the block device type specific
+// parameters of a CSCD descriptor (SPC-4 6.4.5.2).
+func diskBlockLength(d []byte) uint32 {
+	return uint32(d[29])<<16 | uint32(d[30])<<8 | uint32(d[31])
+}
+
+// Offsets in a ROD CSCD descriptor (SPC-4 table 143).
+const (
+	rodCSCDProducer   = 4
+	rodCSCDType       = 8
+	rodCSCDLifetime   = 12
+	rodCSCDInactivity = 16
+	rodCSCDFlags      = 21 // DEL_TKN is bit 0
+	rodCSCDOffset     = 22 // ROD TOKEN OFFSET, up to byte 27
+)
+
+// parseRODCSCD decodes a ROD CSCD descriptor. Only ROD TYPE zero is
+// taken: a ROD token, copied into the inline data, serves as a copy
+// source. RODs that the copy itself would populate (any other ROD TYPE)
+// are not made by this copy manager; its Supported ROD Types descriptor
+// says so with ECPY_INT zero. Without such a ROD no token is created, so
+// the requested lifetime and inactivity timeout must be zero (SPC-4
+// 6.4.5.9).
+func parseRODCSCD(d []byte, off int, inline []byte) (CSCD, *scsi.Sense) {
+	if t := binary.BigEndian.Uint32(d[rodCSCDType:]); t != 0 {
+		return CSCD{}, scsi.InvalidFieldInParameterList(off+rodCSCDType, -1).
+			WithReason("ROD CSCD descriptor with ROD type %08xh: the copy manager populates no RODs", t)
+	}
+	for _, at := range []int{rodCSCDLifetime, rodCSCDInactivity} {
+		if v := binary.BigEndian.Uint32(d[at:]); v != 0 {
+			return CSCD{}, scsi.InvalidFieldInParameterList(off+at, -1).
+				WithReason("ROD CSCD descriptor asks for a token lifetime of %d s, but creates no token", v)
+		}
+	}
+	producer := binary.BigEndian.Uint16(d[rodCSCDProducer:])
+	if producer > maxCSCDIndex && producer != CSCDThisLU && producer != CSCDTokenLU {
+		// Table 148: C000h and C001h are null logical units, which make
+		// no tokens; the other values are reserved.
+		return CSCD{}, scsi.InvalidFieldInParameterList(off+rodCSCDProducer, -1).
+			WithReason("ROD producer CSCD descriptor ID %04xh", producer)
+	}
+	// ROD TOKEN OFFSET counts from the first byte of the inline data.
+	at := uint64(d[rodCSCDOffset])<<40 | uint64(d[rodCSCDOffset+1])<<32 | uint64(binary.BigEndian.Uint32(d[rodCSCDOffset+2:]))
+	if at > uint64(len(inline)) || uint64(len(inline))-at < TokenLength {
+		return CSCD{}, scsi.InvalidFieldInParameterList(off+rodCSCDOffset, -1).
+			WithReason("ROD token at byte %d of %d bytes of inline data", at, len(inline))
+	}
+	r := &RODCSCD{Producer: producer, DelTkn: d[rodCSCDFlags]&0x01 != 0}
+	copy(r.Token[:], inline[at:])
+	// The peripheral device type is the token's (SPC-4 6.4.5.9): every
+	// token this copy manager makes is a block device's.
+	return CSCD{Offset: off, BlockLength: diskBlockLength(d), ROD: r}, nil
 }
 
 // parseSegment decodes one segment descriptor of a type and length

@@ -69,7 +69,10 @@ func goodParams(lid4 bool) map[string]*Params {
 			Segments: []Segment{b2bOffset(0, 1, 0xFFFFFFFF, 9, 511, 0xFFFF, 0xFFFF), {Type: SegmentBlockToBlockOffset, CAT: true, Src: CSCDThisLU, Dst: 1}}},
 		"07h": {LID4: lid4, Usage: UsageNone, CSCDs: []CSCD{one},
 			Segments: []Segment{{Type: SegmentVerifyCSCD, Src: 0, TUR: true}, {Type: SegmentVerifyCSCD, Src: CSCDThisLU}}},
-		"64 CSCDs":     {LID4: lid4, ListID: id, CSCDs: many(MaxCSCDs), Segments: []Segment{b2b(63, 0, 1, 2, 3)}},
+		"64 CSCDs": {LID4: lid4, ListID: id, CSCDs: many(MaxCSCDs), Segments: []Segment{b2b(63, 0, 1, 2, 3)}},
+		"ROD CSCDs": {LID4: lid4, ListID: id, CSCDs: []CSCD{
+			rodCSCD([TokenLength]byte(pattern(TokenLength, 3)), CSCDTokenLU, true), one, rodCSCD([TokenLength]byte{}, 0x07FF, false)},
+			Segments: []Segment{b2b(0, 1, 8, 0, 0), b2b(2, CSCDTokenLU, 1, 1, 1)}},
 		"256 segments": {LID4: lid4, ListID: id, CSCDs: []CSCD{one}, Segments: segs},
 		"no segments":  {LID4: lid4, ListID: id, CSCDs: []CSCD{one}},
 		"odd CSCDs": {LID4: lid4, ListID: id, CSCDs: []CSCD{
@@ -171,6 +174,17 @@ func errBase(lid4 bool) []byte {
 
 func none(layout) []byte { return noSKS }
 
+// rodBase turns the second CSCD of the good list b into a ROD CSCD
+// descriptor with its 512-byte token at the start of the inline data.
+func rodBase(l layout, b []byte) []byte {
+	d := b[l.hdr+cscdLen : l.hdr+2*cscdLen]
+	clear(d)
+	d[0] = CSCDROD
+	binary.BigEndian.PutUint16(d[rodCSCDProducer:], CSCDThisLU)
+	l.putLen(b, l.inlineAt, TokenLength)
+	return append(b, make([]byte, TokenLength)...)
+}
+
 func at(off, bit int) func(layout) []byte {
 	return func(layout) []byte { return fieldPtr(off, bit) }
 }
@@ -193,10 +207,51 @@ var paramErrors = []paramError{
 	{name: "LIST ID USAGE 01b", build: func(l layout, b []byte) []byte { b[1] |= 0x08; return b }, key: scsi.IllegalRequest, code: invalidParamFld, sks: at(1, 4)},
 	{name: "LIST ID USAGE 11b with a list identifier", build: func(l layout, b []byte) []byte { b[1] |= 0x18; return b },
 		key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.listIDAt, -1) }},
-	{name: "inline data", build: func(l layout, b []byte) []byte {
-		l.putLen(b, l.inlineAt, 4)
-		return append(b, 1, 2, 3, 4)
+	{name: "inline data over the limit", build: func(l layout, b []byte) []byte {
+		l.putLen(b, l.inlineAt, MaxInlineDataLength+1)
+		return append(b, make([]byte, MaxInlineDataLength+1)...)
 	}, key: scsi.IllegalRequest, code: plle, sks: none},
+	{name: "inline data shorter than its length", build: func(l layout, b []byte) []byte {
+		l.putLen(b, l.inlineAt, 4)
+		return append(b, 1, 2, 3)
+	}, key: scsi.IllegalRequest, code: plle, sks: none},
+	// The second CSCD made a ROD CSCD descriptor whose token is the
+	// 512 bytes of inline data at ROD TOKEN OFFSET zero.
+	{name: "ROD CSCD with ROD type 00800000h", build: func(l layout, b []byte) []byte {
+		b = rodBase(l, b)
+		binary.BigEndian.PutUint32(b[l.hdr+cscdLen+rodCSCDType:], RODTypePointInTime)
+		return b
+	}, key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.hdr+cscdLen+rodCSCDType, -1) }},
+	{name: "ROD CSCD with a token lifetime", build: func(l layout, b []byte) []byte {
+		b = rodBase(l, b)
+		binary.BigEndian.PutUint32(b[l.hdr+cscdLen+rodCSCDLifetime:], 60)
+		return b
+	}, key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.hdr+cscdLen+rodCSCDLifetime, -1) }},
+	{name: "ROD CSCD with an inactivity timeout", build: func(l layout, b []byte) []byte {
+		b = rodBase(l, b)
+		binary.BigEndian.PutUint32(b[l.hdr+cscdLen+rodCSCDInactivity:], 0xFFFFFFFF)
+		return b
+	}, key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.hdr+cscdLen+rodCSCDInactivity, -1) }},
+	{name: "ROD CSCD with ROD producer C000h", build: func(l layout, b []byte) []byte {
+		b = rodBase(l, b)
+		binary.BigEndian.PutUint16(b[l.hdr+cscdLen+rodCSCDProducer:], 0xC000)
+		return b
+	}, key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.hdr+cscdLen+rodCSCDProducer, -1) }},
+	{name: "ROD CSCD with its token one byte past the inline data", build: func(l layout, b []byte) []byte {
+		b = rodBase(l, b)
+		b[l.hdr+cscdLen+rodCSCDOffset+5] = 1
+		return b
+	}, key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.hdr+cscdLen+rodCSCDOffset, -1) }},
+	{name: "ROD CSCD with ROD TOKEN OFFSET 2^48-1", build: func(l layout, b []byte) []byte {
+		b = rodBase(l, b)
+		copy(b[l.hdr+cscdLen+rodCSCDOffset:], []byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF})
+		return b
+	}, key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.hdr+cscdLen+rodCSCDOffset, -1) }},
+	{name: "ROD CSCD with no inline data", build: func(l layout, b []byte) []byte {
+		b = rodBase(l, b)
+		l.putLen(b, l.inlineAt, 0)
+		return b[:len(b)-TokenLength]
+	}, key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.hdr+cscdLen+rodCSCDOffset, -1) }},
 	{name: "inline data length only", build: func(l layout, b []byte) []byte {
 		l.putLen(b, l.inlineAt, 0xFFFF)
 		return b

@@ -39,11 +39,16 @@ type offloader struct {
 // descending order when the destination lies above the source.
 func (c *segmentCopy) run() *scsi.Sense {
 	src, dst := c.from.ep, c.to.ep
-	overlap := src.lu == dst.lu && c.from.start < c.to.start+c.n && c.to.start < c.from.start+c.n
+	// A ROD's data is frozen: no write to the destination changes it.
+	overlap := !src.rod() && src.lu == dst.lu && c.from.start < c.to.start+c.n && c.to.start < c.from.start+c.n
 	done := int64(0)
 	if !overlap && c.from.start%src.blockSize == 0 && c.to.start%dst.blockSize == 0 && c.n%dst.blockSize == 0 {
+		offload := c.offload
+		if src.rod() {
+			offload = c.offloadROD
+		}
 		var s *scsi.Sense
-		if done, s = c.offload(); s != nil {
+		if done, s = offload(); s != nil {
 			return s
 		}
 	}
@@ -182,6 +187,9 @@ func (c *segmentCopy) buffered(done int64, descending bool) *scsi.Sense {
 // read reads n bytes at offset off of the segment into buf and returns
 // them, reading the whole blocks that hold them.
 func (c *segmentCopy) read(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
+	if c.from.ep.rod() {
+		return c.readROD(off, n, buf)
+	}
 	lba, count := c.from.blocks(off, n)
 	bs := c.from.ep.blockSize
 	whole := buf[:int64(count)*bs]
@@ -258,6 +266,11 @@ func (c *segmentCopy) stopIfAborted(ctx context.Context) {
 func (c *segmentCopy) fail(err error, ep endpoint) *scsi.Sense {
 	if c.ctx.Err() != nil {
 		return scsi.TaskAborted()
+	}
+	if errors.Is(err, errSnapshotRevoked) {
+		// A ROD that became invalid while the copy ran is an
+		// unreachable CSCD (SPC-4 5.17.7.5.1).
+		return segmentError(c.seg, c.p, scsi.ASCCopyTargetDeviceNotReachable).WithReason("segment %d: %v", c.seg, err)
 	}
 	fwd := deviceStatus(err, ep.fwd, c.req.DSense)
 	seg := c.p.Segments[c.seg]

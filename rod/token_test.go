@@ -40,7 +40,7 @@ func newODXRig(t *testing.T, tc TokenConfig, blocks ...int64) *odxRig {
 		mem := backstore.NewMemory(n*512, 512)
 		require.NoError(t, mem.WriteAt(pattern(int(n*512), byte(i+1)), 0, false))
 		lu := scsi.NewLU(scsi.LUConfig{
-			Identity: scsi.Identity{Name: fmt.Sprintf("lu%d", i), Vendor: "ODXTGT", Product: "odx", Serial: fmt.Sprintf("%032x", 0xabc0+i)},
+			Identity: scsi.Identity{Name: fmt.Sprintf("lu%d", i), Vendor: "ODXTGT", Product: "odx", Serial: odxSerial(i)},
 			Store:    Protect(mem), Table: table, Logger: quietLogger(), Events: r.m,
 		})
 		r.lus = append(r.lus, lu)

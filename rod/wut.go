@@ -189,41 +189,12 @@ func (w *tokenWrite) done(k uint64) {
 	w.l.bytes.Add(k * uint64(w.bs))
 }
 
-// read returns where the n bytes at off of the token's source are, each
-// piece as it is now.
-func (w *tokenWrite) pieces(off, n int64) ([]piece, error) {
-	if w.tok.snap == nil {
-		return []piece{{w.tok.lu.Store, off, n}}, nil
-	}
-	return w.tok.snap.pieces(off, n)
-}
-
-// offload copies with the backstores' fast paths, one piece at a time,
-// asking where the rest is after each: a write to the destination may
-// have moved source data into the snapshot. It reports false, having
-// possibly written some of the range, when a fast path could not do it.
+// offload copies with the backstores' fast paths (Token.offloadTo).
 func (w *tokenWrite) offload(srcOff, dstOff, n int64) bool {
-	dst := w.req.LU.Store
-	fua := !w.req.LU.WriteCacheEnabled()
-	for done := int64(0); done < n; {
-		ps, err := w.pieces(srcOff+done, n-done)
-		if err != nil {
-			return false
-		}
-		p := ps[0]
-		path := PathClone
-		err = backstore.CloneRange(dst, dstOff+done, p.store, p.off, p.n, fua)
-		if err != nil {
-			path = PathCopyFileRange
-			err = backstore.CopyRange(dst, dstOff+done, p.store, p.off, p.n, fua)
-		}
-		if err != nil {
-			return false
-		}
-		w.m.counters.bytes[path].Add(uint64(p.n))
-		done += p.n
-	}
-	return true
+	var paths pathCounts
+	ok := w.tok.offloadTo(w.req.LU, dstOff, srcOff, n, &paths)
+	w.m.counters.addPaths(&paths)
+	return ok
 }
 
 // buffered reads the whole range of the token's data into the buffer,
@@ -232,7 +203,7 @@ func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
 	for done := int64(0); done < n; {
 		k := min(n-done, bufferSize)
 		p := w.buf[:k]
-		if err := w.readToken(p, srcOff+done); err != nil {
+		if err := w.tok.readSource(p, srcOff+done); err != nil {
 			return err
 		}
 		lu := w.req.LU
@@ -241,20 +212,6 @@ func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
 		}
 		w.m.counters.bytes[PathBuffered].Add(uint64(k))
 		done += k
-	}
-	return nil
-}
-
-// readToken fills p with the token's data at byte off of its source.
-func (w *tokenWrite) readToken(p []byte, off int64) error {
-	ps, err := w.pieces(off, int64(len(p)))
-	if err != nil {
-		return err
-	}
-	for _, x := range ps {
-		if err := x.store.ReadAt(p[x.off-off:x.off-off+x.n], x.off); err != nil {
-			return scsi.ReadError(err, uint64(x.off/int64(w.tok.lu.Store.BlockSize())))
-		}
 	}
 	return nil
 }
@@ -281,7 +238,7 @@ func (w *tokenWrite) gather(lba uint64) *scsi.Sense {
 		p := w.buf[:w.bs]
 		at := int64(0)
 		for _, x := range parts {
-			if err := w.readToken(p[at:at+x.n], x.off); err != nil {
+			if err := w.tok.readSource(p[at:at+x.n], x.off); err != nil {
 				return err
 			}
 			at += x.n

@@ -306,7 +306,7 @@ func TestXcopyParameterListLength(t *testing.T) {
 		// SPC-4 6.4.1: zero is not an error and copies nothing.
 		e.good(e.do(0, xcopyCDB(sa, 0), nil))
 		// Longer than the lists the copy manager takes.
-		for _, n := range []int{48 + rod.MaxDescriptorListLength + 1, 1 << 24, 0xFFFFFFFF} {
+		for _, n := range []int{48 + rod.MaxDescriptorListLength + rod.MaxInlineDataLength + 1, 1 << 24, 0xFFFFFFFF} {
 			e.sense(e.do(0, xcopyCDB(sa, n), nil), scsi.IllegalRequest, scsi.ASCParameterListLengthError)
 		}
 		// A list shorter than its header.
@@ -488,7 +488,7 @@ func TestXcopyOperatingParametersMatchVPD(t *testing.T) {
 	require.GreaterOrEqual(t, len(op), 44)
 	require.Equal(t, len(op)-4, int(binary.BigEndian.Uint32(op)), "AVAILABLE DATA")
 	require.Equal(t, len(op)-44, int(op[43]), "IMPLEMENTED DESCRIPTOR LIST LENGTH")
-	require.Equal(t, []byte{0x02, 0x07, 0x0A, 0xE4}, op[44:], "implemented descriptor type codes")
+	require.Equal(t, []byte{0x02, 0x07, 0x0A, 0xE4, 0xFE}, op[44:], "implemented descriptor type codes")
 
 	c = e.do(0, []byte{0x12, 0x01, 0x8F, 0xFF, 0xFF, 0x00}, nil)
 	e.good(c)
@@ -546,7 +546,7 @@ func TestXcopyOperatingParametersMatchVPD(t *testing.T) {
 	sd := descs[0x0008]
 	require.Equal(t, op[44:], sd[1:1+int(sd[0])], "supported descriptor type codes")
 
-	require.Equal(t, []byte{0x00, 0x02, 0xFF, 0xFF}, descs[0x000C], "CSCD ID FFFFh")
+	require.Equal(t, []byte{0x00, 0x04, 0xF8, 0x00, 0xFF, 0xFF, 0, 0}, descs[0x000C], "CSCD IDs F800h and FFFFh, padded")
 
 	gco := descs[0x8001]
 	require.Len(t, gco, 0x20)

@@ -91,6 +91,9 @@ func extendedCopy(m *rod.Manager, lid4 bool) scsi.Handler {
 		if s != nil {
 			return s
 		}
+		if s := m.CheckRODs(cmd.Nexus, p); s != nil {
+			return s
+		}
 		return m.Execute(cmd, p.ListID, p.Usage, sa, p.Immed, func(ctx context.Context, l *rod.List, req rod.Request) *scsi.Sense {
 			return m.Run(ctx, l, req, p)
 		})

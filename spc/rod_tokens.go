@@ -142,7 +142,9 @@ func rodTokenFeatures(m *rod.Manager) []byte {
 
 // supportedRODTypes is the Supported ROD Types descriptor (SPC-4
 // 7.8.17.8): every type POPULATE TOKEN makes (TOKEN OUT) and WRITE USING
-// TOKEN takes (TOKEN IN), the point-in-time default preferred.
+// TOKEN and the ROD CSCD descriptors of EXTENDED COPY take (TOKEN IN), the
+// point-in-time default preferred. ECPY_INT is zero for all: EXTENDED
+// COPY populates no RODs of its own.
 func supportedRODTypes() []byte {
 	types := []struct {
 		rodType    uint32

@@ -41,7 +41,11 @@ func thirdPartyCopyPage(m *rod.Manager, cmd *scsi.Command) ([]byte, error) {
 	sd := append([]byte{byte(len(rod.ImplementedDescriptors))}, rod.ImplementedDescriptors...)
 	b = appendTPCDescriptor(b, tpcSupportedDescriptors, sd)
 
-	b = appendTPCDescriptor(b, tpcSupportedCSCDIDs, []byte{0x00, 0x02, 0xFF, 0xFF})
+	ids := binary.BigEndian.AppendUint16(nil, uint16(2*len(rod.SupportedCSCDIDs)))
+	for _, id := range rod.SupportedCSCDIDs {
+		ids = binary.BigEndian.AppendUint16(ids, id)
+	}
+	b = appendTPCDescriptor(b, tpcSupportedCSCDIDs, ids)
 	b = appendTPCDescriptor(b, tpcRODTokenFeatures, rodTokenFeatures(m))
 	b = appendTPCDescriptor(b, tpcSupportedRODTypes, supportedRODTypes())
 
