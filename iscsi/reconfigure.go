@@ -3,7 +3,6 @@ package iscsi
 import (
 	"fmt"
 	"net"
-	"slices"
 
 	"github.com/odxtgt/odxtgt/scsi"
 )
@@ -13,34 +12,21 @@ import (
 // holds are never modified once it is published, so readers load it once
 // and use it without a lock.
 type topology struct {
-	list      []*Target             // in configuration order (SendTargets=All)
-	targets   map[string]*Target    // by name
-	targetLUs map[string][]*scsi.LU // every logical unit a target offers, by target name
-	tpgs      map[string]map[*Target]*TPG
-	addrs     []string // distinct portal addresses, in configuration order
+	list    []*Target          // in configuration order (SendTargets=All)
+	targets map[string]*Target // by name
+	tpgs    map[string]map[*Target]*TPG
+	addrs   []string // distinct portal addresses, in configuration order
 }
 
 func newTopology(targets []*Target) *topology {
 	t := &topology{
-		list:      targets,
-		targets:   map[string]*Target{},
-		targetLUs: map[string][]*scsi.LU{},
-		tpgs:      map[string]map[*Target]*TPG{},
+		list:    targets,
+		targets: map[string]*Target{},
+		tpgs:    map[string]map[*Target]*TPG{},
 	}
 	for _, tg := range targets {
 		t.targets[tg.Name] = tg
-		add := func(luns map[uint64]*scsi.LU) {
-			for _, lu := range luns {
-				if !slices.Contains(t.targetLUs[tg.Name], lu) {
-					t.targetLUs[tg.Name] = append(t.targetLUs[tg.Name], lu)
-				}
-			}
-		}
 		for _, g := range tg.TPGs {
-			add(g.LUNs)
-			for _, a := range g.ACLs {
-				add(a.LUNs)
-			}
 			for _, addr := range g.Portals {
 				if t.tpgs[addr] == nil {
 					t.tpgs[addr] = map[*Target]*TPG{}

@@ -113,8 +113,12 @@ func (c *conn) processTaskMgmt(p *PDU) error {
 		})
 		return nil
 	case tmfTargetWarmReset, tmfTargetColdReset:
-		// Every logical unit of the target is reset (SAM-5 7.12).
-		lus := c.srv.topo.Load().targetLUs[c.sess.targetName]
+		// Every logical unit of the target is reset (SAM-5 7.12), as
+		// far as this initiator may reach it: one whose ACL maps only
+		// some of the target's logical units cannot reset the others,
+		// which it cannot address either (RFC 7143 11.5.1 lets a target
+		// refuse a reset it does not authorize; it is narrowed instead).
+		lus := nexus.LogicalUnits()
 		former := c.formerLUs(func(*task) bool { return true }, func(x *scsi.LU) bool { return slices.Contains(lus, x) })
 		tm.cold = fn == tmfTargetColdReset
 		c.abortScope(tm, func(*task) bool { return true }, func() {

@@ -1,12 +1,14 @@
 package iscsi
 
 import (
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
@@ -200,5 +202,37 @@ func TestAbortTaskRacingCompletion(t *testing.T) {
 		}
 		// Nothing else follows: no status for an aborted write.
 		assert.Equal(t, scsi.StatusGood, tt.wantResult(tt.command([]byte{0, 0, 0, 0, 0, 0}, cmdOpts{})).status)
+	})
+}
+
+// resetRecorder counts the logical unit resets it hears of.
+type resetRecorder struct{ resets atomic.Int32 }
+
+func (r *resetRecorder) NexusLost(*scsi.LU, *scsi.Nexus)      {}
+func (r *resetRecorder) TaskSetAborted(*scsi.LU, *scsi.Nexus) {}
+func (r *resetRecorder) Reset(*scsi.LU)                       { r.resets.Add(1) }
+
+// TestTargetResetStaysInsideTheACL: a TARGET WARM RESET from an initiator
+// whose ACL maps only some of the target's logical units resets those,
+// not the ones it cannot address (review: it reset every LU of the
+// target).
+func TestTargetResetStaysInsideTheACL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var seen, hidden resetRecorder
+		tt := newTester(t, func(c *Config) {
+			g := c.Targets[0].TPGs[0]
+			table, err := scsi.NewTable()
+			require.NoError(t, err)
+			lu := func(name string, events scsi.NexusEvents) *scsi.LU {
+				return scsi.NewLU(scsi.LUConfig{Identity: scsi.Identity{Name: name}, Store: backstore.NewMemory(testLUSize, testBlock),
+					Table: table, Logger: c.Logger, Events: events})
+			}
+			g.LUNs[1], g.LUNs[2] = lu("seen", &seen), lu("hidden", &hidden)
+			g.ACLs = []ACL{{Initiator: testInitiator, LUNs: map[uint64]*scsi.LU{1: g.LUNs[1]}}}
+		})
+		tt.loginDefault()
+		assert.Equal(t, byte(tmfRespComplete), tt.wantTMF(tt.tmf(tmfTargetWarmReset, 0, 0, 0)))
+		assert.Equal(t, int32(1), seen.resets.Load(), "the LU in the ACL is reset")
+		assert.Zero(t, hidden.resets.Load(), "the LU outside it is not")
 	})
 }
