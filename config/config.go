@@ -113,7 +113,15 @@ type Tokens struct {
 	// DefaultTimeout and MaxTimeout are inactivity timeouts in seconds
 	// (0: the defaults, 60 and 600).
 	DefaultTimeout, MaxTimeout int64
+	// KeyFile holds the secret (at least MinTokenKeyLength bytes, readable
+	// by its owner only) that authenticates tokens; with it, tokens that
+	// need no copy-on-write survive a restart. Empty: a random secret per
+	// process.
+	KeyFile string
 }
+
+// MinTokenKeyLength is the least number of bytes tokens.key_file holds.
+const MinTokenKeyLength = 32
 
 // Copy configures the copy manager (EXTENDED COPY, ROD tokens).
 type Copy struct {

@@ -554,7 +554,7 @@ func (d *decoder) auth(n *yaml.Node, path string) *Auth {
 func (d *decoder) tokens(n *yaml.Node) Tokens {
 	d.pos.lines["tokens"] = at(n)
 	t := Tokens{Scope: ScopeAny}
-	f := d.mapping(n, "tokens", "scope", "snapshot_dir", "snapshot_space", "default_timeout", "max_timeout")
+	f := d.mapping(n, "tokens", "scope", "snapshot_dir", "snapshot_space", "default_timeout", "max_timeout", "key_file")
 	if f.m == nil {
 		return t
 	}
@@ -567,6 +567,9 @@ func (d *decoder) tokens(n *yaml.Node) Tokens {
 	}
 	if f.str("snapshot_dir", &t.SnapshotDir) && !filepath.IsAbs(t.SnapshotDir) {
 		d.fail(f.m["snapshot_dir"], "tokens.snapshot_dir", "must be an absolute path")
+	}
+	if f.str("key_file", &t.KeyFile) && !filepath.IsAbs(t.KeyFile) {
+		d.fail(f.m["key_file"], "tokens.key_file", "must be an absolute path")
 	}
 	if v := f.m["snapshot_space"]; v != nil {
 		t.SnapshotSpace = d.size(v, "tokens.snapshot_space")

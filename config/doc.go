@@ -118,6 +118,13 @@
 //	                           # the write
 //	  default_timeout: 60      # seconds of inactivity a token lives by default
 //	  max_timeout: 600         # the most POPULATE TOKEN may ask for, 1..86400
+//	  key_file: /etc/odxtgt/token.key
+//	                           # absolute; at least 32 secret bytes, mode 0600
+//	                           # (head -c 32 /dev/urandom). Tokens are signed with
+//	                           # it, and those needing no copy-on-write (access
+//	                           # upon reference, or point-in-time on a reflink
+//	                           # file system) survive a restart, kill -9 too.
+//	                           # Default: a random key per process.
 //
 //	limits:                    # optional: what initiators can make the target hold
 //	  max_connections: 1024    # connections at once, logging in or logged in

@@ -45,6 +45,9 @@ func (c *Config) Marshal() ([]byte, error) {
 		if t.MaxTimeout != 0 {
 			addPair(tm, "max_timeout", intNode(t.MaxTimeout))
 		}
+		if t.KeyFile != "" {
+			addPair(tm, "key_file", strNode(t.KeyFile))
+		}
 		addPair(root, "tokens", tm)
 	}
 	if l := c.Limits; l != (Limits{}) {

@@ -440,17 +440,18 @@ func TestParseLimits(t *testing.T) {
 }
 
 func TestParseTokens(t *testing.T) {
-	src := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [\"127.0.0.1:3260\"]\ntokens:\n  scope: initiator\n  snapshot_dir: /var/tmp/snap\n  snapshot_space: 2GiB\n  default_timeout: 30\n  max_timeout: 120\n"
+	src := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [\"127.0.0.1:3260\"]\ntokens:\n  scope: initiator\n  snapshot_dir: /var/tmp/snap\n  snapshot_space: 2GiB\n  default_timeout: 30\n  max_timeout: 120\n  key_file: /etc/odxtgt/token.key\n"
 	cfg, err := Parse([]byte(src))
 	require.NoError(t, err)
-	assert.Equal(t, Tokens{Scope: ScopeInitiator, SnapshotDir: "/var/tmp/snap", SnapshotSpace: 2 << 30, DefaultTimeout: 30, MaxTimeout: 120}, cfg.Tokens)
+	assert.Equal(t, Tokens{Scope: ScopeInitiator, SnapshotDir: "/var/tmp/snap", SnapshotSpace: 2 << 30, DefaultTimeout: 30, MaxTimeout: 120,
+		KeyFile: "/etc/odxtgt/token.key"}, cfg.Tokens)
 	out, err := cfg.Marshal()
 	require.NoError(t, err)
 	again, err := Parse(out)
 	require.NoError(t, err)
 	assert.Equal(t, cfg.Tokens, again.Tokens)
 	head := strings.SplitAfter(src, "tokens:\n")[0]
-	for _, bad := range []string{"  scope: everyone\n", "  snapshot_dir: relative\n", "  default_timeout: 0\n", "  default_timeout: 100\n  max_timeout: 50\n"} {
+	for _, bad := range []string{"  scope: everyone\n", "  snapshot_dir: relative\n", "  key_file: token.key\n", "  default_timeout: 0\n", "  default_timeout: 100\n  max_timeout: 50\n"} {
 		_, err := Parse([]byte(head + bad))
 		assert.Error(t, err, bad)
 	}

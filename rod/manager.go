@@ -96,7 +96,7 @@ func NewManager(cfg Config) *Manager {
 	tc.SnapshotSpace = cmp.Or(tc.SnapshotSpace, DefaultSnapshotSpace)
 	tc.WriteBudget = cmp.Or(tc.WriteBudget, DefaultWriteBudget)
 	m.tcfg = tc
-	m.tok = newTokens(tc.SnapshotSpace)
+	m.tok = newTokens(tc.SnapshotSpace, tc.Key)
 	return m
 }
 
@@ -390,7 +390,8 @@ func (m *Manager) Running() int {
 
 // Close aborts every copy still running, waits for them to end and ends
 // every token, removing the snapshot files: the process is stopping and
-// its backstores are about to be closed.
+// its backstores are about to be closed. Persistent tokens (persist.go)
+// keep their snapshot and record files for the next process.
 func (m *Manager) Close() {
 	// Foreground lists too (cancelMatching leaves them to their
 	// command): nothing new can come that an abort must spare.
@@ -402,5 +403,6 @@ func (m *Manager) Close() {
 	}
 	m.mu.Unlock()
 	m.active.Wait()
-	m.tok.endMatching(func(*Token) bool { return true }, tokenCancelled)
+	m.tok.endMatching(func(t *Token) bool { return t.record == "" }, tokenCancelled)
+	m.tok.releasePersistent()
 }

@@ -37,6 +37,10 @@ type TokenConfig struct {
 	// reports how far it got (Windows gives each 4 s); zero means
 	// DefaultWriteBudget.
 	WriteBudget time.Duration
+	// Key authenticates tokens; empty means a random key of the process.
+	// With a key, tokens that need no copy-on-write outlive the process
+	// (persist.go).
+	Key []byte
 }
 
 // Token defaults.
@@ -44,7 +48,8 @@ const (
 	DefaultMaxTokens     = 1024
 	DefaultSnapshotSpace = 4 << 30
 	DefaultWriteBudget   = 2 * time.Second
-	// snapshotSuffix names snapshot files, which StaleSnapshots removes.
+	// snapshotSuffix names snapshot files, which RestoreTokens removes
+	// when no persistent token needs them.
 	snapshotSuffix = ".odxtgt-snapshot"
 )
 
@@ -102,6 +107,7 @@ func (m *Manager) Populate(ctx context.Context, l *List, req Request, p *Populat
 	}
 	m.tok.add(tok, m.now())
 	made = true
+	m.persist(tok)
 	m.startReaper()
 	m.setToken(l, tok, uint64(tok.bytes)/bs, uint64(tok.bytes)/bs < asked)
 	m.log.Info("ROD token created", "token", tok.id, "lu", lu.Identity.Name, "rod_type", fmt.Sprintf("%08xh", rodType),
@@ -223,21 +229,6 @@ func (m *Manager) startReaper() {
 			}
 		}
 	}()
-}
-
-// StaleSnapshots removes the snapshot files a previous run left in dir:
-// tokens do not outlive the process, so their data is of no use.
-func StaleSnapshots(dir string) (int, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*"+snapshotSuffix))
-	if err != nil {
-		return 0, err
-	}
-	for _, n := range names {
-		if err := os.Remove(n); err != nil {
-			return 0, err
-		}
-	}
-	return len(names), nil
 }
 
 // TokensOf returns the live tokens nexus n made through lu, in the order

@@ -23,7 +23,7 @@ func FuzzTokenParams(f *testing.F) {
 	binary.BigEndian.PutUint32(wut[544:], 8)
 	f.Add(wut)
 	f.Add([]byte{0xFF, 0xFF, 0x03, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x80, 0xFF, 0xFF, 0, 0, 0xFF, 0xF0})
-	toks := newTokens(1 << 20)
+	toks := newTokens(1<<20, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if p, s := ParsePopulate(data); s == nil {
 			if len(p.Ranges) == 0 || len(p.Ranges) > MaxRangeDescriptors {

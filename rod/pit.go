@@ -377,8 +377,14 @@ func (s *snapshot) read(p []byte, off int64) error {
 }
 
 // close ends the snapshot: copy-on-write stops and its space and sink are
-// released.
-func (s *snapshot) close() {
+// released, the sink file removed.
+func (s *snapshot) close() { s.end(true) }
+
+// release ends the snapshot of this process but keeps its sink file, for
+// a persistent token the next process restores (persist.go).
+func (s *snapshot) release() { s.end(false) }
+
+func (s *snapshot) end(remove bool) {
 	s.prot.detach(s)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -390,7 +396,7 @@ func (s *snapshot) close() {
 	s.charged = 0
 	clear(s.preserved)
 	_ = s.sink.Close()
-	if s.sinkPath != "" {
+	if remove && s.sinkPath != "" {
 		_ = os.Remove(s.sinkPath)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"os"
 	"sync"
 	"time"
 
@@ -112,6 +113,7 @@ type Token struct {
 	target    string       // its target and initiator names, for Scope
 	initiator string
 	timeout   time.Duration
+	record    string // its record file, if it outlives the process (persist.go)
 
 	// Guarded by tokens.mu.
 	state    tokenState
@@ -124,7 +126,7 @@ func (t *Token) Raw() [TokenLength]byte { return t.raw }
 
 // tokens is the token table of a copy manager.
 type tokens struct {
-	key   [32]byte
+	key   []byte
 	space *space
 	next  uint64
 
@@ -140,10 +142,16 @@ type tokens struct {
 // becomes merely unknown.
 const maxTombstones = 4096
 
-func newTokens(limit int64) *tokens {
+// newTokens returns a token table whose tokens are authenticated under
+// key, or a random key of the process's own when key is empty.
+func newTokens(limit int64, key []byte) *tokens {
 	t := &tokens{space: &space{limit: limit}, live: map[uint64]*Token{}, gone: map[uint64]tokenState{}}
-	if _, err := rand.Read(t.key[:]); err != nil {
-		panic(err) // crypto/rand never fails on Linux
+	t.key = key
+	if len(key) == 0 {
+		t.key = make([]byte, 32)
+		if _, err := rand.Read(t.key); err != nil {
+			panic(err) // crypto/rand never fails on Linux
+		}
 	}
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
@@ -153,7 +161,7 @@ func newTokens(limit int64) *tokens {
 
 // mac is the authenticator of a token's first tokOffMAC bytes.
 func (t *tokens) mac(raw *[TokenLength]byte) [sha256.Size]byte {
-	h := hmac.New(sha256.New, t.key[:])
+	h := hmac.New(sha256.New, t.key)
 	h.Write(raw[:tokOffMAC])
 	var out [sha256.Size]byte
 	copy(out[:], h.Sum(nil))
@@ -309,6 +317,9 @@ func (t *tokens) endLocked(tok *Token, s tokenState) {
 func (t *tokens) freeLocked(tok *Token) {
 	if tok.snap != nil {
 		tok.snap.close()
+	}
+	if tok.record != "" {
+		_ = os.Remove(tok.record)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -37,9 +38,63 @@ type runtime struct {
 	server   iscsi.Config
 	retiring sync.WaitGroup // backstores removed by a reload, not yet closed
 
-	mu           sync.Mutex          // guards all and snapshotDirs, read by the copy manager
+	mu           sync.Mutex          // guards all, snapshotDirs and fresh, read by the copy manager
 	all          []*scsi.LU          // every logical unit, once built
 	snapshotDirs map[*scsi.LU]string // where each LU's token snapshots go
+	// fresh are the snapshot directories of backstores just opened that
+	// no other open backstore uses, with their logical units: the files
+	// there are a previous run's, restored or removed by restoreTokens
+	// once every backstore is open.
+	fresh map[string][]*scsi.LU
+}
+
+// restoreTokens brings back the persistent ROD tokens of the backstores
+// just opened (tokens.key_file) and removes the other snapshot and token
+// files a previous run left in their snapshot directories.
+func (r *runtime) restoreTokens() {
+	r.mu.Lock()
+	fresh := r.fresh
+	r.fresh = map[string][]*scsi.LU{}
+	r.mu.Unlock()
+	for dir, lus := range fresh {
+		restored, removed, err := r.copies.RestoreTokens(dir, lus)
+		if err != nil {
+			r.log.Warn("cannot restore or remove the ROD token files of a previous run", "dir", dir, "err", err)
+		}
+		if restored > 0 || removed > 0 {
+			r.log.Info("ROD token files of a previous run", "dir", dir, "restored", restored, "removed", removed)
+		}
+	}
+}
+
+// readTokenKey reads the token key file: at least config.MinTokenKeyLength
+// bytes, readable and writable by its owner only (a key others can read
+// lets them forge tokens for any data served here).
+func readTokenKey(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTokenKey(path, st); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}
+
+// checkTokenKey checks the key file's kind, size and mode.
+func checkTokenKey(path string, st os.FileInfo) error {
+	switch {
+	case !st.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", path)
+	case st.Size() < config.MinTokenKeyLength:
+		return fmt.Errorf("%s holds %d bytes, at least %d random bytes are needed (head -c 32 /dev/urandom > %s)",
+			path, st.Size(), config.MinTokenKeyLength, path)
+	case st.Size() > 4096:
+		return fmt.Errorf("%s holds %d bytes: a key file is at most 4096", path, st.Size())
+	case st.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("%s has mode %v: other users could forge tokens (chmod 600 %s)", path, st.Mode().Perm(), path)
+	}
+	return nil
 }
 
 // close waits for the backstores a reload removed to close, stops the
@@ -85,9 +140,17 @@ func (r *runtime) snapshotDir(lu *scsi.LU) string {
 func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 	r := &runtime{
 		log: log, cfg: &config.Config{}, stores: map[string]backstore.Store{}, lus: map[string]*scsi.LU{},
-		rtpis: map[string]uint16{}, nextRTPI: 1, snapshotDirs: map[*scsi.LU]string{},
+		rtpis: map[string]uint16{}, nextRTPI: 1, snapshotDirs: map[*scsi.LU]string{}, fresh: map[string][]*scsi.LU{},
 	}
-	copyCfg := rod.Config{Logger: log, Tokens: tokenConfig(cfg.Tokens, r.snapshotDir)}
+	tc := tokenConfig(cfg.Tokens, r.snapshotDir)
+	if cfg.Tokens.KeyFile != "" {
+		key, err := readTokenKey(cfg.Tokens.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tokens.key_file: %w", err)
+		}
+		tc.Key = key
+	}
+	copyCfg := rod.Config{Logger: log, Tokens: tc}
 	if cfg.Copy.CrossTarget {
 		copyCfg.CrossTarget = r.allLUs
 	}
@@ -106,6 +169,7 @@ func build(cfg *config.Config, log *slog.Logger) (*runtime, error) {
 		}
 		r.cfg.Backstores = append(r.cfg.Backstores, cfg.Backstores[i])
 	}
+	r.restoreTokens()
 	l := cfg.Limits
 	secs := func(n int64) time.Duration { return time.Duration(n) * time.Second }
 	r.server = iscsi.Config{
@@ -130,17 +194,10 @@ func (r *runtime) open(cfg *config.Config, b *config.Backstore, ports map[string
 	}
 	dir := snapshotDir(*b, cfg.Tokens)
 	r.mu.Lock()
-	inUse := slices.Contains(slices.Collect(maps.Values(r.snapshotDirs)), dir)
-	r.mu.Unlock()
 	// A directory another open backstore uses holds live snapshots, not
-	// leftovers.
-	if dir != "" && !inUse {
-		if n, err := rod.StaleSnapshots(dir); err != nil {
-			r.log.Warn("cannot remove old snapshot files", "dir", dir, "err", err)
-		} else if n > 0 {
-			r.log.Info("removed snapshot files of a previous run", "dir", dir, "files", n)
-		}
-	}
+	// a previous run's, unless that backstore was opened just now too.
+	inUse := slices.Contains(slices.Collect(maps.Values(r.snapshotDirs)), dir) && r.fresh[dir] == nil
+	r.mu.Unlock()
 	lu := scsi.NewLU(scsi.LUConfig{
 		Identity: scsi.Identity{
 			Name:     b.Name,
@@ -169,6 +226,9 @@ func (r *runtime) open(cfg *config.Config, b *config.Backstore, ports map[string
 	r.mu.Lock()
 	r.all = append(r.all, lu)
 	r.snapshotDirs[lu] = dir
+	if dir != "" && !inUse {
+		r.fresh[dir] = append(r.fresh[dir], lu)
+	}
 	r.mu.Unlock()
 	r.log.Info("backstore ready", "name", b.Name, "type", b.Type, "path", b.Path,
 		"size", store.Size(), "block_size", store.BlockSize(), "serial", b.Serial)

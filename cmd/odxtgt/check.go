@@ -36,7 +36,20 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if errs := checkBackstores(*path, cfg); len(errs) > 0 {
+	errs := checkBackstores(*path, cfg)
+	if k := cfg.Tokens.KeyFile; k != "" {
+		st, err := os.Stat(k)
+		if err == nil {
+			err = checkTokenKey(k, st)
+		}
+		if err == nil {
+			err = unix.Access(k, unix.R_OK)
+		}
+		if err != nil {
+			errs = append(errs, config.FieldError{File: *path, Path: "tokens.key_file", Msg: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
 		fmt.Fprintln(stderr, errs)
 		return 1
 	}

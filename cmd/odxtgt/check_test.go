@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/config"
 )
 
 // checkOne runs odxtgt check on a configuration with one backstore mapped
@@ -123,5 +125,48 @@ func TestCheckChangesNothing(t *testing.T) {
 	code, stderr = checkOne(t, "{name: b, type: block, path: /dev/loop0, readonly: true}")
 	if _, err := os.Stat("/dev/loop0"); err == nil {
 		assert.Equal(t, 0, code, "a block device that exists: %s", stderr)
+	}
+}
+
+// check and serve refuse a token key file that is missing, too short,
+// readable by others or not a file.
+func TestCheckTokenKey(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, n int, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, bytes.Repeat([]byte{7}, n), mode))
+		require.NoError(t, os.Chmod(p, mode))
+		return p
+	}
+	good := write("good.key", 32, 0o600)
+	for _, tc := range []struct{ name, path, want string }{
+		{"good", good, ""},
+		{"missing", filepath.Join(dir, "none.key"), "no such file"},
+		{"short", write("short.key", 31, 0o600), "holds 31 bytes, at least 32"},
+		{"readable by others", write("open.key", 32, 0o644), "other users could forge tokens"},
+		{"a directory", dir, "is not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			yaml := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [127.0.0.1]\ntokens:\n  key_file: " + tc.path + "\n"
+			cfg := writeConfig(t, t.TempDir(), yaml)
+			var errb bytes.Buffer
+			code := run([]string{"check", "--config", cfg}, io.Discard, &errb)
+			loaded, err := config.Load(cfg)
+			require.NoError(t, err)
+			r, err := build(loaded, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil {
+				require.NoError(t, r.close())
+			}
+			if tc.want == "" {
+				assert.Equal(t, 0, code, errb.String())
+				require.NoError(t, err)
+				return
+			}
+			assert.Equal(t, 1, code)
+			assert.Contains(t, errb.String(), "tokens.key_file: ")
+			assert.Contains(t, errb.String(), tc.want)
+			require.Error(t, err, "serve refuses it too")
+			assert.Contains(t, err.Error(), tc.want)
+		})
 	}
 }

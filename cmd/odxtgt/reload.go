@@ -65,6 +65,9 @@ func (r *runtime) reload(file string, cfg *config.Config, srv *iscsi.Server) err
 	r.assignPorts(cfg)
 	ports := r.targetPorts(cfg)
 	undo := func(n int) {
+		r.mu.Lock()
+		clear(r.fresh)
+		r.mu.Unlock()
 		for _, b := range added[:n] {
 			r.drop(b.Name)
 			_ = r.stores[b.Name].Close()
@@ -83,6 +86,7 @@ func (r *runtime) reload(file string, cfg *config.Config, srv *iscsi.Server) err
 		return err
 	}
 	r.cfg = cfg
+	r.restoreTokens()
 	for _, b := range added {
 		r.log.Info("reload: backstore added", "name", b.Name)
 	}
