@@ -97,6 +97,7 @@ func NewManager(cfg Config) *Manager {
 	tc.WriteBudget = cmp.Or(tc.WriteBudget, DefaultWriteBudget)
 	m.tcfg = tc
 	m.tok = newTokens(tc.SnapshotSpace, tc.Key)
+	m.tok.deviceData = tc.DeviceData
 	return m
 }
 

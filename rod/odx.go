@@ -37,6 +37,11 @@ type TokenConfig struct {
 	// reports how far it got (Windows gives each 4 s); zero means
 	// DefaultWriteBudget.
 	WriteBudget time.Duration
+	// DeviceData returns the device type specific data of the tokens made
+	// from a logical unit (for a block device, SBC-3: what READ CAPACITY
+	// (16) reports from LOGICAL BLOCK LENGTH on); nil puts only the block
+	// length there.
+	DeviceData func(lu *scsi.LU) []byte
 	// Key authenticates tokens; empty means a random key of the process.
 	// With a key, tokens that need no copy-on-write outlive the process
 	// (persist.go).

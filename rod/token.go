@@ -28,18 +28,21 @@ const (
 	tokenBodyLength = TokenLength - 8
 )
 
-// Offsets in the ROD token (SPC-4 table 160). What follows the target
-// device descriptor is vendor specific: a random nonce, and the
-// HMAC-SHA-256 of everything before it under the copy manager's key.
+// Offsets in the generic ROD token (SPC-4 5.17.6.5.1, table 112): the
+// header, the body (identifier, creator logical unit, bytes represented,
+// 32 reserved bytes), then the extension: the device type specific data,
+// the target device descriptor (a 128-byte field) and the extended ROD
+// token data, vendor specific: here a random nonce and the HMAC-SHA-256
+// of everything before it under the copy manager's key.
 const (
-	tokOffID          = 8
-	tokOffCreator     = 16
-	tokOffBytes       = 48
-	tokOffTypeData    = 64
-	tokOffNonce       = 128
-	tokOffMAC         = TokenLength - sha256.Size
-	tokCreatorLen     = 32
-	tokTypeDataLength = 32
+	tokOffID         = 8
+	tokOffCreator    = 16
+	tokOffBytes      = 48
+	tokOffDeviceData = 96
+	tokOffTargetDev  = 128
+	tokOffNonce      = 256
+	tokOffMAC        = TokenLength - sha256.Size
+	tokCreatorLen    = 32
 )
 
 // ASCQs of INVALID TOKEN OPERATION (ASC 23h, SPC-4 table 28).
@@ -126,7 +129,10 @@ func (t *Token) Raw() [TokenLength]byte { return t.raw }
 
 // tokens is the token table of a copy manager.
 type tokens struct {
-	key   []byte
+	key []byte
+	// deviceData is the device type specific data of a logical unit's
+	// tokens (TokenConfig.DeviceData).
+	deviceData func(*scsi.LU) []byte
 	space *space
 	next  uint64
 
@@ -187,7 +193,20 @@ func (t *tokens) seal(tok *Token) {
 	bs := uint32(tok.lu.Store.BlockSize())
 	creator[29], creator[30], creator[31] = byte(bs>>16), byte(bs>>8), byte(bs)
 	binary.BigEndian.PutUint64(r[tokOffBytes+8:], uint64(tok.bytes))
-	binary.BigEndian.PutUint32(r[tokOffTypeData:], bs) // LOGICAL BLOCK LENGTH, as READ CAPACITY (16) bytes 8-11
+	if t.deviceData != nil {
+		copy(r[tokOffDeviceData:tokOffTargetDev], t.deviceData(tok.lu))
+	} else {
+		binary.BigEndian.PutUint32(r[tokOffDeviceData:], bs) // LOGICAL BLOCK LENGTH
+	}
+	// The SCSI target device of the creator logical unit: the target the
+	// token was made through, named as VPD page 83h names it (a SCSI name
+	// string, association 10b). A name too long for the field leaves it
+	// zero.
+	target := scsi.Designator{ProtocolID: scsi.ProtocolISCSI, CodeSet: scsi.CodeSetUTF8, PIV: true,
+		Association: scsi.AssocTargetDevice, Type: scsi.DesignatorSCSIName, Value: scsi.SCSINameString(tok.target)}
+	if d := target.AppendTo(nil); len(d) <= tokOffNonce-tokOffTargetDev {
+		copy(r[tokOffTargetDev:], d)
+	}
 	_, _ = rand.Read(r[tokOffNonce:tokOffMAC])
 	mac := t.mac(r)
 	copy(r[tokOffMAC:], mac[:])

@@ -336,3 +336,28 @@ func TestManagerClose(t *testing.T) {
 	assert.Zero(t, r.m.tok.count())
 	assert.Empty(t, *r.lus[0].Store.(*Protected).snaps.Load())
 }
+
+// TestTokenLayout checks the generic ROD token layout (SPC-4 table 112):
+// the creator logical unit as an identification CSCD descriptor, the bytes
+// represented, 32 reserved bytes, the device type specific data at byte 96,
+// the target device descriptor (SCSI name string, association 10b) at 128,
+// and unpredictable bytes after it.
+func TestTokenLayout(t *testing.T) {
+	r := newODXRig(t, TokenConfig{DeviceData: func(*scsi.LU) []byte { return bytes.Repeat([]byte{0xD7}, 24) }}, 1024)
+	tok, s := r.populate(0, &PopulateParams{Ranges: ranges(0, 100)})
+	require.Nil(t, s)
+	other, s := r.populate(0, &PopulateParams{Ranges: ranges(0, 100)})
+	require.Nil(t, s)
+	assert.Equal(t, RODTypePointInTime, binary.BigEndian.Uint32(tok[0:]))
+	assert.Equal(t, uint16(0x01F8), binary.BigEndian.Uint16(tok[6:]))
+	assert.Equal(t, byte(CSCDIdentification), tok[16])
+	assert.Equal(t, byte(scsi.DesignatorNAA), tok[21]&0x0F, "the creator's NAA designator")
+	assert.Equal(t, uint64(0), binary.BigEndian.Uint64(tok[48:]))
+	assert.Equal(t, uint64(100*512), binary.BigEndian.Uint64(tok[56:]), "NUMBER OF BYTES REPRESENTED")
+	assert.Equal(t, make([]byte, 32), tok[64:96], "reserved")
+	assert.Equal(t, bytes.Repeat([]byte{0xD7}, 24), tok[96:120], "device type specific data")
+	assert.Equal(t, byte(0x80|0x20|0x08), tok[129], "PIV, association 10b, SCSI name string")
+	name := "iqn.2025-01.test:t"
+	assert.Equal(t, name, string(tok[132:132+len(name)]))
+	assert.NotEqual(t, tok[tokOffNonce:tokOffMAC], other[tokOffNonce:tokOffMAC], "extended ROD token data is random")
+}

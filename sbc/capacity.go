@@ -91,16 +91,29 @@ func readCapacity16(cmd *scsi.Command) error {
 	if s := checkPMI(g, lba, cmd.CDB[14]&0x01 != 0, 2); s != nil {
 		return s
 	}
-	p := make([]byte, readCapacity16Len)
-	binary.BigEndian.PutUint64(p[0:], g.blocks-1)
-	binary.BigEndian.PutUint32(p[8:], uint32(g.blockSize))
-	p[13] = physicalBlockExponent(cmd.LU().Store) // P_I_EXPONENT (bits 7-4) zero
-	if provisioningOf(cmd.LU()).lbpme {
-		p[14] = rc16LBPME | rc16LBPRZ
-	}
+	p := capacity16(cmd.LU())
 	cmd.SetDataIn(p, int(min(allocLen, readCapacity16Len)))
 	return nil
 }
+
+// capacity16 is the READ CAPACITY (16) parameter data of lu.
+func capacity16(lu *scsi.LU) []byte {
+	p := make([]byte, readCapacity16Len)
+	binary.BigEndian.PutUint64(p[0:], lu.Blocks()-1)
+	binary.BigEndian.PutUint32(p[8:], uint32(lu.Store.BlockSize()))
+	p[13] = physicalBlockExponent(lu.Store) // P_I_EXPONENT (bits 7-4) zero
+	if provisioningOf(lu).lbpme {
+		p[14] = rc16LBPME | rc16LBPRZ
+	}
+	return p
+}
+
+// RODTokenDeviceData is the block device type specific data of the ROD
+// tokens made from lu (SBC-3 ROD token device type specific data): what
+// READ CAPACITY (16) reports from its LOGICAL BLOCK LENGTH on (block
+// length, protection, blocks per physical block, provisioning), which
+// ddptctl --info decodes from a token.
+func RODTokenDeviceData(lu *scsi.LU) []byte { return capacity16(lu)[8:] }
 
 // physicalBlockExponent is the LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT:
 // log2 of physical over logical block size, zero when the store does not

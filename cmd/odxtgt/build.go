@@ -332,6 +332,7 @@ func tokenConfig(t config.Tokens, dir func(*scsi.LU) string) rod.TokenConfig {
 		DefaultTimeout: time.Duration(t.DefaultTimeout) * time.Second,
 		MaxTimeout:     time.Duration(t.MaxTimeout) * time.Second,
 		SnapshotDir:    dir,
+		DeviceData:     sbc.RODTokenDeviceData,
 	}
 	if tc.SnapshotSpace == 0 {
 		tc.SnapshotSpace = defaultSnapshotSpace
