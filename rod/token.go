@@ -133,8 +133,8 @@ type tokens struct {
 	// deviceData is the device type specific data of a logical unit's
 	// tokens (TokenConfig.DeviceData).
 	deviceData func(*scsi.LU) []byte
-	space *space
-	next  uint64
+	space      *space
+	next       uint64
 
 	mu       sync.Mutex
 	live     map[uint64]*Token
