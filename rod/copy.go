@@ -127,20 +127,15 @@ func segmentError(seg int, p *Params, code scsi.ASC) *scsi.Sense {
 // from the nexus whose designator the descriptor carries. For a unit whose
 // block length the descriptor contradicts it returns the unit and
 // errBlockLength.
-func (m *Manager) resolve(req Request, p *Params, toks []*Token, id uint16) (*scsi.LU, error) {
+func (m *Manager) resolve(req Request, p *Params, id uint16) (*scsi.LU, error) {
 	switch {
 	case id == CSCDThisLU:
 		return req.LU, nil
-	case id == CSCDTokenLU:
-		lu := tokenLU(p, toks)
-		if lu == nil {
-			return nil, errors.New("CSCD descriptor ID F800h: no ROD CSCD descriptor with a token and ROD producer F800h")
-		}
-		if !m.reachable(req.Nexus, lu) {
-			return nil, fmt.Errorf("CSCD descriptor ID F800h: logical unit %s is not reachable from the nexus", lu.Identity.Name)
-		}
-		return lu, nil
 	case int(id) >= len(p.CSCDs):
+		// Reserved IDs, the null logical units (C000h, C001h), and
+		// F800h, which only a ROD CSCD descriptor's ROD PRODUCER CSCD
+		// DESCRIPTOR ID may hold (SPC-4 table 148, note c), name
+		// nothing a segment can reach.
 		return nil, fmt.Errorf("CSCD descriptor ID %d: the list has %d", id, len(p.CSCDs))
 	}
 	c := p.CSCDs[id]
@@ -182,7 +177,7 @@ func (m *Manager) endpoint(req Request, p *Params, toks []*Token, seg int, id ui
 		}
 		return ep, nil
 	}
-	lu, err := m.resolve(req, p, toks, id)
+	lu, err := m.resolve(req, p, id)
 	if errors.Is(err, errBlockLength) {
 		return endpoint{}, blockLengthError(seg, p, id, lu)
 	}

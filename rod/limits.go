@@ -51,9 +51,9 @@ var ImplementedDescriptors = []byte{SegmentBlockToBlock, SegmentVerifyCSCD, Segm
 // 0000h to maxCSCDIndex name the descriptors of the list by position.
 const (
 	maxCSCDIndex = 0x07FF
-	// CSCDTokenLU names the logical unit the ROD token of the ROD CSCD
-	// descriptor whose ROD PRODUCER CSCD DESCRIPTOR ID is F800h was made
-	// from.
+	// CSCDTokenLU, only as the ROD PRODUCER CSCD DESCRIPTOR ID of a ROD
+	// CSCD descriptor, names the copy manager of the logical unit the
+	// token itself names; in a segment descriptor it names nothing.
 	CSCDTokenLU = 0xF800
 	// CSCDThisLU names the logical unit that received the command.
 	CSCDThisLU = 0xFFFF

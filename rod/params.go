@@ -70,9 +70,10 @@ type CSCD struct {
 // a block device whose LBAs run from zero over the data the token
 // represents (SPC-4 5.17.7.6).
 type RODCSCD struct {
-	// Producer is ROD PRODUCER CSCD DESCRIPTOR ID. With CSCDTokenLU
-	// there, segments may name the logical unit the token was made from
-	// by that ID.
+	// Producer is ROD PRODUCER CSCD DESCRIPTOR ID: the copy manager that
+	// made the token, this one (FFFFh), the one the token names (F800h)
+	// or that of a CSCD descriptor of the list. Every token this copy
+	// manager takes is its own, which the token's authenticator proves.
 	Producer uint16
 	// DelTkn (DEL_TKN) deletes the token once the copy completed.
 	DelTkn bool

@@ -80,19 +80,6 @@ func rodEndpoint(c CSCD, tok *Token, fwd byte) (endpoint, error) {
 	return endpoint{lu: tok.lu, tok: tok, blockSize: int64(bs), fwd: fwd}, nil
 }
 
-// tokenLU is what CSCD descriptor ID F800h names (SPC-4 table 148): the
-// logical unit the token of the ROD CSCD descriptor whose ROD PRODUCER
-// CSCD DESCRIPTOR ID is F800h was made from, itself, not the token's
-// frozen data.
-func tokenLU(p *Params, toks []*Token) *scsi.LU {
-	for i, c := range p.CSCDs {
-		if c.ROD != nil && c.ROD.Producer == CSCDTokenLU && toks[i] != nil {
-			return toks[i].lu
-		}
-	}
-	return nil
-}
-
 // pieces returns where the n bytes at byte off of the token's source
 // logical unit are now: in its snapshot or still in the source. The
 // caller holds the source's extent lock over them, shared.

@@ -101,22 +101,21 @@ func TestXcopyFromTokenDelTkn(t *testing.T) {
 }
 
 // TestXcopyFromTokenToItsSource writes a token's data back over its own
-// source through CSCD descriptor ID F800h, the logical unit the token was
-// made from: a restore, which the buffered path does (the source store is
-// the destination).
+// source: a restore, which the buffered path does (the source store is
+// the destination). A ROD producer of F800h (the token's own copy
+// manager) is taken; F800h in a segment names nothing (SPC-4 table 148,
+// note c).
 func TestXcopyFromTokenToItsSource(t *testing.T) {
 	r := newODXRig(t, TokenConfig{}, 1024, 1024)
 	old := r.read(0, 0, 64)
 	tok, s := r.populate(0, &PopulateParams{Ranges: ranges(0, 64)})
 	require.Nil(t, s)
 	r.write(0, 0, make([]byte, 64*512))
-	_, s = r.xcopy(1, &Params{CSCDs: []CSCD{rodCSCD(tok, CSCDTokenLU, false)}, Segments: []Segment{b2b(0, CSCDTokenLU, 64, 0, 32)}})
+	_, s = r.xcopy(1, &Params{CSCDs: []CSCD{rodCSCD(tok, CSCDTokenLU, false), r.lu(0)}, Segments: []Segment{b2b(0, 1, 64, 0, 32)}})
 	require.Nil(t, s, "%v", s)
 	assert.Equal(t, old, r.read(0, 32, 64))
 
-	// Without a ROD CSCD descriptor whose producer is F800h, F800h names
-	// nothing.
-	_, s = r.xcopy(1, &Params{CSCDs: []CSCD{rodCSCD(tok, CSCDThisLU, false)}, Segments: []Segment{b2b(0, CSCDTokenLU, 1, 0, 0)}})
+	_, s = r.xcopy(1, &Params{CSCDs: []CSCD{rodCSCD(tok, CSCDTokenLU, false)}, Segments: []Segment{b2b(0, CSCDTokenLU, 1, 0, 0)}})
 	wantSense(t, s, scsi.CopyAborted, scsi.ASCCopyTargetDeviceNotReachable)
 }
 
