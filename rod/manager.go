@@ -367,7 +367,11 @@ func (m *Manager) TaskSetAborted(lu *scsi.LU, n *scsi.Nexus) {
 }
 
 // Reset aborts every copy started on lu and forgets all its list state,
-// as a logical unit reset clears it (scsi.NexusEvents).
+// as a logical unit reset clears it (scsi.NexusEvents). ROD tokens made
+// from lu stay valid: SPC-4 5.17.6.7 ends a token with its lifetime, its
+// inactivity timeout, DEL_TKN, a cancellation for the copy manager's own
+// reasons or an administrator's revocation, not with a reset, and Windows
+// hosts use a token from other hosts whose resets the holder never sees.
 func (m *Manager) Reset(lu *scsi.LU) {
 	m.cancelMatching(func(k listKey) bool { return k.lu == lu }, true)
 }

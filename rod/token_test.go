@@ -361,3 +361,17 @@ func TestTokenLayout(t *testing.T) {
 	assert.Equal(t, name, string(tok[132:132+len(name)]))
 	assert.NotEqual(t, tok[tokOffNonce:tokOffMAC], other[tokOffNonce:tokOffMAC], "extended ROD token data is random")
 }
+
+// TestTokenSurvivesLUReset: a logical unit reset ends copies and list
+// state, not ROD tokens (SPC-4 5.17.6.7).
+func TestTokenSurvivesLUReset(t *testing.T) {
+	r := newODXRig(t, TokenConfig{}, 1024, 1024)
+	old := r.read(0, 0, 16)
+	tok, s := r.populate(0, &PopulateParams{Ranges: ranges(0, 16)})
+	require.Nil(t, s)
+	r.lus[0].Reset(scsi.ASCBusDeviceResetFunctionOccurred)
+	r.lus[1].Reset(scsi.ASCBusDeviceResetFunctionOccurred)
+	_, s = r.wut(r.nexus, 1, &WUTParams{Token: tok, Ranges: ranges(0, 16)})
+	require.Nil(t, s, "%v", s)
+	assert.Equal(t, old, r.read(1, 0, 16))
+}
