@@ -61,6 +61,12 @@ check "reading the final status released list 5" \
 	eval '! sg_copy_results --status --list_id=5 "$sg1" >"$OUT/rcr-released.txt" 2>&1'
 check "sg_copy_results --params" run_logged rcr--params.txt sg_copy_results --params "$sg1"
 check "operating parameters: 64 CSCDs" grep -qiE 'descriptor count: *64' "$OUT/rcr--params.txt"
+# RECEIVE COPY DATA (LID1), service action 01h, returns held data, which the
+# copy manager never holds (HELD DATA LIMIT 0): it is refused as not
+# implemented, and the target goes on.
+check "sg_copy_results --receive (RECEIVE COPY DATA) is refused" \
+	eval '! sg_copy_results --receive --list_id=5 "$sg1" >"$OUT/rcr--receive.txt" 2>&1'
+check "... as an illegal request" grep -qi 'illegal request\|invalid' "$OUT/rcr--receive.txt"
 check "sg_xcopy id_usage=discard" run_logged sg_xcopy-discard.txt \
 	sg_xcopy if="$sg0" of="$sg1" bs=512 count=4096 list_id=7 id_usage=discard
 check "sg_xcopy id_usage=disable (list id 0)" run_logged sg_xcopy-disable.txt \
