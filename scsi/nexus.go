@@ -99,6 +99,10 @@ func NewNexus(n Nexus, lus map[uint64]*LU, absent *LU) *Nexus {
 	return &n
 }
 
+// testHookSetLUs, set by tests, runs in SetLUs between its check that the
+// nexus has not ended and the switch to the new view.
+var testHookSetLUs func(*Nexus)
+
 // SetLUs replaces the logical units the nexus sees and reports whether
 // the LUN inventory changed. When it did, every logical unit the nexus now
 // sees holds REPORTED LUNS DATA HAS CHANGED for it (SPC-4 6.33: the
@@ -114,6 +118,9 @@ func (n *Nexus) SetLUs(lus map[uint64]*LU) bool {
 		return false
 	}
 	v := newNexusView(lus, n.absent)
+	if testHookSetLUs != nil {
+		testHookSetLUs(n)
+	}
 	n.view.Store(v)
 	for _, lu := range v.distinct {
 		if lu.Present() {
@@ -133,6 +140,17 @@ func (n *Nexus) SetLUs(lus map[uint64]*LU) bool {
 	n.former.add(n.key, removed, v.distinct)
 	for _, lu := range removed {
 		lu.forgetNexus(n)
+	}
+	// End may have run meanwhile, through the old view: the unit
+	// attentions queued above are for a nexus nobody will ever read them
+	// for. End sets ended before it reads the view, so either it saw the
+	// new one or this sees ended.
+	if n.Ended() {
+		for _, lu := range v.distinct {
+			if lu.Present() {
+				lu.forgetNexus(n)
+			}
+		}
 	}
 	return true
 }
