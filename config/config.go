@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"path/filepath"
+	"time"
 )
 
 // Backstore types.
@@ -113,6 +114,13 @@ type Tokens struct {
 	// DefaultTimeout and MaxTimeout are inactivity timeouts in seconds
 	// (0: the defaults, 60 and 600).
 	DefaultTimeout, MaxTimeout int64
+	// WriteBudget bounds the time one WRITE USING TOKEN works before it
+	// stops and reports the blocks written (0: the default, 2 s); at most
+	// MaxWriteBudget.
+	WriteBudget time.Duration
+	// MaxTokens bounds the ROD tokens alive at once (0: the default,
+	// 1024); at most MaxLiveTokens.
+	MaxTokens int64
 	// KeyFile holds the secret (at least MinTokenKeyLength bytes, readable
 	// by its owner only) that authenticates tokens; with it, tokens that
 	// need no copy-on-write survive a restart. Empty: a random secret per
@@ -122,6 +130,18 @@ type Tokens struct {
 
 // MinTokenKeyLength is the least number of bytes tokens.key_file holds.
 const MinTokenKeyLength = 32
+
+// Bounds of the tokens section.
+const (
+	// MaxWriteBudget keeps a WRITE USING TOKEN well inside the 4 s
+	// Windows gives each command before it aborts it and resets the LU.
+	MaxWriteBudget = 3500 * time.Millisecond
+	// MaxLiveTokens caps tokens.max_tokens: a live token of a file
+	// backstore may hold an open snapshot file, and of the 65536 open
+	// files contrib/odxtgt.service allows, connections and backstores
+	// need theirs too.
+	MaxLiveTokens = 16384
+)
 
 // Copy configures the copy manager (EXTENDED COPY, ROD tokens).
 type Copy struct {

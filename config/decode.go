@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -554,7 +555,7 @@ func (d *decoder) auth(n *yaml.Node, path string) *Auth {
 func (d *decoder) tokens(n *yaml.Node) Tokens {
 	d.pos.lines["tokens"] = at(n)
 	t := Tokens{Scope: ScopeAny}
-	f := d.mapping(n, "tokens", "scope", "snapshot_dir", "snapshot_space", "default_timeout", "max_timeout", "key_file")
+	f := d.mapping(n, "tokens", "scope", "snapshot_dir", "snapshot_space", "default_timeout", "max_timeout", "write_budget", "max_tokens", "key_file")
 	if f.m == nil {
 		return t
 	}
@@ -587,7 +588,38 @@ func (d *decoder) tokens(n *yaml.Node) Tokens {
 	if t.DefaultTimeout != 0 && t.MaxTimeout != 0 && t.DefaultTimeout > t.MaxTimeout {
 		d.fail(f.m["default_timeout"], "tokens.default_timeout", "%d s exceeds max_timeout %d s", t.DefaultTimeout, t.MaxTimeout)
 	}
+	if v := f.m["write_budget"]; v != nil {
+		if b, ok := d.seconds(v, "tokens.write_budget"); ok {
+			if b <= 0 || b > MaxWriteBudget {
+				d.fail(v, "tokens.write_budget", "must be more than 0 and at most %v seconds (Windows aborts a command after 4 s), not %s", MaxWriteBudget.Seconds(), v.Value)
+			}
+			t.WriteBudget = b
+		}
+	}
+	if v := f.m["max_tokens"]; v != nil {
+		if x, ok := d.integer(v, "tokens.max_tokens"); ok {
+			if x < 1 || x > MaxLiveTokens {
+				d.fail(v, "tokens.max_tokens", "must be 1 to %d, not %d", MaxLiveTokens, x)
+			}
+			t.MaxTokens = x
+		}
+	}
 	return t
+}
+
+// seconds decodes a number of seconds, whole (2) or not (0.5), into a
+// duration rounded to the nanosecond.
+func (d *decoder) seconds(n *yaml.Node, path string) (time.Duration, bool) {
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+		d.want(n, path, yaml.ScalarNode, "!!float", "a number of seconds such as 2 or 0.5")
+		return 0, false
+	}
+	var secs float64
+	if err := n.Decode(&secs); err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) || math.Abs(secs) > 1e9 {
+		d.fail(n, path, "must be a number of seconds such as 2 or 0.5, not %s", n.Value)
+		return 0, false
+	}
+	return time.Duration(math.Round(secs * 1e9)), true
 }
 
 // minBudget is the smallest data-out budget worth having: one command of

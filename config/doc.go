@@ -118,6 +118,16 @@
 //	                           # the write
 //	  default_timeout: 60      # seconds of inactivity a token lives by default
 //	  max_timeout: 600         # the most POPULATE TOKEN may ask for, 1..86400
+//	  write_budget: 2          # seconds one WRITE USING TOKEN may work (fractions
+//	                           # allowed: 0.5); then it stops at a block boundary
+//	                           # with COPY ABORTED, COPY TARGET DEVICE DATA UNDERRUN
+//	                           # and INFORMATION = blocks written, and Windows goes
+//	                           # on from there. More than 0, at most 3.5: Windows
+//	                           # gives each command 4 s
+//	  max_tokens: 1024         # ROD tokens alive at once, 1..16384; past it
+//	                           # POPULATE TOKEN ends with INSUFFICIENT RESOURCES.
+//	                           # A token of a file backstore may keep a snapshot
+//	                           # file open
 //	  key_file: /etc/odxtgt/token.key
 //	                           # absolute; at least 32 secret bytes, mode 0600
 //	                           # (head -c 32 /dev/urandom). Tokens are signed with

@@ -19,6 +19,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("targets:\n  - iqn: eui.0123456789abcdef\n    tpgs: [{tag: 2, portals: ['[::]'], acls: [{initiator: naa.0123456789abcdef}]}]\n"))
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("backstores: [{name: a, size: 10GiB, block_size: 4096}]\n---\n"))
+	f.Add([]byte(minimal + "tokens: {write_budget: 0.25, max_tokens: 8, default_timeout: 5}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data)
 		if err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"strconv"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -44,6 +45,12 @@ func (c *Config) Marshal() ([]byte, error) {
 		}
 		if t.MaxTimeout != 0 {
 			addPair(tm, "max_timeout", intNode(t.MaxTimeout))
+		}
+		if t.WriteBudget != 0 {
+			addPair(tm, "write_budget", secondsNode(t.WriteBudget))
+		}
+		if t.MaxTokens != 0 {
+			addPair(tm, "max_tokens", intNode(t.MaxTokens))
 		}
 		if t.KeyFile != "" {
 			addPair(tm, "key_file", strNode(t.KeyFile))
@@ -228,6 +235,15 @@ func strNode(s string) *yaml.Node {
 
 func intNode(v int64) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.FormatInt(v, 10)}
+}
+
+// secondsNode writes a duration as seconds: an integer when whole, else
+// a decimal fraction exact to the nanosecond.
+func secondsNode(d time.Duration) *yaml.Node {
+	if d%time.Second == 0 {
+		return intNode(int64(d / time.Second))
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: strconv.FormatFloat(d.Seconds(), 'f', -1, 64)}
 }
 
 func boolNode(v bool) *yaml.Node {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -454,5 +455,49 @@ func TestParseTokens(t *testing.T) {
 	for _, bad := range []string{"  scope: everyone\n", "  snapshot_dir: relative\n", "  key_file: token.key\n", "  default_timeout: 0\n", "  default_timeout: 100\n  max_timeout: 50\n"} {
 		_, err := Parse([]byte(head + bad))
 		assert.Error(t, err, bad)
+	}
+}
+
+// TestParseTokenBudgets: tokens.write_budget is seconds, whole or not,
+// more than 0 and at most 3.5 (Windows gives a command 4 s);
+// tokens.max_tokens is 1..16384. Both survive Marshal.
+func TestParseTokenBudgets(t *testing.T) {
+	head := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [\"127.0.0.1:3260\"]\ntokens:\n"
+	for _, good := range []struct {
+		yaml   string
+		budget time.Duration
+		tokens int64
+	}{
+		{"  write_budget: 2\n  max_tokens: 1\n", 2 * time.Second, 1},
+		{"  write_budget: 0.5\n", 500 * time.Millisecond, 0},
+		{"  write_budget: 3.5\n  max_tokens: 16384\n", 3500 * time.Millisecond, 16384},
+		{"  write_budget: 0.000000001\n", time.Nanosecond, 0},
+		{"  write_budget: 1.25\n  max_tokens: 4096\n", 1250 * time.Millisecond, 4096},
+	} {
+		cfg, err := Parse([]byte(head + good.yaml))
+		require.NoError(t, err, good.yaml)
+		assert.Equal(t, Tokens{Scope: ScopeAny, WriteBudget: good.budget, MaxTokens: good.tokens}, cfg.Tokens, good.yaml)
+		out, err := cfg.Marshal()
+		require.NoError(t, err)
+		again, err := Parse(out)
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, cfg.Tokens, again.Tokens, "%s", out)
+	}
+	for _, bad := range []struct{ yaml, want string }{
+		{"  write_budget: 4\n", "line 5: tokens.write_budget: must be more than 0 and at most 3.5 seconds (Windows aborts a command after 4 s), not 4"},
+		{"  write_budget: 3.6\n", "line 5: tokens.write_budget: must be more than 0 and at most 3.5 seconds"},
+		{"  scope: any\n  write_budget: 0\n", "line 6: tokens.write_budget: must be more than 0"},
+		{"  write_budget: -1\n", "line 5: tokens.write_budget: must be more than 0"},
+		{"  write_budget: 0.0000000001\n", "line 5: tokens.write_budget: must be more than 0"},
+		{"  write_budget: .inf\n", "line 5: tokens.write_budget: must be a number of seconds such as 2 or 0.5, not .inf"},
+		{"  write_budget: 2s\n", "line 5: tokens.write_budget: must be a number of seconds such as 2 or 0.5, got a string"},
+		{"  write_budget: [2]\n", "line 5: tokens.write_budget: must be a number of seconds such as 2 or 0.5, got a list"},
+		{"  max_tokens: 0\n", "line 5: tokens.max_tokens: must be 1 to 16384, not 0"},
+		{"  scope: any\n  max_tokens: 16385\n", "line 6: tokens.max_tokens: must be 1 to 16384, not 16385"},
+		{"  max_tokens: 1.5\n", "line 5: tokens.max_tokens: must be an integer"},
+	} {
+		_, err := Parse([]byte(head + bad.yaml))
+		require.Error(t, err, bad.yaml)
+		assert.Contains(t, err.Error(), bad.want, bad.yaml)
 	}
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test odxtgt has, the way CI does: formatting and vet, the Go
-# unit and in-process end-to-end tests under the race detector,
-# systemd-analyze verify of contrib/odxtgt.service, libiscsi's
+# unit and in-process end-to-end tests under the race detector, the
+# main fuzz targets for a bounded time each, systemd-analyze verify of contrib/odxtgt.service, libiscsi's
 # conformance suite against the real binary, and the Linux VM scenarios
 # (open-iscsi, sg3_utils, LIO) under QEMU. Installs what it needs with
 # apt-get (as root). Prints "N passed, M failed" over the stages last.
@@ -43,6 +43,7 @@ fi
 stage "gofmt" gofmt_clean
 stage "go vet" go vet ./...
 stage "go test -race" go test -race -count=1 ./...
+stage "fuzz (bounded)" conformance/fuzz.sh "$out/fuzz"
 stage "systemd unit" conformance/systemd.sh
 stage "libiscsi conformance" conformance/libiscsi/run.sh "$out/libiscsi"
 if [ "$vm" = 1 ]; then

@@ -50,8 +50,10 @@ type TokenConfig struct {
 
 // Token defaults.
 const (
-	DefaultMaxTokens     = 1024
-	DefaultSnapshotSpace = 4 << 30
+	DefaultMaxTokens = 1024
+	// DefaultSnapshotSpace is small enough to keep in memory, where the
+	// snapshots of block backstores without a snapshot directory live.
+	DefaultSnapshotSpace = 1 << 30
 	DefaultWriteBudget   = 2 * time.Second
 	// snapshotSuffix names snapshot files, which RestoreTokens removes
 	// when no persistent token needs them.

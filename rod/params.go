@@ -166,6 +166,12 @@ func ParseParams(data []byte, lid4 bool) (*Params, *scsi.Sense) {
 	default:
 		return nil, scsi.InvalidFieldInParameterList(1, 4).WithReason("LIST ID USAGE 01b is reserved")
 	}
+	// SPC-4 6.4.3.6 names no sense for inline data beyond MAXIMUM
+	// INLINE DATA LENGTH; this follows its neighbour 6.4.3.5, whose
+	// descriptor lists beyond MAXIMUM DESCRIPTOR LIST LENGTH are
+	// PARAMETER LIST LENGTH ERROR. INLINE DATA LENGTH EXCEEDED (26h/0Bh)
+	// is a COPY ABORTED of an inline-to-stream segment (6.4.6.6) reading
+	// past the list's inline data, a segment odxtgt does not take.
 	if inlineBytes > MaxInlineDataLength {
 		return nil, scsi.ParameterListLengthError().WithReason("%d bytes of inline data, at most %d", inlineBytes, MaxInlineDataLength)
 	}

@@ -207,6 +207,7 @@ var paramErrors = []paramError{
 	{name: "LIST ID USAGE 01b", build: func(l layout, b []byte) []byte { b[1] |= 0x08; return b }, key: scsi.IllegalRequest, code: invalidParamFld, sks: at(1, 4)},
 	{name: "LIST ID USAGE 11b with a list identifier", build: func(l layout, b []byte) []byte { b[1] |= 0x18; return b },
 		key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.listIDAt, -1) }},
+	// Not INLINE DATA LENGTH EXCEEDED: see ParseParams.
 	{name: "inline data over the limit", build: func(l layout, b []byte) []byte {
 		l.putLen(b, l.inlineAt, MaxInlineDataLength+1)
 		return append(b, make([]byte, MaxInlineDataLength+1)...)

@@ -331,11 +331,10 @@ func tokenConfig(t config.Tokens, dir func(*scsi.LU) string) rod.TokenConfig {
 		SnapshotSpace:  t.SnapshotSpace,
 		DefaultTimeout: time.Duration(t.DefaultTimeout) * time.Second,
 		MaxTimeout:     time.Duration(t.MaxTimeout) * time.Second,
+		MaxTokens:      int(t.MaxTokens),
+		WriteBudget:    t.WriteBudget,
 		SnapshotDir:    dir,
 		DeviceData:     sbc.RODTokenDeviceData,
-	}
-	if tc.SnapshotSpace == 0 {
-		tc.SnapshotSpace = defaultSnapshotSpace
 	}
 	switch t.Scope {
 	case config.ScopeTarget:
@@ -345,10 +344,6 @@ func tokenConfig(t config.Tokens, dir func(*scsi.LU) string) rod.TokenConfig {
 	}
 	return tc
 }
-
-// defaultSnapshotSpace bounds what token snapshots preserve when the YAML
-// says nothing: block backstores may keep it in memory.
-const defaultSnapshotSpace = 1 << 30
 
 // snapshotDir is where the point-in-time snapshots of a backstore's tokens
 // live: beside a file backstore, on its file system, so a snapshot can be

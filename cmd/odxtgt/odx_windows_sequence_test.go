@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -15,14 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/odxtgt/odxtgt/backstore"
-	"github.com/odxtgt/odxtgt/config"
-	"github.com/odxtgt/odxtgt/iscsi"
 	"github.com/odxtgt/odxtgt/iscsi/initiator"
-	"github.com/odxtgt/odxtgt/rod"
-	"github.com/odxtgt/odxtgt/sbc"
 	"github.com/odxtgt/odxtgt/scsi"
-	"github.com/odxtgt/odxtgt/spc"
 )
 
 // This file emulates what the Windows disk class driver (classpnp) sends
@@ -584,48 +576,32 @@ targets:
 	})
 }
 
-// startBudgetServer serves, like build does, a target with two memory
-// LUNs whose copy manager gives each WRITE USING TOKEN the write budget
-// given: YAML has no setting for it.
-func startBudgetServer(t *testing.T, budget time.Duration) string {
+// startTokensServer serves a target with two 16 MiB memory LUNs and the
+// YAML tokens section given, a flow mapping.
+func startTokensServer(t *testing.T, tokens string) string {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := rod.NewManager(rod.Config{Logger: log, Tokens: rod.TokenConfig{WriteBudget: budget}})
-	table, err := scsi.NewTable(spc.Commands(spc.Options{Copy: m}), sbc.Commands(sbc.Options{Copy: m}))
-	require.NoError(t, err)
-	luns := map[uint64]*scsi.LU{}
-	for i, name := range []string{"bsrc", "bdst"} {
-		luns[uint64(i)] = scsi.NewLU(scsi.LUConfig{
-			Identity: scsi.Identity{Name: name, Vendor: spc.DefaultVendor, Product: config.DefaultProduct(name),
-				Revision: spc.DefaultRevision, Serial: config.DefaultSerial(name)},
-			Store: rod.Protect(backstore.NewMemory(16<<20, 512)), Table: table, Logger: log, Events: m,
-		})
-	}
-	srv, err := iscsi.NewServer(iscsi.Config{
-		Targets: []*iscsi.Target{{Name: "iqn.2025-01.io.odxtgt:budget", TPGs: []*iscsi.TPG{{
-			Tag: 1, RelativePortID: 1, Portals: []string{"127.0.0.1:0"}, LUNs: luns,
-		}}}},
-		Absent: scsi.NewAbsentLU(table, log), Logger: log,
-	})
-	require.NoError(t, err)
-	require.NoError(t, srv.Listen())
-	go func() { _ = srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return srv.Addrs()[0].String()
+	dir := t.TempDir()
+	yaml := `
+backstores:
+  - {name: bsrc, type: memory, size: 16MiB}
+  - {name: bdst, type: memory, size: 16MiB}
+targets:
+  - iqn: iqn.2025-01.io.odxtgt:budget
+    portals: ["127.0.0.1:0"]
+    luns: [{lun: 0, backstore: bsrc}, {lun: 1, backstore: bdst}]
+tokens: ` + tokens + `
+`
+	return startServe(t, &serveOptions{configPath: writeConfig(t, dir, yaml), logFormat: "text", logLevel: "info"}).addr
 }
 
 // TestServeODXWindowsTruncation gives each WRITE USING TOKEN a budget of
-// a nanosecond, so that every one stops after its first chunk with COPY
-// ABORTED, COPY TARGET DEVICE DATA UNDERRUN and the blocks written in
-// INFORMATION, and checks that resuming from there, as Windows does,
-// copies everything.
+// a nanosecond (tokens.write_budget: 0.000000001), so that every one
+// stops after its first chunk with COPY ABORTED, COPY TARGET DEVICE DATA
+// UNDERRUN and the blocks written in INFORMATION, and checks that resuming
+// from there, as Windows does, copies everything.
 func TestServeODXWindowsTruncation(t *testing.T) {
 	const bs = 512
-	addr := startBudgetServer(t, time.Nanosecond)
+	addr := startTokensServer(t, "{write_budget: 0.000000001}")
 	a := winDial(t, addr, winHostA, "iqn.2025-01.io.odxtgt:budget", 0, 1)
 	b := winDial(t, addr, winHostB, "iqn.2025-01.io.odxtgt:budget", 0, 1)
 	h := newWinHost(t)
@@ -646,4 +622,24 @@ func TestServeODXWindowsTruncation(t *testing.T) {
 	require.True(t, res.truncated, "%+v", res)
 	res = h.offloadWrite(b, 1, token, res.written, false, sliceExtents(dst, res.written, n-res.written))
 	require.Nil(t, res.sense, "%v", res.sense)
+}
+
+// TestServeMaxTokens: with tokens.max_tokens 2, a third POPULATE TOKEN
+// while two tokens live ends with INSUFFICIENT RESOURCES; once one is
+// deleted (DEL_TKN), a new one can be made.
+func TestServeMaxTokens(t *testing.T) {
+	addr := startTokensServer(t, "{max_tokens: 2}")
+	a := winDial(t, addr, winHostA, "iqn.2025-01.io.odxtgt:budget", 0, 1)
+	h := newWinHost(t)
+	src := winSourceFile()
+	first, n := h.offloadRead(a, 0, src[:1])
+	h.offloadRead(a, 0, src[1:2])
+	p := populateParams(0, src[2:3])
+	r := winCommand(t, a, initiator.Request{LUN: 0, CDB: winTokenCDB(0x10, h.nextListID(), len(p)), DataOut: p})
+	require.Equal(t, scsi.StatusCheckCondition, r.Status)
+	assert.Equal(t, scsi.IllegalRequest, r.Sense.Key)
+	assert.Equal(t, scsi.ASC(0x5503), r.Sense.Code, "INSUFFICIENT RESOURCES: %v", r.Sense)
+	res := h.offloadWrite(a, 1, first, 0, true, sliceExtents(winDestinationFile(0), 0, n))
+	require.Nil(t, res.sense, "%v", res.sense)
+	h.offloadRead(a, 0, src[2:3])
 }
