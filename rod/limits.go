@@ -16,10 +16,15 @@ const (
 	// MaxSegmentLength is MAXIMUM SEGMENT LENGTH: the most bytes one
 	// segment may write.
 	MaxSegmentLength = 1 << 30
-	// MaxInlineDataLength is MAXIMUM INLINE DATA LENGTH: room for the
-	// ROD tokens of eight ROD CSCD descriptors, the only use the copy
-	// manager has for inline data.
-	MaxInlineDataLength = 8 * TokenLength
+	// MaxInlineDataLength is MAXIMUM INLINE DATA LENGTH, which SPC-4
+	// 7.8.17.5 requires to be zero for a copy manager without the
+	// inline-to-stream segment (04h).
+	MaxInlineDataLength = 0
+	// InlineDataLimit is the inline data the parser takes all the same:
+	// room for the ROD tokens of eight ROD CSCD descriptors, which carry
+	// their tokens there (SPC-4 6.4.5.9), the only use the copy manager
+	// has for inline data.
+	InlineDataLimit = 8 * TokenLength
 	// MaxConcurrentCopies is TOTAL CONCURRENT COPIES and MAXIMUM
 	// IDENTIFIED CONCURRENT COPIES: the copies that may run at once in
 	// the whole process.

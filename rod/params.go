@@ -172,8 +172,8 @@ func ParseParams(data []byte, lid4 bool) (*Params, *scsi.Sense) {
 	// PARAMETER LIST LENGTH ERROR. INLINE DATA LENGTH EXCEEDED (26h/0Bh)
 	// is a COPY ABORTED of an inline-to-stream segment (6.4.6.6) reading
 	// past the list's inline data, a segment odxtgt does not take.
-	if inlineBytes > MaxInlineDataLength {
-		return nil, scsi.ParameterListLengthError().WithReason("%d bytes of inline data, at most %d", inlineBytes, MaxInlineDataLength)
+	if inlineBytes > InlineDataLimit {
+		return nil, scsi.ParameterListLengthError().WithReason("%d bytes of inline data, at most %d", inlineBytes, InlineDataLimit)
 	}
 	if cscdBytes+segBytes > MaxDescriptorListLength {
 		return nil, scsi.ParameterListLengthError().

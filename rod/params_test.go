@@ -209,8 +209,8 @@ var paramErrors = []paramError{
 		key: scsi.IllegalRequest, code: invalidParamFld, sks: func(l layout) []byte { return fieldPtr(l.listIDAt, -1) }},
 	// Not INLINE DATA LENGTH EXCEEDED: see ParseParams.
 	{name: "inline data over the limit", build: func(l layout, b []byte) []byte {
-		l.putLen(b, l.inlineAt, MaxInlineDataLength+1)
-		return append(b, make([]byte, MaxInlineDataLength+1)...)
+		l.putLen(b, l.inlineAt, InlineDataLimit+1)
+		return append(b, make([]byte, InlineDataLimit+1)...)
 	}, key: scsi.IllegalRequest, code: plle, sks: none},
 	{name: "inline data shorter than its length", build: func(l layout, b []byte) []byte {
 		l.putLen(b, l.inlineAt, 4)

@@ -306,7 +306,7 @@ func TestXcopyParameterListLength(t *testing.T) {
 		// SPC-4 6.4.1: zero is not an error and copies nothing.
 		e.good(e.do(0, xcopyCDB(sa, 0), nil))
 		// Longer than the lists the copy manager takes.
-		for _, n := range []int{48 + rod.MaxDescriptorListLength + rod.MaxInlineDataLength + 1, 1 << 24, 0xFFFFFFFF} {
+		for _, n := range []int{48 + rod.MaxDescriptorListLength + rod.InlineDataLimit + 1, 1 << 24, 0xFFFFFFFF} {
 			e.sense(e.do(0, xcopyCDB(sa, n), nil), scsi.IllegalRequest, scsi.ASCParameterListLengthError)
 		}
 		// A list shorter than its header.

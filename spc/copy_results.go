@@ -9,7 +9,7 @@ import (
 
 // maxParameterList is the longest EXTENDED COPY parameter list the copy
 // manager takes: the LID4 header and the descriptor lists.
-const maxParameterList = 48 + rod.MaxDescriptorListLength + rod.MaxInlineDataLength
+const maxParameterList = 48 + rod.MaxDescriptorListLength + rod.InlineDataLimit
 
 // COPY MANAGER STATUS of RECEIVE COPY STATUS (LID1) (SPC-4 6.18.2).
 const (
