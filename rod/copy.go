@@ -256,7 +256,7 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 			return segmentError(i, p, scsi.ASCUnexpectedInexactSegment).
 				WithReason("%d bytes with blocks of %d and %d bytes", n, src.blockSize, dst.blockSize)
 		}
-		if s := checkEnds(i, p, seg, src, dst); s != nil {
+		if s := checkEnds(i, p, seg, src, dst, req.DSense); s != nil {
 			return s
 		}
 		from.start, to.start = int64(seg.SrcLBA)*src.blockSize, int64(seg.DstLBA)*dst.blockSize
@@ -274,7 +274,7 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 			return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
 				SegmentPointer(true, at).WithReason("byte offset beyond the first block")
 		}
-		if s := checkEnds(i, p, seg, src, dst); s != nil {
+		if s := checkEnds(i, p, seg, src, dst, req.DSense); s != nil {
 			return s
 		}
 		from.start = int64(seg.SrcLBA)*src.blockSize + int64(seg.SrcByteOffset)
@@ -285,9 +285,9 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 	}
 	switch {
 	case from.start+n > src.size():
-		return outOfRange(i, p, src)
+		return outOfRange(i, p, src, req.DSense)
 	case to.start+n > dst.size():
-		return outOfRange(i, p, dst)
+		return outOfRange(i, p, dst, req.DSense)
 	}
 	c := &segmentCopy{m: m, ctx: ctx, stop: stop, l: l, req: req, from: from, to: to, n: n, seg: i, p: p, paths: paths}
 	return c.run()
@@ -295,24 +295,24 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 
 // checkEnds refuses a segment whose first block lies beyond the end of
 // its source or destination, before any offset is computed from it.
-func checkEnds(i int, p *Params, seg Segment, src, dst endpoint) *scsi.Sense {
+func checkEnds(i int, p *Params, seg Segment, src, dst endpoint, dsense bool) *scsi.Sense {
 	switch {
 	case seg.SrcLBA > src.blocks():
-		return outOfRange(i, p, src)
+		return outOfRange(i, p, src, dsense)
 	case seg.DstLBA > dst.blocks():
-		return outOfRange(i, p, dst)
+		return outOfRange(i, p, dst, dsense)
 	}
 	return nil
 }
 
 // outOfRange is the error for a segment reaching past the end of its
 // source or destination ep: COPY ABORTED, with the LOGICAL BLOCK ADDRESS
-// OUT OF RANGE the device would have returned forwarded in descriptor
-// format sense data. Nothing of the segment is copied.
-func outOfRange(i int, p *Params, ep endpoint) *scsi.Sense {
+// OUT OF RANGE the device would have returned forwarded, in the format
+// dsense selects. Nothing of the segment is copied.
+func outOfRange(i int, p *Params, ep endpoint, dsense bool) *scsi.Sense {
 	s := segmentError(i, p, scsi.ASCNoAdditionalSense).
 		WithReason("segment %d reaches past the end of its %s", i, sideName(ep.fwd))
-	s.Forwarded = &scsi.ForwardedSense{Source: ep.fwd, Status: scsi.StatusCheckCondition, Sense: scsi.LBAOutOfRange().Encode(true)}
+	s.Forwarded = &scsi.ForwardedSense{Source: ep.fwd, Status: scsi.StatusCheckCondition, Sense: scsi.LBAOutOfRange().Encode(dsense)}
 	return s
 }
 
