@@ -223,3 +223,39 @@ func TestCopyPadCatPastTheEnd(t *testing.T) {
 	requireForwarded(t, s, scsi.ForwardedFromDestination, false, scsi.IllegalRequest, scsi.ASCLBAOutOfRange)
 	r.verify()
 }
+
+// TestCopyPadCatFromROD: the PAD bit of a ROD CSCD descriptor counts too,
+// and source data held from a ROD feeds the next segment. The block
+// device zero ROD here has 4096-byte blocks, the destination 512.
+func TestCopyPadCatFromROD(t *testing.T) {
+	var zero [TokenLength]byte
+	zero[0], zero[1], zero[2], zero[3] = 0xFF, 0xFF, 0x00, 0x01
+	zeroROD := func(pad bool) CSCD {
+		c := rodCSCD(zero, CSCDThisLU, false)
+		c.BlockLength, c.PAD = 4096, pad
+		return c
+	}
+	r := newRig(t, Config{}, memDisk(64, 512))
+	p := &Params{ListID: 1, CSCDs: []CSCD{zeroROD(false), r.cscd(0), zeroROD(true)}}
+
+	p.Segments = []Segment{withDC(b2b(0, 1, 1, 0, 5))}
+	_, s := r.run(p)
+	requireCopyAborted(t, s, scsi.ASCUnexpectedInexactSegment, 0, segPtr(false, segOffset(p, 0)))
+	r.verify()
+
+	p.ListID, p.Segments = 2, []Segment{withDC(b2b(2, 1, 1, 0, 5))}
+	_, s = r.run(p)
+	require.Nil(t, s, "%v", s)
+	r.zeroModel(0, 5*512, 512)
+	r.verify()
+
+	// The held zeroes come before LU 0's own blocks 40 and 41, which
+	// are not read.
+	p.ListID, p.Segments = 3, []Segment{withCAT(withDC(b2b(0, 1, 1, 0, 6))), withCAT(withDC(b2b(1, 1, 2, 40, 20)))}
+	_, s = r.run(p)
+	require.Nil(t, s, "%v", s)
+	r.zeroModel(0, 6*512, 512)
+	r.zeroModel(0, 20*512, 1024)
+	r.verify()
+	requireProgress(t, r, 0, 3, 2, 512+1024)
+}

@@ -414,6 +414,8 @@ func TestXcopyFailure(t *testing.T) {
 			require.Equal(t, scsi.CopyAborted, got.Key)
 			require.Equal(t, uint64(1), got.CommandSpecific)
 			require.Equal(t, dsense, b[32] == 0x72)
+			require.NotNil(t, got.Forwarded, "the destination's sense, in either format")
+			require.Equal(t, byte(scsi.ForwardedFromDestination), got.Forwarded.Source)
 		})
 	}
 }
