@@ -417,6 +417,10 @@ func fixedForwarded(b []byte) *ForwardedSense {
 
 // ParseSense decodes fixed or descriptor sense data (as an initiator sees
 // it). It returns an error naming the problem for data it cannot decode.
+// In fixed format COPY ABORTED sense data the first two bytes of
+// COMMAND-SPECIFIC INFORMATION locate forwarded status and sense data
+// (SPC-4 5.17.7.4); they then go to Forwarded, and CommandSpecific keeps
+// the segment number of the other two.
 func ParseSense(b []byte) (*Sense, error) {
 	if len(b) < 8 {
 		return nil, fmt.Errorf("sense data too short: %d bytes", len(b))
