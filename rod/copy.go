@@ -48,12 +48,13 @@ func (m *Manager) Run(parent context.Context, l *List, req Request, p *Params) *
 		return failed
 	}
 	var paths pathCounts
+	var res residue
 	for i := range p.Segments {
 		if ctx.Err() != nil {
 			failed = scsi.TaskAborted()
 			break
 		}
-		if s := m.runSegment(ctx, stop, l, req, p, toks, i, &paths); s != nil {
+		if s := m.runSegment(ctx, stop, l, req, p, toks, i, &paths, &res); s != nil {
 			failed = s
 			break
 		}
@@ -211,8 +212,9 @@ func (s span) blocks(off, n int64) (lba, count uint64) {
 	return uint64(first), uint64(last - first)
 }
 
-// runSegment validates and executes segment i.
-func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *List, req Request, p *Params, toks []*Token, i int, paths *pathCounts) *scsi.Sense {
+// runSegment validates and executes segment i, which takes the residue
+// res of the segments before it and leaves its own there.
+func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *List, req Request, p *Params, toks []*Token, i int, paths *pathCounts, res *residue) *scsi.Sense {
 	seg := p.Segments[i]
 	src, s := m.endpoint(req, p, toks, i, seg.Src, scsi.ForwardedFromSource)
 	if s != nil {
@@ -221,6 +223,7 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 	if seg.Type == SegmentVerifyCSCD {
 		// The source was found; with TUR the copy manager would send it
 		// TEST UNIT READY, which a present logical unit always passes.
+		// Any residue stays for the next segment (SPC-4 table 115).
 		return nil
 	}
 	dst, s := m.endpoint(req, p, toks, i, seg.Dst, scsi.ForwardedFromDestination)
@@ -236,30 +239,10 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 	if src.zero && src.blockSize == 0 {
 		src.blockSize = dst.blockSize
 	}
-	var n int64
-	from, to := span{src, 0}, span{dst, 0}
-	switch seg.Type {
-	case SegmentBlockToBlock:
-		unit := src.blockSize
-		if seg.DC {
-			unit = dst.blockSize
-		}
-		n = int64(seg.Blocks) * unit
-		if n%src.blockSize != 0 || n%dst.blockSize != 0 {
-			// SPC-4 6.4.6.5: a block count that is not a whole number
-			// of blocks on both sides.
-			return segmentError(i, p, scsi.ASCUnexpectedInexactSegment).
-				WithReason("%d bytes with blocks of %d and %d bytes", n, src.blockSize, dst.blockSize)
-		}
-		if s := checkEnds(i, p, seg, src, dst); s != nil {
-			return s
-		}
-		from.start, to.start = int64(seg.SrcLBA)*src.blockSize, int64(seg.DstLBA)*dst.blockSize
-	case SegmentBlockToBlockOffset:
-		n = int64(seg.Bytes)
-		if n > MaxSegmentLength {
+	if seg.Type == SegmentBlockToBlockOffset {
+		if int64(seg.Bytes) > MaxSegmentLength {
 			return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
-				SegmentPointer(true, 8).WithReason("segment of %d bytes exceeds %d", n, MaxSegmentLength)
+				SegmentPointer(true, 8).WithReason("segment of %d bytes exceeds %d", seg.Bytes, MaxSegmentLength)
 		}
 		if int64(seg.SrcByteOffset) >= src.blockSize || int64(seg.DstByteOffset) >= dst.blockSize {
 			at := 28
@@ -269,45 +252,66 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 			return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
 				SegmentPointer(true, at).WithReason("byte offset beyond the first block")
 		}
-		if s := checkEnds(i, p, seg, src, dst); s != nil {
-			return s
-		}
-		from.start = int64(seg.SrcLBA)*src.blockSize + int64(seg.SrcByteOffset)
-		to.start = int64(seg.DstLBA)*dst.blockSize + int64(seg.DstByteOffset)
 	}
-	if n == 0 {
-		return nil
+	if s := checkEnds(i, p, seg, src, dst, req.DSense); s != nil {
+		return s
+	}
+	pl, s := planSegment(i, p, src, dst, *res)
+	if s != nil {
+		return s
 	}
 	switch {
-	case from.start+n > src.size():
-		return outOfRange(i, p, src)
-	case to.start+n > dst.size():
-		return outOfRange(i, p, dst)
+	case pl.medium != 0 && pl.mediumStart+pl.medium > src.size():
+		return outOfRange(i, p, src, req.DSense)
+	case pl.write+pl.zeros != 0 && pl.dstStart+pl.write+pl.zeros > dst.size():
+		return outOfRange(i, p, dst, req.DSense)
 	}
-	c := &segmentCopy{m: m, ctx: ctx, stop: stop, l: l, req: req, from: from, to: to, n: n, seg: i, p: p, paths: paths}
-	return c.run()
+	held := int64(len(res.data))
+	c := &segmentCopy{m: m, ctx: ctx, stop: stop, l: l, req: req, from: span{src, pl.mediumStart}, to: span{dst, pl.dstStart},
+		head: res.data[:min(held, pl.write)], n: pl.write + pl.zeros, zeros: pl.zeros, seg: i, p: p, paths: paths}
+	// What is kept for the next segment is read first: it is source data
+	// of this segment, which its writes may overwrite when source and
+	// destination share a logical unit.
+	var next residue
+	if pl.keepFrom >= 0 {
+		next.data, next.dst = append([]byte(nil), res.data[min(held, pl.keepFrom):]...), pl.keepDst
+		if from := max(0, pl.keepFrom-held); from < pl.medium {
+			b, s := c.readMedium(from, pl.medium-from, make([]byte, pl.medium-from+2*src.blockSize))
+			if s != nil {
+				return s
+			}
+			next.data = append(next.data, b...)
+		}
+	}
+	if c.n != 0 {
+		if s := c.run(); s != nil {
+			return s
+		}
+	}
+	*res = next
+	return nil
 }
 
 // checkEnds refuses a segment whose first block lies beyond the end of
 // its source or destination, before any offset is computed from it.
-func checkEnds(i int, p *Params, seg Segment, src, dst endpoint) *scsi.Sense {
+func checkEnds(i int, p *Params, seg Segment, src, dst endpoint, dsense bool) *scsi.Sense {
 	switch {
 	case seg.SrcLBA > src.blocks():
-		return outOfRange(i, p, src)
+		return outOfRange(i, p, src, dsense)
 	case seg.DstLBA > dst.blocks():
-		return outOfRange(i, p, dst)
+		return outOfRange(i, p, dst, dsense)
 	}
 	return nil
 }
 
 // outOfRange is the error for a segment reaching past the end of its
 // source or destination ep: COPY ABORTED, with the LOGICAL BLOCK ADDRESS
-// OUT OF RANGE the device would have returned forwarded in descriptor
-// format sense data. Nothing of the segment is copied.
-func outOfRange(i int, p *Params, ep endpoint) *scsi.Sense {
+// OUT OF RANGE the device would have returned forwarded, in the format
+// dsense selects. Nothing of the segment is copied.
+func outOfRange(i int, p *Params, ep endpoint, dsense bool) *scsi.Sense {
 	s := segmentError(i, p, scsi.ASCNoAdditionalSense).
 		WithReason("segment %d reaches past the end of its %s", i, sideName(ep.fwd))
-	s.Forwarded = &scsi.ForwardedSense{Source: ep.fwd, Status: scsi.StatusCheckCondition, Sense: scsi.LBAOutOfRange().Encode(true)}
+	s.Forwarded = &scsi.ForwardedSense{Source: ep.fwd, Status: scsi.StatusCheckCondition, Sense: scsi.LBAOutOfRange().Encode(dsense)}
 	return s
 }
 

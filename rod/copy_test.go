@@ -59,8 +59,8 @@ func requireCopyAborted(t *testing.T, s *scsi.Sense, code scsi.ASC, seg int, sks
 		if seg != 0 || desc {
 			require.Equal(t, uint64(seg), got.CommandSpecific)
 		}
-		if desc && s.Forwarded != nil {
-			require.Equal(t, s.Forwarded, got.Forwarded)
+		if s.Forwarded != nil {
+			require.Equal(t, s.Forwarded, got.Forwarded, "forwarded sense data, descriptor format %v", desc)
 		}
 	}
 }
@@ -440,6 +440,25 @@ func failWrites(f *backstore.Fault, off, n int64, err error) {
 	})
 }
 
+// requireFixedForwarded checks the fixed format encoding of s, which
+// forwards a device's CHECK CONDITION (SPC-4 5.17.7.4 d and e): the
+// offset of the status byte in the first (copy source) or second (copy
+// destination) byte of COMMAND-SPECIFIC INFORMATION, the segment number in
+// its third and fourth, and the status byte and the device's sense data
+// after the 18 standard bytes.
+func requireFixedForwarded(t *testing.T, s *scsi.Sense, source byte, seg int) {
+	t.Helper()
+	b := s.Encode(false)
+	require.Equal(t, byte(0x70), b[0]&0x7F)
+	require.Equal(t, byte(len(b)-8), b[7], "ADDITIONAL SENSE LENGTH")
+	offsets := []byte{0, 0}
+	offsets[source-1] = 18
+	require.Equal(t, offsets, b[8:10], "sense data offsets")
+	require.Equal(t, uint16(seg), binary.BigEndian.Uint16(b[10:]), "segment number")
+	require.Equal(t, byte(scsi.StatusCheckCondition), b[18])
+	require.Equal(t, s.Forwarded.Sense, b[19:], "the device's sense data")
+}
+
 // TestCopySegmentFails fails segment 2 of four in the middle of its
 // second buffer, on the source's reads or the destination's writes,
 // through the offload and the buffered paths: COPY ABORTED, THIRD PARTY
@@ -470,10 +489,12 @@ func TestCopySegmentFails(t *testing.T) {
 						requireCopyAborted(t, s, scsi.ASCThirdPartyDeviceFailure, 2, segPtr(false, cscdOffset(0)))
 						dev := requireForwarded(t, s, scsi.ForwardedFromSource, dsense, scsi.MediumError, scsi.ASCUnrecoveredReadError)
 						require.Equal(t, uint64(1000+bufferSize/512), dev.Information, "the first LBA of the failed read")
+						requireFixedForwarded(t, s, scsi.ForwardedFromSource, 2)
 					} else {
 						requireCopyAborted(t, s, scsi.ASCThirdPartyDeviceFailure, 2, segPtr(false, cscdOffset(1)))
 						dev := requireForwarded(t, s, scsi.ForwardedFromDestination, dsense, scsi.MediumError, scsi.ASCWriteError)
 						require.Equal(t, uint64(2000+bufferSize/512), dev.Information, "the first LBA of the failed write")
+						requireFixedForwarded(t, s, scsi.ForwardedFromDestination, 2)
 					}
 					r.copyModel(0, 0, 1, 0, 8*512)
 					r.copyModel(1, 0, 1, 100*512, 8*512)

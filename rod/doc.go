@@ -25,6 +25,8 @@
 //     a copy writes goes through the destination's task set, write
 //     protection and extent lock, and picks the fastest path the
 //     backstores offer: clone, copy_file_range, then pooled buffers.
+//     residue.go plans each block to block segment with the data the
+//     one before left over, as the CAT and PAD bits say.
 //
 // # Invariants
 //

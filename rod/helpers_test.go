@@ -73,6 +73,7 @@ func encodeRODCSCD(c CSCD, at int) []byte {
 		d[rodCSCDFlags] = 0x01
 	}
 	binary.BigEndian.PutUint32(d[rodCSCDOffset+2:], uint32(at))
+	d[28] = padBit(c.PAD)
 	d[29], d[30], d[31] = byte(c.BlockLength>>16), byte(c.BlockLength>>8), byte(c.BlockLength)
 	return d
 }
@@ -94,9 +95,19 @@ func encodeCSCD(c CSCD) []byte {
 	d[7] = byte(len(c.Designator.Value))
 	copy(d[8:28], c.Designator.Value)
 	if c.DeviceType == 0 {
+		d[28] = padBit(c.PAD)
 		d[29], d[30], d[31] = byte(c.BlockLength>>16), byte(c.BlockLength>>8), byte(c.BlockLength)
 	}
 	return d
+}
+
+// padBit is byte 28 of the block device type specific parameters with
+// the PAD bit (bit 2) as pad says (SPC-4 6.4.5.3).
+func padBit(pad bool) byte {
+	if pad {
+		return 0x04
+	}
+	return 0
 }
 
 func encodeSegment(s Segment) []byte {
@@ -468,4 +479,10 @@ func hostCommands() scsi.CommandSet {
 		{Name: "READ (10)", Opcode: 0x28, Usage: []byte{0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0}, Handler: rw(false)},
 		{Name: "WRITE (10)", Opcode: 0x2A, Usage: []byte{0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0}, Flags: scsi.FlagWritesMedium, Handler: rw(true)},
 	}}
+}
+
+// padded returns c with its PAD bit set.
+func padded(c CSCD) CSCD {
+	c.PAD = true
+	return c
 }

@@ -61,6 +61,10 @@ type CSCD struct {
 	// BlockLength is DISK BLOCK LENGTH from the device type specific
 	// parameters; zero means the logical unit's own.
 	BlockLength uint32
+	// PAD is the PAD bit of the block device type specific parameters
+	// (SPC-4 6.4.5.3): with the segments' CAT bits it says what becomes of
+	// data a segment leaves over (SPC-4 5.17.7.2).
+	PAD bool
 	// ROD is set for a ROD CSCD descriptor.
 	ROD *RODCSCD
 }
@@ -255,16 +259,20 @@ func parseCSCD(d []byte, off int, inline []byte) (CSCD, *scsi.Sense) {
 		Value:       append([]byte(nil), d[8:8+n]...),
 	}
 	if c.DeviceType == 0 {
-		c.BlockLength = diskBlockLength(d)
+		c.BlockLength, c.PAD = diskBlockLength(d), blockPAD(d)
 	}
 	return c, nil
 }
 
 // diskBlockLength is DISK BLOCK LENGTH of the block device type specific
-// parameters of a CSCD descriptor (SPC-4 6.4.5.2).
+// parameters of a CSCD descriptor (SPC-4 6.4.5.3).
 func diskBlockLength(d []byte) uint32 {
 	return uint32(d[29])<<16 | uint32(d[30])<<8 | uint32(d[31])
 }
+
+// blockPAD is the PAD bit of the block device type specific parameters of
+// a CSCD descriptor (SPC-4 6.4.5.3): byte 28, bit 2.
+func blockPAD(d []byte) bool { return d[28]&0x04 != 0 }
 
 // Offsets in a ROD CSCD descriptor (SPC-4 table 143).
 const (
@@ -311,7 +319,7 @@ func parseRODCSCD(d []byte, off int, inline []byte) (CSCD, *scsi.Sense) {
 	copy(r.Token[:], inline[at:])
 	// The peripheral device type is the token's (SPC-4 6.4.5.9): every
 	// token this copy manager makes is a block device's.
-	return CSCD{Offset: off, BlockLength: diskBlockLength(d), ROD: r}, nil
+	return CSCD{Offset: off, BlockLength: diskBlockLength(d), PAD: blockPAD(d), ROD: r}, nil
 }
 
 // parseSegment decodes one segment descriptor of a type and length

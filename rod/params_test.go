@@ -65,13 +65,13 @@ func goodParams(lid4 bool) map[string]*Params {
 	return map[string]*Params{
 		"02h": {LID4: lid4, ListID: id, Usage: UsageHold, Priority: 1, CSCDs: []CSCD{one},
 			Segments: []Segment{{Type: SegmentBlockToBlock, DC: true, CAT: true, Src: 0, Dst: 0, Blocks: 0xFFFF, SrcLBA: 1 << 40, DstLBA: 0xFFFFFFFFFFFFFFFF}}},
-		"0Ah": {LID4: lid4, ListID: id, Usage: UsageDiscard, Priority: 7, Immed: lid4, CSCDs: []CSCD{one, naaCSCD("abc", 4096)},
+		"0Ah": {LID4: lid4, ListID: id, Usage: UsageDiscard, Priority: 7, Immed: lid4, CSCDs: []CSCD{one, padded(naaCSCD("abc", 4096))},
 			Segments: []Segment{b2bOffset(0, 1, 0xFFFFFFFF, 9, 511, 0xFFFF, 0xFFFF), {Type: SegmentBlockToBlockOffset, CAT: true, Src: CSCDThisLU, Dst: 1}}},
 		"07h": {LID4: lid4, Usage: UsageNone, CSCDs: []CSCD{one},
 			Segments: []Segment{{Type: SegmentVerifyCSCD, Src: 0, TUR: true}, {Type: SegmentVerifyCSCD, Src: CSCDThisLU}}},
 		"64 CSCDs": {LID4: lid4, ListID: id, CSCDs: many(MaxCSCDs), Segments: []Segment{b2b(63, 0, 1, 2, 3)}},
 		"ROD CSCDs": {LID4: lid4, ListID: id, CSCDs: []CSCD{
-			rodCSCD([TokenLength]byte(pattern(TokenLength, 3)), CSCDTokenLU, true), one, rodCSCD([TokenLength]byte{}, 0x07FF, false)},
+			rodCSCD([TokenLength]byte(pattern(TokenLength, 3)), CSCDTokenLU, true), one, padded(rodCSCD([TokenLength]byte{}, 0x07FF, false))},
 			Segments: []Segment{b2b(0, 1, 8, 0, 0), b2b(2, CSCDTokenLU, 1, 1, 1)}},
 		"256 segments": {LID4: lid4, ListID: id, CSCDs: []CSCD{one}, Segments: segs},
 		"no segments":  {LID4: lid4, ListID: id, CSCDs: []CSCD{one}},
@@ -128,7 +128,8 @@ func TestParseParamsGood(t *testing.T) {
 
 // TestParseParamsIgnoresReserved sets the bits a copy manager ignores
 // (STR, reserved bytes, G_SENSE, the header CSCD type code, the relative
-// initiator port identifier, PAD) without changing the result.
+// initiator port identifier, the reserved bits around PAD) without
+// changing the result.
 func TestParseParamsIgnoresReserved(t *testing.T) {
 	for _, lay := range layouts {
 		p := goodParams(lay.lid4)["02h"]
@@ -139,10 +140,15 @@ func TestParseParamsIgnoresReserved(t *testing.T) {
 			data[16] = 0xFF  // HEADER CSCD DESCRIPTOR TYPE CODE
 		}
 		data[lay.hdr+2], data[lay.hdr+3] = 0x12, 0x34 // RELATIVE INITIATOR PORT IDENTIFIER
-		data[lay.hdr+28] = 0x04                       // PAD
+		data[lay.hdr+28] = 0xFB                       // all but PAD (SPC-4 table 136)
 		got, s := ParseParams(data, lay.lid4)
 		require.Nil(t, s, "%s: %v", lay.name(), s)
 		require.Equal(t, withOffsets(p), got, lay.name())
+		// PAD itself is read.
+		data[lay.hdr+28] = 0x04
+		got, s = ParseParams(data, lay.lid4)
+		require.Nil(t, s, "%s: %v", lay.name(), s)
+		require.True(t, got.CSCDs[0].PAD, lay.name())
 	}
 }
 

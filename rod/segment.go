@@ -7,7 +7,9 @@ import (
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
-// segmentCopy moves the n bytes of one segment from one span to another.
+// segmentCopy writes the n bytes of one segment to the span to: head,
+// data held from the previous segments, then bytes of the span from, then
+// zeros zero bytes (SPC-4 5.17.7.2).
 type segmentCopy struct {
 	m   *Manager
 	ctx context.Context
@@ -19,6 +21,8 @@ type segmentCopy struct {
 	from  span
 	to    span
 	n     int64
+	head  []byte
+	zeros int64
 	seg   int
 	p     *Params
 	paths *pathCounts
@@ -39,10 +43,12 @@ type offloader struct {
 // descending order when the destination lies above the source.
 func (c *segmentCopy) run() *scsi.Sense {
 	src, dst := c.from.ep, c.to.ep
+	head := int64(len(c.head))
+	medium := c.n - head - c.zeros
 	// A ROD's data is frozen: no write to the destination changes it.
-	overlap := !src.rod() && src.lu == dst.lu && c.from.start < c.to.start+c.n && c.to.start < c.from.start+c.n
+	overlap := !src.rod() && src.lu == dst.lu && c.from.start < c.to.start+c.n && c.to.start < c.from.start+medium
 	done := int64(0)
-	if !overlap && c.from.start%src.blockSize == 0 && c.to.start%dst.blockSize == 0 && c.n%dst.blockSize == 0 {
+	if medium == c.n && !overlap && c.from.start%src.blockSize == 0 && c.to.start%dst.blockSize == 0 && c.n%dst.blockSize == 0 {
 		offload := c.offload
 		if src.rod() {
 			offload = c.offloadROD
@@ -55,7 +61,7 @@ func (c *segmentCopy) run() *scsi.Sense {
 	if done == c.n {
 		return nil
 	}
-	return c.buffered(done, overlap && c.to.start > c.from.start)
+	return c.buffered(done, overlap && c.to.start+head > c.from.start)
 }
 
 // fua reports whether destination writes must be durable at once: the
@@ -184,9 +190,38 @@ func (c *segmentCopy) buffered(done int64, descending bool) *scsi.Sense {
 	return wait()
 }
 
-// read reads n bytes at offset off of the segment into buf and returns
-// them, reading the whole blocks that hold them.
+// read returns the n bytes at offset off of what the segment writes, in
+// buf: held data, source data read into buf, zeros. buf has room for a
+// chunk and the partial blocks at either end of the source data.
 func (c *segmentCopy) read(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
+	head := int64(len(c.head))
+	end := c.n - c.zeros // of the source data
+	if off >= head && off+n <= end {
+		return c.readMedium(off-head, n, buf)
+	}
+	out := buf[:n]
+	if from, to := max(off, head), min(off+n, end); from < to {
+		// Read into the end of buf, then move the data into place: the
+		// partial blocks around it may overlap where it goes.
+		_, count := c.from.blocks(from-head, to-from)
+		data, s := c.readMedium(from-head, to-from, buf[int64(len(buf))-int64(count)*c.from.ep.blockSize:])
+		if s != nil {
+			return nil, s
+		}
+		copy(out[from-off:], data)
+	}
+	if off < head {
+		copy(out, c.head[off:min(head, off+n)])
+	}
+	if off+n > end {
+		clear(out[max(end, off)-off:])
+	}
+	return out, nil
+}
+
+// readMedium reads n bytes at offset off of the source span into buf and
+// returns them, reading the whole blocks that hold them.
+func (c *segmentCopy) readMedium(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
 	if c.from.ep.rod() {
 		return c.readROD(off, n, buf)
 	}

@@ -165,9 +165,10 @@ type Sense struct {
 	SenseKeySpecific [3]byte
 
 	// Forwarded, if set, is the status and sense data a copy manager
-	// received from one of its copy source or destination devices,
-	// reported in a forwarded sense data descriptor (SPC-4 4.5.2.9). Only
-	// descriptor format sense data can carry it.
+	// received from one of its copy source or destination devices. In
+	// descriptor format it is a forwarded sense data descriptor (SPC-4
+	// 4.5.2.9); in fixed format it follows the standard fields, located by
+	// a byte of COMMAND-SPECIFIC INFORMATION (SPC-4 5.17.7.4 d and e).
 	Forwarded *ForwardedSense
 
 	// Reason is a log-only explanation; it never goes on the wire.
@@ -300,6 +301,9 @@ const (
 	// maxForwardedSense is the most forwarded sense data a descriptor
 	// carries; longer data is cut and FSDT set (SPC-4 4.5.2.9).
 	maxForwardedSense = 64
+	// maxSenseData is the most sense data there can be: ADDITIONAL SENSE
+	// LENGTH is at most 244 in either format (SPC-4 4.5.1).
+	maxSenseData = 252
 )
 
 // Encode returns the sense data in descriptor format (response code 72h)
@@ -328,6 +332,20 @@ func (s *Sense) encodeFixed() []byte {
 	b[12] = byte(s.Code >> 8)
 	b[13] = byte(s.Code)
 	copy(b[15:18], s.SenseKeySpecific[:])
+	if f := s.Forwarded; f != nil && (f.Source == ForwardedFromSource || f.Source == ForwardedFromDestination) &&
+		fixedSenseLen+1+len(f.Sense) <= maxSenseData {
+		// SPC-4 5.17.7.4 d) and e): the first byte of COMMAND-SPECIFIC
+		// INFORMATION (copy source) or its second (copy destination)
+		// holds the offset, from byte 0 of the sense data, of the
+		// device's status byte, which its sense data follows unchanged.
+		// Fixed format allows no truncation, so sense data that would not
+		// fit is not returned and the offset stays zero ("none"); the
+		// segment number keeps the third and fourth bytes.
+		b[8+f.Source-ForwardedFromSource] = byte(len(b))
+		b = append(b, byte(f.Status))
+		b = append(b, f.Sense...)
+		b[7] = byte(len(b) - 8)
+	}
 	return b
 }
 
@@ -369,8 +387,40 @@ func (s *Sense) encodeDescriptor() []byte {
 	return b
 }
 
+// fixedForwarded finds the status byte and sense data a copy manager
+// forwarded in fixed format COPY ABORTED sense data b (SPC-4 5.17.7.4):
+// the copy source's if COMMAND-SPECIFIC INFORMATION locates one, else the
+// copy destination's, else nil. The forwarded sense data ends where its
+// own ADDITIONAL SENSE LENGTH says, at the other side's status byte, or at
+// the end of b.
+func fixedForwarded(b []byte) *ForwardedSense {
+	if len(b) <= fixedSenseLen {
+		return nil
+	}
+	for i, source := range []byte{ForwardedFromSource, ForwardedFromDestination} {
+		at := int(b[8+i])
+		if at < fixedSenseLen || at >= len(b) {
+			continue
+		}
+		end := len(b)
+		if other := int(b[9-i]); other > at && other < end {
+			end = other
+		}
+		fwd := b[at+1 : end]
+		if len(fwd) >= 8 {
+			fwd = fwd[:min(8+int(fwd[7]), len(fwd))]
+		}
+		return &ForwardedSense{Source: source, Status: Status(b[at]), Sense: append([]byte(nil), fwd...)}
+	}
+	return nil
+}
+
 // ParseSense decodes fixed or descriptor sense data (as an initiator sees
 // it). It returns an error naming the problem for data it cannot decode.
+// In fixed format COPY ABORTED sense data the first two bytes of
+// COMMAND-SPECIFIC INFORMATION locate forwarded status and sense data
+// (SPC-4 5.17.7.4); they then go to Forwarded, and CommandSpecific keeps
+// the segment number of the other two.
 func ParseSense(b []byte) (*Sense, error) {
 	if len(b) < 8 {
 		return nil, fmt.Errorf("sense data too short: %d bytes", len(b))
@@ -386,7 +436,13 @@ func ParseSense(b []byte) (*Sense, error) {
 		if b[0]&0x80 != 0 {
 			s.Information, s.HasInformation = uint64(binary.BigEndian.Uint32(b[3:])), true
 		}
-		if v := binary.BigEndian.Uint32(b[8:]); v != 0 {
+		v := binary.BigEndian.Uint32(b[8:])
+		if s.Key == CopyAborted {
+			if s.Forwarded = fixedForwarded(b[:min(8+int(b[7]), len(b))]); s.Forwarded != nil {
+				v &= 0xFFFF // the segment number, below the offsets
+			}
+		}
+		if v != 0 {
 			s.CommandSpecific, s.HasCommandSpecific = uint64(v), true
 		}
 		if len(b) >= 18 {

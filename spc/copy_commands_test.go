@@ -353,7 +353,24 @@ func TestXcopyFailure(t *testing.T) {
 				require.Equal(t, scsi.ASCWriteError, dev.Code)
 				require.Equal(t, byte(0x72), s.Forwarded.Sense[0])
 			} else {
-				require.Equal(t, byte(0x70), c.Sense[0], "fixed format carries no forwarded sense")
+				// Fixed format (SPC-4 5.17.7.4 e): the second byte of
+				// COMMAND-SPECIFIC INFORMATION locates the destination's
+				// status byte, its sense data follows, and the segment
+				// number keeps the third and fourth bytes.
+				b := c.Sense
+				require.Equal(t, byte(0x70), b[0])
+				require.Equal(t, byte(len(b)-8), b[7], "ADDITIONAL SENSE LENGTH")
+				require.Equal(t, []byte{0, 18, 0, 1}, b[8:12], "offsets and segment number")
+				require.Equal(t, byte(scsi.StatusCheckCondition), b[18], "the destination's status")
+				dev, err := scsi.ParseSense(b[19:])
+				require.NoError(t, err)
+				require.Equal(t, scsi.MediumError, dev.Key)
+				require.Equal(t, scsi.ASCWriteError, dev.Code)
+				require.Equal(t, byte(0x70), b[19]&0x7F, "in the format D_SENSE selects")
+				require.Equal(t, int(b[19+7])+8, len(b)-19, "nothing after it")
+				require.NotNil(t, s.Forwarded)
+				require.Equal(t, byte(scsi.ForwardedFromDestination), s.Forwarded.Source)
+				require.Equal(t, b[19:], s.Forwarded.Sense)
 			}
 
 			// RECEIVE COPY FAILURE DETAILS (SPC-4 6.18.3).
@@ -397,6 +414,8 @@ func TestXcopyFailure(t *testing.T) {
 			require.Equal(t, scsi.CopyAborted, got.Key)
 			require.Equal(t, uint64(1), got.CommandSpecific)
 			require.Equal(t, dsense, b[32] == 0x72)
+			require.NotNil(t, got.Forwarded, "the destination's sense, in either format")
+			require.Equal(t, byte(scsi.ForwardedFromDestination), got.Forwarded.Source)
 		})
 	}
 }
