@@ -620,11 +620,11 @@ func TestCopyAbortMidCopy(t *testing.T) {
 				close(release)
 			case "ABORT TASK SET":
 				// On the logical unit that received the command: the
-				// copy is one of the nexus's tasks there.
-				// The command is one of the nexus's tasks there
-				// too: the task set ends its context.
-				r.disks[0].lu.AbortTaskSet(r.nexus)
+				// command is one of the nexus's tasks there, so the
+				// task set ends its context (here, first), and so are
+				// the copy's internal tasks there.
 				cancel()
+				r.disks[0].lu.AbortTaskSet(r.nexus)
 				close(release)
 			}
 			res := <-done

@@ -302,6 +302,14 @@ func (c *segmentCopy) fail(err error, ep endpoint) *scsi.Sense {
 	if c.ctx.Err() != nil {
 		return scsi.TaskAborted()
 	}
+	if s := (*scsi.Sense)(nil); errors.As(err, &s) && s.Key == scsi.AbortedCommand {
+		// An internal task of the copy was aborted (ABORT TASK SET, a
+		// reset or the loss of the nexus on a logical unit it accesses)
+		// before its work ran: the copy stops as when that happens while
+		// the work runs (stopIfAborted), whichever comes first.
+		c.stop()
+		return scsi.TaskAborted()
+	}
 	if errors.Is(err, errSnapshotRevoked) {
 		// A ROD that became invalid while the copy ran is an
 		// unreachable CSCD (SPC-4 5.17.7.5.1).
