@@ -67,7 +67,7 @@ type Config struct {
 	// LUNs are the logical units to use, all with 512-byte blocks. The
 	// lock blocks are on LUNs[0].
 	LUNs []uint64
-	// Sessions is the number of sessions (default 8).
+	// Sessions is the number of sessions (default 16).
 	Sessions int
 	// Workers is the number of workers per session (default 2), each
 	// with its own region and random stream, so that a session has
@@ -390,7 +390,7 @@ const (
 // *Failure for a difference from the model.
 func Run(ctx context.Context, cfg Config) (*Stats, error) {
 	if cfg.Sessions <= 0 {
-		cfg.Sessions = 8
+		cfg.Sessions = 16
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
