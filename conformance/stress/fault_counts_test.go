@@ -59,16 +59,12 @@ func TestCopyFaultCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	tgt := startInProcess(t, map[uint64]backstore.Store{0: src, 1: dst})
-	r := &lossRig{t: t, tgt: tgt}
+	r := &lossRig{t: t, addr: tgt.addr, tgt: tgt}
+	r.discover()
 	s := r.login(t, [6]byte{0x80, 0xd7, 0x20, 0, 0, 1})
 	defer s.Close()
-	for lun := range uint64(2) {
-		r.unitAttentions(t, s, lun)
-		resp := r.do(t, s, initiator.Request{LUN: lun, CDB: []byte{0x12, 0x01, 0x83, 0x10, 0x00, 0x00}, ReadLen: 4096})
-		if r.cscds[lun] = naaCSCD(resp.DataIn); resp.Status != scsi.StatusGood || r.cscds[lun] == nil {
-			t.Fatalf("VPD 83h of LUN %d: %s", lun, senseString(resp))
-		}
-	}
+	r.unitAttentions(t, s, 0)
+	r.unitAttentions(t, s, 1)
 	bad := int64(countDstStart+countBadChunk*countChunkBlocks+countBadOffset) * BlockSize
 	for _, k := range []backstore.OpKind{backstore.OpWrite, backstore.OpCopy, backstore.OpClone} {
 		dst.FailRange(k, bad, BlockSize, syscall.EIO)

@@ -19,19 +19,13 @@ import (
 )
 
 // The layout of TestCopyNexusLoss: a source LU (LUN 0) and a destination
-// LU (LUN 1); every copy moves lossChunks chunks of lossChunkBlocks
-// blocks from the start of the source to lossDstStart on the
-// destination, one segment (EXTENDED COPY) or one range descriptor
-// (WRITE USING TOKEN) per chunk, so that the copy manager writes each
-// chunk in one internal task.
+// LU (LUN 1) twice its size; every copy moves lossChunks chunks from the
+// start of the source to a quarter into the destination, one segment
+// (EXTENDED COPY) or one range descriptor (WRITE USING TOKEN) per chunk,
+// so that the copy manager writes each chunk in one internal task.
 const (
-	lossChunkBlocks = 2048 // 1 MiB
-	lossChunks      = 32
-	lossCopyBlocks  = lossChunks * lossChunkBlocks
-	lossSrcBlocks   = lossCopyBlocks
-	lossDstBlocks   = 2 * lossCopyBlocks
-	lossDstStart    = lossCopyBlocks / 4
-	lossInitiator   = "iqn.2025-01.io.odxtgt:nexus-loss"
+	lossChunks    = 32
+	lossInitiator = "iqn.2025-01.io.odxtgt:nexus-loss"
 )
 
 // copyKind is the command a TestCopyNexusLoss case starts.
@@ -56,14 +50,22 @@ func (e nexusEnd) String() string {
 	return [...]string{"connection drop", "logout", "session reinstatement"}[e]
 }
 
-// lossRig is the target of TestCopyNexusLoss and what the test knows of it.
+// lossRig is a target with a source LU (LUN 0) and a destination LU
+// (LUN 1), the copies the tests of this file and fault_counts_test.go
+// send between them, and what a test knows of the two media.
 type lossRig struct {
 	t        *testing.T
-	tgt      *inProcess
+	chunk    int // blocks per chunk
+	addr     string
+	tgt      *inProcess // nil against the binary
 	src, dst *backstore.Memory
 	srcData  []byte // what the source holds
 	oldData  []byte // what the destination holds before each case
 	cscds    [2][]byte
+	// readDst and writeDst read and write the destination's medium
+	// behind the target's back.
+	readDst  func(p []byte, off int64) error
+	writeDst func(p []byte, off int64) error
 }
 
 // TestCopyNexusLoss ends the I_T nexus of a copy while it runs, by
@@ -94,8 +96,9 @@ type lossRig struct {
 //   - goroutines and open file descriptors of the process (target and
 //     initiator) come back to what they were before the cases.
 func TestCopyNexusLoss(t *testing.T) {
-	r := newLossRig(t)
+	r := newLossRig(t, 512) // chunks of 256 KiB
 	r.warmUp()
+	waitFor(t, "the warm-up's token to expire", func() bool { return r.tgt.copies.Stats().Tokens == 0 })
 	goroutines0, fds0 := settledGoroutines(), openFDs(t)
 
 	cases := []struct {
@@ -147,21 +150,41 @@ func TestCopyNexusLoss(t *testing.T) {
 	}
 }
 
-func newLossRig(t *testing.T) *lossRig {
-	r := &lossRig{
-		t:   t,
-		src: backstore.NewMemory(lossSrcBlocks*BlockSize, BlockSize),
-		dst: backstore.NewMemory(lossDstBlocks*BlockSize, BlockSize),
-	}
-	r.srcData = stampedBlocks("source", lossSrcBlocks, 1)
-	r.oldData = stampedBlocks("old destination", lossDstBlocks, 2)
+// newLossRig serves a source and a destination memory LU from an
+// in-process target, for copies of lossChunks chunks of chunk blocks.
+func newLossRig(t *testing.T, chunk int) *lossRig {
+	r := &lossRig{t: t, chunk: chunk}
+	r.src = backstore.NewMemory(int64(r.copyBlocks()*BlockSize), BlockSize)
+	r.dst = backstore.NewMemory(int64(r.dstBlocks()*BlockSize), BlockSize)
+	r.srcData = stampedBlocks("source", r.copyBlocks(), 1)
+	r.oldData = stampedBlocks("old destination", r.dstBlocks(), 2)
 	if err := r.src.WriteAt(r.srcData, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.dst.WriteAt(r.oldData, 0, false); err != nil {
 		t.Fatal(err)
 	}
+	r.readDst = r.dst.ReadAt
+	r.writeDst = func(p []byte, off int64) error { return r.dst.WriteAt(p, off, false) }
 	r.tgt = startInProcess(t, map[uint64]backstore.Store{0: r.src, 1: r.dst})
+	r.addr = r.tgt.addr
+	r.discover()
+	return r
+}
+
+// copyBlocks is the length of a copy, and of the source.
+func (r *lossRig) copyBlocks() int { return lossChunks * r.chunk }
+
+// dstBlocks is the length of the destination.
+func (r *lossRig) dstBlocks() int { return 2 * r.copyBlocks() }
+
+// dstStart is the first block a copy writes on the destination.
+func (r *lossRig) dstStart() int { return r.copyBlocks() / 4 }
+
+// discover reads the NAA designators of both logical units, for the
+// copies' CSCD descriptors.
+func (r *lossRig) discover() {
+	t := r.t
 	s := r.login(t, [6]byte{0x80, 0xd7, 0x10, 0, 0, 0xFF})
 	defer s.Close()
 	for lun := range uint64(2) {
@@ -173,7 +196,6 @@ func newLossRig(t *testing.T) *lossRig {
 			t.Fatalf("LUN %d reports no NAA designator", lun)
 		}
 	}
-	return r
 }
 
 // stampedBlocks returns n blocks of random data, each starting with its
@@ -195,7 +217,7 @@ func (r *lossRig) login(t *testing.T, isid [6]byte) *initiator.Session {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := initiator.Dial(ctx, r.tgt.addr, initiator.Config{InitiatorName: lossInitiator, TargetName: stressTarget, ISID: isid})
+	s, err := initiator.Dial(ctx, r.addr, initiator.Config{InitiatorName: lossInitiator, TargetName: stressTarget, ISID: isid})
 	if err != nil {
 		t.Fatalf("login with ISID % x: %v", isid, err)
 	}
@@ -235,7 +257,7 @@ func (r *lossRig) unitAttentions(t *testing.T, s *initiator.Session, lun uint64)
 
 // warmUp runs one of each copy to completion, so that whatever the
 // process starts once (pools, timers) is there before the goroutines
-// are counted.
+// are counted; its token lives a second.
 func (r *lossRig) warmUp() {
 	t := r.t
 	s := r.login(t, [6]byte{0x80, 0xd7, 0x10, 0, 0, 0xFE})
@@ -245,7 +267,7 @@ func (r *lossRig) warmUp() {
 	if resp := r.do(t, s, initiator.Request{LUN: 1, CDB: xcopy4CDB(len(list)), DataOut: list}); resp.Status != scsi.StatusGood {
 		t.Fatalf("warm-up EXTENDED COPY (LID4): %s", senseString(resp))
 	}
-	p := r.wutList(r.populate(t, s, 8), false)
+	p := r.wutList(r.populate(t, s, 8, 1), false)
 	if resp := r.do(t, s, initiator.Request{LUN: 1, CDB: tokenCDB(0x11, 9, len(p)), DataOut: p}); resp.Status != scsi.StatusGood {
 		t.Fatalf("warm-up WRITE USING TOKEN: %s", senseString(resp))
 	}
@@ -254,7 +276,7 @@ func (r *lossRig) warmUp() {
 	if err := s.Logout(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.dst.WriteAt(r.oldData, 0, false); err != nil {
+	if err := r.writeDst(r.oldData, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -264,7 +286,7 @@ func (r *lossRig) warmUp() {
 func (r *lossRig) copyList(kind copyKind, id uint32, immed bool) []byte {
 	var segs []xcopySegment
 	for i := range lossChunks {
-		segs = append(segs, xcopySegment{src: uint64(i * lossChunkBlocks), dst: lossDstStart + uint64(i*lossChunkBlocks), n: lossChunkBlocks})
+		segs = append(segs, xcopySegment{src: uint64(i * r.chunk), dst: uint64(r.dstStart() + i*r.chunk), n: r.chunk})
 	}
 	var list []byte
 	if kind == copyLID1 {
@@ -276,10 +298,11 @@ func (r *lossRig) copyList(kind copyKind, id uint32, immed bool) []byte {
 	return list
 }
 
-// populate makes a token of the whole source (list id) and returns it.
-func (r *lossRig) populate(t *testing.T, s *initiator.Session, id uint32) []byte {
+// populate makes a token of the whole source (list id) with the given
+// inactivity timeout (seconds) and returns it.
+func (r *lossRig) populate(t *testing.T, s *initiator.Session, id, timeout uint32) []byte {
 	t.Helper()
-	p := populateParams(tokenTimeout, []blockRange{{0, lossSrcBlocks}})
+	p := populateParams(timeout, []blockRange{{0, r.copyBlocks()}})
 	if resp := r.do(t, s, initiator.Request{LUN: 0, CDB: tokenCDB(0x10, id, len(p)), DataOut: p}); resp.Status != scsi.StatusGood {
 		t.Fatalf("POPULATE TOKEN: %s", senseString(resp))
 	}
@@ -289,7 +312,7 @@ func (r *lossRig) populate(t *testing.T, s *initiator.Session, id uint32) []byte
 	}
 	info := resp.DataIn
 	off := 32 + int(info[13])
-	if len(info) < off+6+512 || binary.BigEndian.Uint64(info[16:]) != lossSrcBlocks {
+	if len(info) < off+6+512 || binary.BigEndian.Uint64(info[16:]) != uint64(r.copyBlocks()) {
 		t.Fatalf("RECEIVE ROD TOKEN INFORMATION: % x", info[:min(len(info), 64)])
 	}
 	return bytes.Clone(info[off+6 : off+6+512])
@@ -300,7 +323,7 @@ func (r *lossRig) populate(t *testing.T, s *initiator.Session, id uint32) []byte
 func (r *lossRig) wutList(tok []byte, immed bool) []byte {
 	var rs []blockRange
 	for i := range lossChunks {
-		rs = append(rs, blockRange{lossDstStart + uint64(i*lossChunkBlocks), lossChunkBlocks})
+		rs = append(rs, blockRange{uint64(r.dstStart() + i*r.chunk), r.chunk})
 	}
 	p := wutParams(tok, 0, false, rs)
 	if immed {
@@ -329,8 +352,8 @@ func (r *lossRig) listStatus(t *testing.T, s *initiator.Session, kind copyKind, 
 // chunkDone reports whether chunk i of the copy is on the destination.
 func (r *lossRig) chunkDone(i int) bool {
 	got := make([]byte, BlockSize)
-	last := (i+1)*lossChunkBlocks - 1
-	if err := r.dst.ReadAt(got, int64(lossDstStart+last)*BlockSize); err != nil {
+	last := (i+1)*r.chunk - 1
+	if err := r.readDst(got, int64(r.dstStart()+last)*BlockSize); err != nil {
 		r.t.Fatal(err)
 	}
 	return bytes.Equal(got, r.srcData[last*BlockSize:(last+1)*BlockSize])
@@ -358,13 +381,13 @@ func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end ne
 		}
 		req = initiator.Request{LUN: lun, CDB: cdb, DataOut: list}
 	case copyWUT:
-		p := r.wutList(r.populate(t, a, 0x1000+uint32(i)), immed)
+		p := r.wutList(r.populate(t, a, 0x1000+uint32(i), 1), immed)
 		req = initiator.Request{LUN: lun, CDB: tokenCDB(0x11, id, len(p)), DataOut: p}
 	}
 
 	// The destination's first block of chunk stopAt, held exclusively:
 	// the copy writes the chunks before it and waits there.
-	unlock, err := r.tgt.lus[1].LockExtent(ctx, lossDstStart+uint64(stopAt*lossChunkBlocks), 1, scsi.ExtentExclusive)
+	unlock, err := r.tgt.lus[1].LockExtent(ctx, uint64(r.dstStart()+stopAt*r.chunk), 1, scsi.ExtentExclusive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +465,7 @@ func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end ne
 	if err := b.Logout(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.dst.WriteAt(r.oldData, 0, false); err != nil {
+	if err := r.writeDst(r.oldData, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -453,20 +476,20 @@ func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end ne
 func (r *lossRig) checkDestination(t *testing.T, done int) {
 	t.Helper()
 	got := make([]byte, len(r.oldData))
-	if err := r.dst.ReadAt(got, 0); err != nil {
+	if err := r.readDst(got, 0); err != nil {
 		t.Fatal(err)
 	}
 	wrong, first := 0, -1
 	var what string
-	for blk := range lossDstBlocks {
+	for blk := range r.dstBlocks() {
 		g := got[blk*BlockSize : (blk+1)*BlockSize]
 		old := r.oldData[blk*BlockSize : (blk+1)*BlockSize]
 		var src []byte
-		if s := blk - lossDstStart; s >= 0 && s < lossCopyBlocks {
+		if s := blk - r.dstStart(); s >= 0 && s < r.copyBlocks() {
 			src = r.srcData[s*BlockSize : (s+1)*BlockSize]
 		}
 		want := old
-		if src != nil && blk < lossDstStart+done*lossChunkBlocks {
+		if src != nil && blk < r.dstStart()+done*r.chunk {
 			want = src
 		}
 		if bytes.Equal(g, want) {
@@ -487,7 +510,18 @@ func (r *lossRig) checkDestination(t *testing.T, done int) {
 	}
 	if wrong > 0 {
 		t.Errorf("destination: %d blocks wrong; the first, block %d (copy range %d+%d, %d chunks of %d blocks copied), holds %s",
-			wrong, first, lossDstStart, lossCopyBlocks, done, lossChunkBlocks, what)
+			wrong, first, r.dstStart(), r.copyBlocks(), done, r.chunk, what)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 20 s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
