@@ -15,10 +15,10 @@ import (
 
 // The layout of TestCopyFaultCounts: four chunks of 8 MiB copied from the
 // start of LUN 0 to countDstStart on LUN 1, one segment (EXTENDED COPY)
-// or range descriptor (WRITE USING TOKEN) each; writes to the
-// destination fail from countBadOffset into chunk countBadChunk, which
-// is past the first 4 MiB piece the copy manager writes of it when it
-// goes through its buffers.
+// or range descriptor (WRITE USING TOKEN) each; the destination's writes
+// or the source's reads fail countBadOffset into chunk countBadChunk,
+// past the first 4 MiB piece the copy manager moves of it when it goes
+// through its buffers.
 const (
 	countChunkBlocks = 16384 // 8 MiB
 	countChunks      = 4
@@ -35,27 +35,28 @@ const (
 )
 
 // TestCopyFaultCounts fails the destination's writes (and copies and
-// clones, so that no fast path goes around the failure) at a chosen
-// block of a later chunk of a copy, and checks that what the target
-// reports of the failed copy is exactly what reached the destination,
-// which the test reads back: the blocks before the count hold the
-// source's data, every other block its old data.
+// clones, so that no fast path goes around the failure), or the source's
+// reads, at a chosen block of a later chunk of a copy, and checks that
+// what the target reports of the failed copy is exactly what reached the
+// destination, which the test reads back: the blocks before the count
+// hold the source's data, every other block its old data.
 //   - EXTENDED COPY (LID1), (LID4) and (LID4) with IMMED: COPY ABORTED,
 //     THIRD PARTY DEVICE FAILURE with the failed segment's number in
-//     COMMAND-SPECIFIC INFORMATION (SPC-4 6.4.3.6), and RECEIVE COPY STATUS (LID1 or LID4)
-//     with the segments processed (those before the failed one) and a
-//     transfer count of the bytes written;
-//   - WRITE USING TOKEN with and without IMMED: MEDIUM ERROR, WRITE
-//     ERROR naming the first block not written in INFORMATION, and
+//     COMMAND-SPECIFIC INFORMATION (SPC-4 6.4.3.6), and RECEIVE COPY
+//     STATUS (LID1 or LID4) with the segments processed (those before
+//     the failed one) and a transfer count of the bytes written;
+//   - WRITE USING TOKEN with and without IMMED: the device's MEDIUM
+//     ERROR (WRITE ERROR naming the first destination block not written,
+//     or UNRECOVERED READ ERROR naming the source block that failed), and
 //     RECEIVE ROD TOKEN INFORMATION with a transfer count of the blocks
 //     written.
 func TestCopyFaultCounts(t *testing.T) {
-	src := backstore.NewMemory(countCopyBlocks*BlockSize, BlockSize)
+	srcMem := backstore.NewMemory(countCopyBlocks*BlockSize, BlockSize)
 	mem := backstore.NewMemory(countDstBlocks*BlockSize, BlockSize)
-	dst := backstore.NewFault(mem)
+	src, dst := backstore.NewFault(srcMem), backstore.NewFault(mem)
 	srcData := stampedBlocks("source", countCopyBlocks, 3)
 	oldData := stampedBlocks("old destination", countDstBlocks, 4)
-	if err := src.WriteAt(srcData, 0, false); err != nil {
+	if err := srcMem.WriteAt(srcData, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	tgt := startInProcess(t, map[uint64]backstore.Store{0: src, 1: dst})
@@ -65,65 +66,75 @@ func TestCopyFaultCounts(t *testing.T) {
 	defer s.Close()
 	r.unitAttentions(t, s, 0)
 	r.unitAttentions(t, s, 1)
-	bad := int64(countDstStart+countBadChunk*countChunkBlocks+countBadOffset) * BlockSize
-	for _, k := range []backstore.OpKind{backstore.OpWrite, backstore.OpCopy, backstore.OpClone} {
-		dst.FailRange(k, bad, BlockSize, syscall.EIO)
-	}
+	const badBlock = countBadChunk*countChunkBlocks + countBadOffset // of the copy
 
-	for i, c := range []struct {
-		kind  copyKind
-		immed bool
-	}{{copyLID1, false}, {copyLID4, false}, {copyLID4, true}, {copyWUT, false}, {copyWUT, true}} {
-		name := fmt.Sprintf("%s/immed=%v", [...]string{"LID1", "LID4", "WUT"}[c.kind], c.immed)
-		t.Run(name, func(t *testing.T) {
-			if err := mem.WriteAt(oldData, 0, false); err != nil {
-				t.Fatal(err)
+	i := 0
+	for _, side := range []string{"destination", "source"} {
+		src.Reset()
+		dst.Reset()
+		if side == "destination" {
+			for _, k := range []backstore.OpKind{backstore.OpWrite, backstore.OpCopy, backstore.OpClone} {
+				dst.FailRange(k, int64(countDstStart+badBlock)*BlockSize, BlockSize, syscall.EIO)
 			}
-			id := uint32(0x10 + i)
-			resp := r.do(t, s, countRequest(t, r, s, c.kind, id, c.immed))
-			var sense *scsi.Sense
-			if c.immed {
-				if resp.Status != scsi.StatusGood {
-					t.Fatalf("the copy with IMMED: %s", senseString(resp))
+		} else {
+			src.FailRange(backstore.OpRead, int64(badBlock)*BlockSize, BlockSize, syscall.EIO)
+		}
+		for _, c := range []struct {
+			kind  copyKind
+			immed bool
+		}{{copyLID1, false}, {copyLID4, false}, {copyLID4, true}, {copyWUT, false}, {copyWUT, true}} {
+			i++
+			name := fmt.Sprintf("%s/%s/immed=%v", side, [...]string{"LID1", "LID4", "WUT"}[c.kind], c.immed)
+			t.Run(name, func(t *testing.T) {
+				if err := mem.WriteAt(oldData, 0, false); err != nil {
+					t.Fatal(err)
 				}
-			} else {
-				if resp.Status != scsi.StatusCheckCondition || resp.Sense == nil {
-					t.Fatalf("the copy through a failing write: %s, want CHECK CONDITION", senseString(resp))
+				id := uint32(0x10 + i)
+				resp := r.do(t, s, countRequest(t, r, s, c.kind, id, c.immed))
+				var sense *scsi.Sense
+				if c.immed {
+					if resp.Status != scsi.StatusGood {
+						t.Fatalf("the copy with IMMED: %s", senseString(resp))
+					}
+				} else {
+					if resp.Status != scsi.StatusCheckCondition || resp.Sense == nil {
+						t.Fatalf("the copy through a failing %s: %s, want CHECK CONDITION", side, senseString(resp))
+					}
+					sense = resp.Sense
 				}
-				sense = resp.Sense
-			}
-			status := countStatus(t, r, s, c.kind, id)
-			if c.immed {
-				sense = status.sense
-			}
-			checkFailureSense(t, c.kind, sense)
-			// What the status reports, and what the destination holds.
-			switch c.kind {
-			case copyLID1, copyLID4:
-				if status.segments != countBadChunk || status.bytes != countWritten*BlockSize {
-					t.Errorf("status: %d segments processed, %d bytes transferred; want %d and %d",
-						status.segments, status.bytes, countBadChunk, countWritten*BlockSize)
+				status := countStatus(t, r, s, c.kind, id)
+				if c.immed {
+					sense = status.sense
 				}
-			case copyWUT:
-				if status.blocks != countWritten {
-					t.Errorf("RECEIVE ROD TOKEN INFORMATION: transfer count %d blocks, want %d", status.blocks, countWritten)
+				checkFailureSense(t, c.kind, side == "source", sense)
+				// What the status reports, and what the destination holds.
+				switch c.kind {
+				case copyLID1, copyLID4:
+					if status.segments != countBadChunk || status.bytes != countWritten*BlockSize {
+						t.Errorf("status: %d segments processed, %d bytes transferred; want %d and %d",
+							status.segments, status.bytes, countBadChunk, countWritten*BlockSize)
+					}
+				case copyWUT:
+					if status.blocks != countWritten {
+						t.Errorf("RECEIVE ROD TOKEN INFORMATION: transfer count %d blocks, want %d", status.blocks, countWritten)
+					}
 				}
-			}
-			got := make([]byte, len(oldData))
-			if err := mem.ReadAt(got, 0); err != nil {
-				t.Fatal(err)
-			}
-			for blk := range countDstBlocks {
-				want := oldData[blk*BlockSize : (blk+1)*BlockSize]
-				if o := blk - countDstStart; o >= 0 && o < countWritten {
-					want = srcData[o*BlockSize : (o+1)*BlockSize]
+				got := make([]byte, len(oldData))
+				if err := mem.ReadAt(got, 0); err != nil {
+					t.Fatal(err)
 				}
-				if g := got[blk*BlockSize : (blk+1)*BlockSize]; !bytes.Equal(g, want) {
-					t.Fatalf("destination block %d (copy range %d+%d, %d blocks written by the count): %q…, want %q…",
-						blk, countDstStart, countCopyBlocks, countWritten, printable(g[:32]), printable(want[:32]))
+				for blk := range countDstBlocks {
+					want := oldData[blk*BlockSize : (blk+1)*BlockSize]
+					if o := blk - countDstStart; o >= 0 && o < countWritten {
+						want = srcData[o*BlockSize : (o+1)*BlockSize]
+					}
+					if g := got[blk*BlockSize : (blk+1)*BlockSize]; !bytes.Equal(g, want) {
+						t.Fatalf("destination block %d (copy range %d+%d, %d blocks written by the count): %q…, want %q…",
+							blk, countDstStart, countCopyBlocks, countWritten, printable(g[:32]), printable(want[:32]))
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -235,8 +246,8 @@ func countStatus(t *testing.T, r *lossRig, s *initiator.Session, kind copyKind, 
 }
 
 // checkFailureSense checks the sense data of a copy the failing write
-// stopped.
-func checkFailureSense(t *testing.T, kind copyKind, sn *scsi.Sense) {
+// (or, with source, read) stopped.
+func checkFailureSense(t *testing.T, kind copyKind, source bool, sn *scsi.Sense) {
 	t.Helper()
 	if sn == nil {
 		t.Fatal("no sense data for the failed copy")
@@ -248,9 +259,16 @@ func checkFailureSense(t *testing.T, kind copyKind, sn *scsi.Sense) {
 				sn, sn.CommandSpecific, sn.HasCommandSpecific, countBadChunk)
 		}
 	case copyWUT:
-		first := uint64(countDstStart + countWritten) // the first block not written
-		if sn.Key != scsi.MediumError || sn.Code != scsi.ASCWriteError || !sn.HasInformation || sn.Information != first {
-			t.Errorf("sense %v (information %d, valid %v), want MEDIUM ERROR, WRITE ERROR at LBA %d", sn, sn.Information, sn.HasInformation, first)
+		// The device's own sense data, as FreeBSD's copy manager also
+		// returns it: the first destination block not written, or the
+		// source block of the read that failed (the token's data starts
+		// at LBA 0).
+		code, at := scsi.ASCWriteError, uint64(countDstStart+countWritten)
+		if source {
+			code, at = scsi.ASCUnrecoveredReadError, countWritten
+		}
+		if sn.Key != scsi.MediumError || sn.Code != code || !sn.HasInformation || sn.Information != at {
+			t.Errorf("sense %v (information %d, valid %v), want MEDIUM ERROR, %v at LBA %d", sn, sn.Information, sn.HasInformation, code, at)
 		}
 	}
 }
