@@ -180,10 +180,9 @@ func countRequest(t *testing.T, r *lossRig, s *initiator.Session, kind copyKind,
 // copyEnd is what RECEIVE COPY STATUS or RECEIVE ROD TOKEN INFORMATION
 // reports of a copy that ended.
 type copyEnd struct {
-	segments       int
-	bytes, blocks  uint64
-	sense          *scsi.Sense // the copy's sense data (LID4 and tokens)
-	completedError bool
+	segments      int
+	bytes, blocks uint64
+	sense         *scsi.Sense // the copy's sense data (LID4 and tokens)
 }
 
 // countStatus reads the status of list id once it has ended (an IMMED
@@ -210,7 +209,7 @@ func countStatus(t *testing.T, r *lossRig, s *initiator.Session, kind copyKind, 
 			if d[4]&0x7F != 0x02 || d[7] != 0 {
 				t.Fatalf("RECEIVE COPY STATUS (LID1): copy manager status %#x, transfer count units %#x; want 02h (completed with error) and 00h (bytes)", d[4], d[7])
 			}
-			return copyEnd{segments: int(binary.BigEndian.Uint16(d[5:])), bytes: uint64(binary.BigEndian.Uint32(d[8:])), completedError: true}
+			return copyEnd{segments: int(binary.BigEndian.Uint16(d[5:])), bytes: uint64(binary.BigEndian.Uint32(d[8:]))}
 		}
 		// SPC-4 6.18.6 (and 6.19 for RECEIVE ROD TOKEN INFORMATION).
 		if d[5] == 0x11 || d[5] == 0x12 {
@@ -228,7 +227,7 @@ func countStatus(t *testing.T, r *lossRig, s *initiator.Session, kind copyKind, 
 			t.Fatalf("status of list %d: operation status %#x, completion status %#x, transfer count units %#x; want 02h, 02h and %#x",
 				id, d[5], d[12], d[15], units)
 		}
-		e := copyEnd{segments: int(binary.BigEndian.Uint16(d[24:])), completedError: true}
+		e := copyEnd{segments: int(binary.BigEndian.Uint16(d[24:]))}
 		if kind == copyWUT {
 			e.blocks = binary.BigEndian.Uint64(d[16:])
 		} else {
