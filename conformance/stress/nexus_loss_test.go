@@ -93,6 +93,8 @@ type lossRig struct {
 //     NEXUS LOSS OCCURRED on both logical units and finds no list with
 //     that identifier (ILLEGAL REQUEST, INVALID FIELD IN CDB): the list
 //     state went with the nexus;
+//   - lists that completed and were held for their status, unread,
+//     are gone with the nexus too;
 //   - goroutines and open file descriptors of the process (target and
 //     initiator) come back to what they were before the cases.
 func TestCopyNexusLoss(t *testing.T) {
@@ -130,6 +132,8 @@ func TestCopyNexusLoss(t *testing.T) {
 			r.runCase(t, i, c.kind, c.immed, c.end, c.lun, stopAt)
 		})
 	}
+
+	t.Run("completed lists", r.heldListsLost)
 
 	// Every session is closed: the process must come back to where it
 	// was. Tokens expire at their inactivity timeout.
@@ -462,6 +466,54 @@ func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end ne
 	unlock()
 	locked = false
 	r.checkDestination(t, stopAt)
+	if err := b.Logout(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.writeDst(r.oldData, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// heldListsLost: the lists a nexus holds for RECEIVE COPY STATUS and
+// RECEIVE ROD TOKEN INFORMATION after they completed, unread, go with
+// the nexus too: an EXTENDED COPY (LID1 and LID4) and a POPULATE TOKEN.
+func (r *lossRig) heldListsLost(t *testing.T) {
+	isid := [6]byte{0x80, 0xd7, 0x10, 0, 0, 0xF0}
+	a := r.login(t, isid)
+	defer a.Close()
+	r.unitAttentions(t, a, 0)
+	r.unitAttentions(t, a, 1)
+	for _, kind := range []copyKind{copyLID1, copyLID4} {
+		list := r.copyList(kind, 0x30+uint32(kind), false)
+		cdb := xcopyCDB(len(list))
+		if kind == copyLID4 {
+			cdb = xcopy4CDB(len(list))
+		}
+		if resp := r.do(t, a, initiator.Request{LUN: 1, CDB: cdb, DataOut: list}); resp.Status != scsi.StatusGood {
+			t.Fatalf("EXTENDED COPY: %s", senseString(resp))
+		}
+	}
+	p := populateParams(1, []blockRange{{0, r.copyBlocks()}})
+	if resp := r.do(t, a, initiator.Request{LUN: 0, CDB: tokenCDB(0x10, 0x32, len(p)), DataOut: p}); resp.Status != scsi.StatusGood {
+		t.Fatalf("POPULATE TOKEN: %s", senseString(resp))
+	}
+	a.Close()
+	b := r.login(t, isid)
+	defer b.Close()
+	r.unitAttentions(t, b, 0)
+	r.unitAttentions(t, b, 1)
+	for _, l := range []struct {
+		kind copyKind
+		lun  uint64
+		id   uint32
+	}{{copyLID1, 1, 0x30}, {copyLID4, 1, 0x31}, {copyWUT, 0, 0x32}} { // copyWUT: RECEIVE ROD TOKEN INFORMATION
+		resp := r.listStatus(t, b, l.kind, l.lun, l.id)
+		if resp.Status != scsi.StatusCheckCondition || resp.Sense == nil || resp.Sense.Key != scsi.IllegalRequest || resp.Sense.Code != scsi.ASCInvalidFieldInCDB {
+			t.Errorf("status of completed list %d after the connection drop: %s % x, want ILLEGAL REQUEST, INVALID FIELD IN CDB", l.id, senseString(resp), resp.DataIn)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	if err := b.Logout(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
