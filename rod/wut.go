@@ -120,12 +120,13 @@ func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
 	dst := w.req.LU
 	if w.tok == nil {
 		k := min(n, uint64(offloadChunk/w.bs))
+		var wrote int64
 		err := w.m.runInternal(w.ctx, w.req.Nexus, []scsi.Access{{LU: dst, LBA: lba, Blocks: k, Write: true}}, func(ctx context.Context) error {
 			defer w.noteAbort(ctx)
-			return zero(dst, int64(lba)*w.bs, int64(k)*w.bs, !dst.WriteCacheEnabled())
+			return zero(dst, int64(lba)*w.bs, int64(k)*w.bs, !dst.WriteCacheEnabled(), &wrote)
 		})
 		if err != nil {
-			return 0, w.fail(err)
+			return 0, w.failAfter(err, wrote)
 		}
 		w.done(k)
 		return k, w.abortedSense()
@@ -150,15 +151,16 @@ func (w *tokenWrite) step(lba, n uint64) (uint64, *scsi.Sense) {
 	slba := uint64(srcOff / sbs)
 	sblocks := uint64((srcOff+bytes+sbs-1)/sbs) - slba
 	accesses := []scsi.Access{{LU: src, LBA: slba, Blocks: sblocks}, {LU: dst, LBA: lba, Blocks: k, Write: true}}
+	var wrote int64
 	err := w.m.runInternal(w.ctx, w.req.Nexus, accesses, func(ctx context.Context) error {
 		defer w.noteAbort(ctx)
 		if !same && w.offload(srcOff, int64(lba)*w.bs, bytes) {
 			return nil
 		}
-		return w.buffered(srcOff, int64(lba)*w.bs, bytes)
+		return w.buffered(srcOff, int64(lba)*w.bs, bytes, &wrote)
 	})
 	if err != nil {
-		return 0, w.fail(err)
+		return 0, w.failAfter(err, wrote)
 	}
 	w.pos += bytes
 	w.done(k)
@@ -198,8 +200,8 @@ func (w *tokenWrite) offload(srcOff, dstOff, n int64) bool {
 }
 
 // buffered reads the whole range of the token's data into the buffer,
-// then writes it.
-func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
+// then writes it, a buffer at a time; wrote counts the bytes written.
+func (w *tokenWrite) buffered(srcOff, dstOff, n int64, wrote *int64) error {
 	for done := int64(0); done < n; {
 		k := min(n-done, bufferSize)
 		p := w.buf[:k]
@@ -212,6 +214,7 @@ func (w *tokenWrite) buffered(srcOff, dstOff, n int64) error {
 		}
 		w.m.counters.bytes[PathBuffered].Add(uint64(k))
 		done += k
+		*wrote = done
 	}
 	return nil
 }
@@ -256,6 +259,18 @@ func (w *tokenWrite) gather(lba uint64) *scsi.Sense {
 	return w.abortedSense()
 }
 
+// failAfter is fail for a step that wrote its first wrote bytes before it
+// failed: those blocks are on the destination and count as written, so
+// that RECEIVE ROD TOKEN INFORMATION's TRANSFER COUNT (and the INFORMATION
+// of COPY ABORTED) says how far the command got, as it does when it is
+// cut short between steps.
+func (w *tokenWrite) failAfter(err error, wrote int64) *scsi.Sense {
+	if k := uint64(wrote / w.bs); k > 0 {
+		w.done(k)
+	}
+	return w.fail(err)
+}
+
 // fail maps the error of an internal task: a revoked snapshot is the
 // token's revocation; a reservation conflict on the token's source or the
 // destination is COPY ABORTED, THIRD PARTY DEVICE FAILURE with the
@@ -287,13 +302,14 @@ func (w *tokenWrite) fail(err error) *scsi.Sense {
 }
 
 // zero makes n bytes at off of lu read as zeroes: the store's zeroing if
-// it has one, else zero-filled writes.
-func zero(lu *scsi.LU, off, n int64, fua bool) error {
+// it has one, else zero-filled writes; wrote counts the bytes zeroed.
+func zero(lu *scsi.LU, off, n int64, fua bool, wrote *int64) error {
 	err := backstore.WriteZeroes(lu.Store, off, n, fua)
 	if !errors.Is(err, backstore.ErrNotSupported) {
 		if err != nil {
 			return scsi.WriteError(err, uint64(off/int64(lu.Store.BlockSize())))
 		}
+		*wrote = n
 		return nil
 	}
 	zeros := make([]byte, min(n, 1<<20))
@@ -303,6 +319,7 @@ func zero(lu *scsi.LU, off, n int64, fua bool) error {
 			return scsi.WriteError(err, uint64((off+done)/int64(lu.Store.BlockSize())))
 		}
 		done += k
+		*wrote = done
 	}
 	return nil
 }

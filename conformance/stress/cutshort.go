@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/odxtgt/odxtgt/iscsi/initiator"
@@ -175,31 +176,77 @@ func (s *session) abortTask(ctx context.Context) error {
 }
 
 // dropConnection logs in a session of the worker's own (so that the
-// other workers of its session are not disturbed), sends a WRITE on it,
+// other workers of its session are not disturbed), sends a command on it,
 // closes the TCP connection a moment later without a logout, and logs in
 // again with the same ISID: the target reinstates the session, ending the
-// old one's tasks first (RFC 7143 6.3.5), so that once the login has
-// completed the write can no longer change anything.
+// old one's tasks first (RFC 7143 6.3.5) and, with the nexus, the copies
+// it started in the background (IMMED), so that once the login has
+// completed the command can no longer change anything. The command is a
+// WRITE, an EXTENDED COPY (LID4) with or without IMMED, or a WRITE USING
+// TOKEN with or without IMMED of a token from the pool.
 func (s *session) dropConnection(ctx context.Context) error {
-	l, rg := s.pickRange(128)
-	data := s.fill(rg.n)
 	delay := time.Duration(s.rng.IntN(2000)) * time.Microsecond
+	kind, immed := s.rng.IntN(3), s.rng.IntN(2) == 0
+	pick, frac, layout := s.rng.IntN(1<<30), s.rng.Float64(), s.rng.Uint64()
 	cfg := initiator.Config{
 		InitiatorName: s.r.cfg.Initiators[s.sess%len(s.r.cfg.Initiators)], TargetName: s.r.cfg.Target,
 		ISID:         [6]byte{0x80, 0xd7, 0x09, 0x00, byte(s.id >> 8), byte(s.id)},
 		HeaderDigest: withDigests(s.sess), DataDigest: withDigests(s.sess),
 	}
+	var req initiator.Request
+	var tok *token
+	switch kind {
+	case 1: // EXTENDED COPY (LID4)
+		src, dst, segs := s.pickSegments()
+		list := xcopyList4(s.listID(), immed, src.cscd, dst.cscd, segs)
+		s.expectSegments(src, dst, segs)
+		req = initiator.Request{LUN: []uint64{src.num, dst.num}[s.rng.IntN(2)], CDB: xcopy4CDB(len(list)), DataOut: list}
+	case 2: // WRITE USING TOKEN
+		if tok = s.r.takeToken(pick); tok != nil {
+			l := s.r.lus[s.rng.IntN(len(s.r.lus))]
+			n := min(1+int(frac*float64(len(tok.data)/BlockSize-1)), int(s.r.region))
+			main := s.rng
+			s.rng = rand.New(rand.NewPCG(layout, 0))
+			rs := s.disjointRanges(1+s.rng.IntN(3), n)
+			s.rng = main
+			p := wutParams(tok.bytes, 0, false, rs)
+			if immed {
+				p[2] |= 0x01
+			}
+			s.expectRanges(l, rs, tok.data)
+			req = initiator.Request{LUN: l.num, CDB: tokenCDB(0x11, s.listID(), len(p)), DataOut: p}
+			break
+		}
+		kind = 0 // no token in the pool: a WRITE
+		fallthrough
+	default:
+		l, rg := s.pickRange(128)
+		data := s.fill(rg.n)
+		s.expect(l, rg.lba, data, "connection dropped")
+		req = initiator.Request{LUN: l.num, CDB: rw16(0x8A, 0, rg.lba, rg.n), DataOut: data}
+	}
+	if kind != 0 {
+		s.stats.DroppedCopies++
+	}
+	if tok != nil && !tok.shared {
+		defer s.r.putToken(tok) // not deleted (no DEL_TKN): it stays usable
+	}
+	// Whatever the command's LU, the unit attentions of the
+	// reinstatement are taken on the first one.
+	lun0 := s.r.lus[0].num
 	login := func() (*initiator.Session, error) {
 		c, err := initiator.Dial(ctx, s.r.cfg.Addr, cfg)
 		if err != nil {
-			return nil, s.transportErr(ctx, l.num, nil, err)
+			return nil, s.transportErr(ctx, req.LUN, nil, err)
 		}
 		// Unit attentions of the reinstatement or of resets (the login
 		// is what ends the old session's tasks: a reset aborting this
 		// TEST UNIT READY changes nothing).
-		if _, err := s.commandOn(ctx, c, initiator.Request{LUN: l.num, CDB: make([]byte, 6)}); err != nil && !errors.Is(err, errCutShort) {
-			c.Close()
-			return nil, err
+		for _, lun := range []uint64{lun0, req.LUN} {
+			if _, err := s.commandOn(ctx, c, initiator.Request{LUN: lun, CDB: make([]byte, 6)}); err != nil && !errors.Is(err, errCutShort) {
+				c.Close()
+				return nil, err
+			}
 		}
 		return c, nil
 	}
@@ -207,8 +254,6 @@ func (s *session) dropConnection(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := initiator.Request{LUN: l.num, CDB: rw16(0x8A, 0, rg.lba, rg.n), DataOut: data}
-	s.expect(l, rg.lba, data, "connection dropped")
 	p, err := c.Start(ctx, req)
 	if err == nil {
 		time.Sleep(delay)
@@ -216,12 +261,8 @@ func (s *session) dropConnection(ctx context.Context) error {
 	c.Close()
 	if err == nil {
 		if resp, err := p.Wait(ctx); err == nil {
-			if resp.Status == scsi.StatusGood {
-				s.settle()
-			} else if retryable(resp) {
-				s.pending = nil
-			} else if s.faulted(resp) == nil {
-				return s.fail(l, rg.lba, true, "WRITE on a connection about to drop: %s", senseString(resp))
+			if err := s.droppedResponse(resp, kind, immed); err != nil {
+				return err
 			}
 		}
 	}
@@ -232,6 +273,36 @@ func (s *session) dropConnection(ctx context.Context) error {
 	c.Close()
 	if s.pending != nil {
 		return errCutShort
+	}
+	return nil
+}
+
+// droppedResponse takes the response a command of dropConnection got
+// before its connection closed: GOOD settles its writes, unless it only
+// started a copy in the background (IMMED), which the end of its nexus
+// may have cut short; a command refused before it ran writes nothing;
+// a copy or token write that stopped part way (a truncation, a revoked
+// token, a backstore fault, a reset of an LU it accesses) leaves its
+// blocks to be read back.
+func (s *session) droppedResponse(resp *initiator.Response, kind int, immed bool) error {
+	sn := resp.Sense
+	switch {
+	case resp.Status == scsi.StatusGood && kind != 0 && immed:
+	case resp.Status == scsi.StatusGood:
+		s.settle()
+	case retryable(resp), resp.Status == scsi.StatusCheckCondition && sn != nil && sn.Key == scsi.IllegalRequest && sn.Code == 0x5503:
+		s.pending = nil // not run (INSUFFICIENT RESOURCES: too many copies)
+	case kind != 0 && resp.Status == scsi.StatusCheckCondition && sn != nil &&
+		(sn.Key == scsi.CopyAborted || sn.Key == scsi.AbortedCommand || sn.Key == scsi.IllegalRequest && sn.Code == 0x2306):
+	case kind != 0 && resp.Status == scsi.StatusTaskAborted:
+		// The known flaw commandOn tolerates around LU resets.
+	default:
+		if err := s.faulted(resp); !errors.Is(err, errFaulted) {
+			if err != nil {
+				return err
+			}
+			return s.fail(nil, 0, false, "%s on a connection about to drop: %s", []string{"WRITE", "EXTENDED COPY (LID4)", "WRITE USING TOKEN"}[kind], senseString(resp))
+		}
 	}
 	return nil
 }

@@ -9,7 +9,12 @@
 // TestCrashRecovery, which kills the target with SIGKILL mid-run and
 // checks what it finds on the files after a restart ([Crash]), and
 // fault_test.go TestBackstoreFaults, which serves a failing store from a
-// target built in the test process ([Config].Faults). Besides the plain
+// target built in the test process ([Config].Faults). Beside the mix,
+// nexus_loss_test.go (TestCopyNexusLoss, and TestCopyNexusLossBinary
+// against the binary) ends the I_T nexus of running copies and checks
+// what they wrote, their list state and the goroutines and files left,
+// and fault_counts_test.go (TestCopyFaultCounts) checks the exact counts
+// a copy failed by the backstore reports. Besides the plain
 // commands, the mix cuts commands short (ABORT TASK, COPY OPERATION
 // ABORT, dropped connections, LOGICAL UNIT RESETs): a block such a
 // command covered is read back, and must be its old or a new content.

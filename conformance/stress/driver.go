@@ -39,7 +39,7 @@ const (
 	OpWriteUsingZeroToken // the block device zero ROD token
 	OpCopyAbort           // EXTENDED COPY (LID4) with IMMED, then COPY OPERATION ABORT
 	OpAbortTask           // a WRITE, then ABORT TASK of it
-	OpDropConnection      // a WRITE on a session of its own whose TCP connection is closed under it
+	OpDropConnection      // a WRITE, copy or token write on a session of its own whose TCP connection is closed under it
 	numOps
 )
 
@@ -67,7 +67,7 @@ type Config struct {
 	// LUNs are the logical units to use, all with 512-byte blocks. The
 	// lock blocks are on LUNs[0].
 	LUNs []uint64
-	// Sessions is the number of sessions (default 8).
+	// Sessions is the number of sessions (default 16).
 	Sessions int
 	// Workers is the number of workers per session (default 2), each
 	// with its own region and random stream, so that a session has
@@ -148,6 +148,7 @@ type Stats struct {
 	LockWins, LockLosses int
 	Interrupted          int // commands cut short by a crash of the target
 	CutShort             int // commands aborted, or whose connection was dropped, before they completed
+	DroppedCopies        int // connection drops under an EXTENDED COPY or WRITE USING TOKEN (with or without IMMED)
 	Resets               int // LOGICAL UNIT RESETs sent
 	ResetAborted         int // commands of other sessions they aborted (no response)
 	Faulted              int // commands failed by a backstore fault
@@ -166,8 +167,8 @@ func (s *Stats) String() string {
 		}
 		fmt.Fprintf(&b, "%s=%d (%v) ", Op(i), n, avg.Round(time.Microsecond))
 	}
-	fmt.Fprintf(&b, "cut-short=%d truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
-		s.CutShort, s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
+	fmt.Fprintf(&b, "cut-short=%d dropped-copies=%d truncations=%d revoked=%d no-token=%d retries=%d skipped=%d lock-wins=%d lock-losses=%d",
+		s.CutShort, s.DroppedCopies, s.Truncations, s.Revoked, s.NoToken, s.Retries, s.Skipped, s.LockWins, s.LockLosses)
 	if s.Faulted > 0 {
 		fmt.Fprintf(&b, " faulted=%d", s.Faulted)
 	}
@@ -194,6 +195,7 @@ func (s *Stats) add(o *Stats) {
 	s.LockLosses += o.LockLosses
 	s.Interrupted += o.Interrupted
 	s.CutShort += o.CutShort
+	s.DroppedCopies += o.DroppedCopies
 	s.ResetAborted += o.ResetAborted
 	s.Faulted += o.Faulted
 	s.TaskAbortedStatus += o.TaskAbortedStatus
@@ -390,7 +392,7 @@ const (
 // *Failure for a difference from the model.
 func Run(ctx context.Context, cfg Config) (*Stats, error) {
 	if cfg.Sessions <= 0 {
-		cfg.Sessions = 8
+		cfg.Sessions = 16
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2

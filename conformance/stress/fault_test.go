@@ -20,11 +20,20 @@ import (
 
 var flagFaultDuration = flag.Duration("fault.duration", 6*time.Second, "how long TestBackstoreFaults runs")
 
+// inProcess is a target built in the test process: its portal, its
+// logical units by LUN and its copy manager.
+type inProcess struct {
+	addr   string
+	lus    map[uint64]*scsi.LU
+	copies *rod.Manager
+}
+
 // startInProcess serves stores (LUN → store) from a target built in this
 // process the way odxtgt serve builds one (point-in-time protection,
 // copy manager, SPC and SBC command sets), so that a store can be a
-// backstore.Fault, which the binary has no knob for.
-func startInProcess(t *testing.T, stores map[uint64]backstore.Store) string {
+// backstore.Fault, which the binary has no knob for, and a test can
+// reach the logical units and the copy manager behind the portal.
+func startInProcess(t *testing.T, stores map[uint64]backstore.Store) *inProcess {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	copies := rod.NewManager(rod.Config{Logger: log, Tokens: rod.TokenConfig{SnapshotSpace: 16 << 20}})
@@ -60,7 +69,7 @@ func startInProcess(t *testing.T, stores map[uint64]backstore.Store) string {
 		<-served
 		copies.Close()
 	})
-	return srv.Addrs()[0].String()
+	return &inProcess{addr: srv.Addrs()[0].String(), lus: tpg.LUNs, copies: copies}
 }
 
 // TestBackstoreFaults runs the mix against an in-process target whose
@@ -83,7 +92,7 @@ func TestBackstoreFaults(t *testing.T) {
 	t.Logf("fault seed %d (rerun with -stress.seed=%d), %v", seed, seed, d)
 	const size = 8 << 20
 	fault := backstore.NewFault(backstore.NewMemory(size, BlockSize))
-	addr := startInProcess(t, map[uint64]backstore.Store{0: backstore.NewMemory(size, BlockSize), 1: fault})
+	addr := startInProcess(t, map[uint64]backstore.Store{0: backstore.NewMemory(size, BlockSize), 1: fault}).addr
 	const sessions, workers = 4, 2
 	stats, err := Run(context.Background(), Config{
 		Addr: addr, Target: stressTarget, Initiators: []string{"iqn.2025-01.io.odxtgt:fault-a", "iqn.2025-01.io.odxtgt:fault-b"},

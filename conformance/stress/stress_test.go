@@ -17,7 +17,7 @@ import (
 var (
 	flagDuration = flag.Duration("stress.duration", 25*time.Second, "how long TestStressShort issues operations")
 	flagSeed     = flag.Uint64("stress.seed", 0, "seed of the operation mix (0: from the clock; the test logs it)")
-	flagSessions = flag.Int("stress.sessions", envInt("STRESS_SESSIONS", 8), "number of sessions (or $STRESS_SESSIONS)")
+	flagSessions = flag.Int("stress.sessions", envInt("STRESS_SESSIONS", 16), "number of sessions (or $STRESS_SESSIONS)")
 	flagWorkers  = flag.Int("stress.workers", envInt("STRESS_WORKERS", 2), "workers (commands outstanding) per session, at most 4 (or $STRESS_WORKERS)")
 )
 
