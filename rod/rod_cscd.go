@@ -192,13 +192,14 @@ func (c *segmentCopy) offloadROD() (int64, *scsi.Sense) {
 		}
 		accesses = append(accesses, scsi.Access{LU: dst, LBA: dl, Blocks: dn, Write: true})
 		moved := true
+		var zeroed int64 // of a chunk that fails part way
 		err := c.m.runInternal(c.ctx, c.req.Nexus, accesses, func(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return scsi.TaskAborted()
 			}
 			defer c.stopIfAborted(ctx)
 			if tok == nil {
-				return zero(dst, at, k, c.fua())
+				return zero(dst, at, k, c.fua(), &zeroed)
 			}
 			for part := int64(0); part < k && moved; {
 				_, off, avail := tok.locate(pos + part)
@@ -209,6 +210,10 @@ func (c *segmentCopy) offloadROD() (int64, *scsi.Sense) {
 			return nil
 		})
 		if err != nil {
+			// What was zeroed before the failure is on the
+			// destination: the copy's status counts it.
+			c.paths.zeroed += uint64(zeroed)
+			c.l.bytes.Add(uint64(zeroed))
 			return done, c.fail(err, c.to.ep)
 		}
 		if !moved {
