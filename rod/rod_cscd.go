@@ -225,15 +225,18 @@ func (c *segmentCopy) offloadROD() (int64, *scsi.Sense) {
 
 // readROD is read for a segment whose source is a ROD.
 func (c *segmentCopy) readROD(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
+	tok := c.from.ep.tok
+	if tok == nil {
+		// The zero ROD's block length is the peer's choice, up to
+		// FFFFFFh: its blocks need not fit the buffer, and reading
+		// zeroes needs no whole blocks.
+		clear(buf[:n])
+		return buf[:n], nil
+	}
 	lba, count := c.from.blocks(off, n)
 	bs := c.from.ep.blockSize
 	whole := buf[:int64(count)*bs]
 	head := c.from.start + off - int64(lba)*bs
-	tok := c.from.ep.tok
-	if tok == nil {
-		clear(whole)
-		return whole[head : head+n], nil
-	}
 	pos := int64(lba) * bs
 	err := c.m.runInternal(c.ctx, c.req.Nexus, tok.accesses(pos, int64(len(whole))), func(ctx context.Context) error {
 		if ctx.Err() != nil {
