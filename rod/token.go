@@ -282,6 +282,12 @@ func (t *tokens) verify(raw []byte, now time.Time) (*Token, *scsi.Sense) {
 	if tok == nil {
 		return nil, scsi.NewSense(scsi.IllegalRequest, t.gone[id].code()).WithReason("ROD token %d is gone", id)
 	}
+	if tok.raw != r {
+		// Authentic, but not the live token of that identifier: under a
+		// key kept across restarts (persist.go), a token of an earlier
+		// process whose identifier this one has handed out again.
+		return nil, scsi.NewSense(scsi.IllegalRequest, ascTokenUnknown).WithReason("ROD token %d is not the one of that identifier", id)
+	}
 	if tok.users == 0 && now.Sub(tok.lastUsed) > tok.timeout {
 		t.endLocked(tok, tokenExpired)
 		return nil, scsi.NewSense(scsi.IllegalRequest, ascTokenExpired).WithReason("ROD token %d expired", id)
