@@ -103,6 +103,20 @@ func (m *Manager) persist(tok *Token) {
 		m.log.Warn("ROD token not kept across restarts", "token", tok.id, "err", err)
 		return
 	}
+	m.tok.setRecord(tok, path)
+}
+
+// setRecord gives tok its record file, written at path, unless tok has
+// ended meanwhile (a host that found it with REPORT ALL ROD TOKENS
+// deleted it, the reaper, a reload): it was freed without the record,
+// which is removed now, or the next process would restore it.
+func (t *tokens) setRecord(tok *Token, path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tok.state != tokenLive {
+		_ = os.Remove(path)
+		return
+	}
 	tok.record = path
 }
 

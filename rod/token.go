@@ -116,9 +116,9 @@ type Token struct {
 	target    string       // its target and initiator names, for Scope
 	initiator string
 	timeout   time.Duration
-	record    string // its record file, if it outlives the process (persist.go)
 
 	// Guarded by tokens.mu.
+	record   string // its record file, if it outlives the process (persist.go)
 	state    tokenState
 	lastUsed time.Time
 	users    int // WRITE USING TOKEN commands reading it
