@@ -120,11 +120,14 @@ func (t *tokens) setRecord(tok *Token, path string) {
 	tok.record = path
 }
 
+// tmpSuffix names the file writeSynced writes before renaming it.
+const tmpSuffix = ".tmp"
+
 // writeSynced writes b to path through a temporary file, synced and
 // renamed over it, then syncs the directory: after a crash the file is
 // whole or absent.
 func writeSynced(path string, b []byte) error {
-	tmp := path + ".tmp"
+	tmp := path + tmpSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -197,7 +200,12 @@ func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed i
 	if err != nil {
 		return restored, 0, err
 	}
-	for _, path := range append(records, snaps...) {
+	// A record a process was writing when it died (writeSynced).
+	partial, err := filepath.Glob(filepath.Join(dir, "*"+tokenRecordSuffix+tmpSuffix))
+	if err != nil {
+		return restored, 0, err
+	}
+	for _, path := range slices.Concat(records, snaps, partial) {
 		if keep[path] {
 			continue
 		}
