@@ -38,6 +38,14 @@ type offloader struct {
 // copied as if through a buffer of the whole segment (SPC-4 6.4.6.5): in
 // descending order when the destination lies above the source.
 func (c *segmentCopy) run() *scsi.Sense {
+	if tok := c.from.ep.tok; tok != nil {
+		frozen, release, err := c.m.freezeOverlap(c.ctx, c.req.Nexus, tok, c.to.ep.lu, c.from.start, c.to.start, c.n)
+		if err != nil {
+			return c.fail(err, c.from.ep)
+		}
+		defer release()
+		c.from.ep.tok = frozen
+	}
 	src, dst := c.from.ep, c.to.ep
 	// A ROD's data is frozen: no write to the destination changes it.
 	overlap := !src.rod() && src.lu == dst.lu && c.from.start < c.to.start+c.n && c.to.start < c.from.start+c.n
