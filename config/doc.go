@@ -119,7 +119,8 @@
 //	  default_timeout: 60      # seconds of inactivity a token lives by default
 //	  max_timeout: 600         # the most POPULATE TOKEN may ask for, 1..86400
 //	  key_file: /etc/odxtgt/token.key
-//	                           # absolute; at least 32 secret bytes, mode 0600
+//	                           # absolute; at least 32 secret bytes, mode 0600,
+//	                           # owned by the user odxtgt runs as
 //	                           # (head -c 32 /dev/urandom). Tokens are signed with
 //	                           # it, and those needing no copy-on-write (access
 //	                           # upon reference, or point-in-time on a reflink
