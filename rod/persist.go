@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,7 +178,7 @@ func (s *snapshot) cloned() bool {
 // how many files it removed. Without a key it only removes.
 func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed int, err error) {
 	keep := map[string]bool{}
-	records, err := filepath.Glob(filepath.Join(dir, "*"+tokenRecordSuffix))
+	records, err := filesNamed(dir, tokenRecordSuffix)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -196,12 +197,12 @@ func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed i
 		}
 		restored++
 	}
-	snaps, err := filepath.Glob(filepath.Join(dir, "*"+snapshotSuffix))
+	snaps, err := filesNamed(dir, snapshotSuffix)
 	if err != nil {
 		return restored, 0, err
 	}
 	// A record a process was writing when it died (writeSynced).
-	partial, err := filepath.Glob(filepath.Join(dir, "*"+tokenRecordSuffix+tmpSuffix))
+	partial, err := filesNamed(dir, tokenRecordSuffix+tmpSuffix)
 	if err != nil {
 		return restored, 0, err
 	}
@@ -218,6 +219,26 @@ func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed i
 		m.startReaper()
 	}
 	return restored, removed, nil
+}
+
+// filesNamed returns the paths of the files of dir whose names end in
+// suffix; none if dir does not exist. (filepath.Glob would take the
+// directory's own name as a pattern: "vm[1]" would match "vm1".)
+func filesNamed(dir, suffix string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), suffix) && e.Type().IsRegular() {
+			paths = append(paths, filepath.Join(dir, e.Name()))
+		}
+	}
+	return paths, nil
 }
 
 // restore reads one token record and makes its token live again.
