@@ -129,7 +129,8 @@
 //	                           # A token of a file backstore may keep a snapshot
 //	                           # file open
 //	  key_file: /etc/odxtgt/token.key
-//	                           # absolute; at least 32 secret bytes, mode 0600
+//	                           # absolute; at least 32 secret bytes, mode 0600,
+//	                           # owned by the user odxtgt runs as
 //	                           # (head -c 32 /dev/urandom). Tokens are signed with
 //	                           # it, and those needing no copy-on-write (access
 //	                           # upon reference, or point-in-time on a reflink

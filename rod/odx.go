@@ -179,27 +179,34 @@ func (m *Manager) CheckWriteUsingToken(n *scsi.Nexus, lu *scsi.LU, p *WUTParams)
 
 // snapshot takes tok's point-in-time snapshot of ranges of prot's store.
 func (m *Manager) snapshot(tok *Token, prot *Protected, ranges []byteRange) error {
-	size, bs := prot.Size(), prot.BlockSize()
-	var sink backstore.Store
-	var path string
-	if dir := m.snapshotDir(tok.lu); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-		var name [8]byte
-		_, _ = rand.Read(name[:])
-		path = filepath.Join(dir, hex.EncodeToString(name[:])+snapshotSuffix)
-		st, err := backstore.OpenFile(path, size, bs, backstore.FileOptions{})
-		if err != nil {
-			os.Remove(path)
-			return err
-		}
-		sink = st
-	} else {
-		sink = newMemorySink(size, bs)
+	sink, path, err := m.snapshotSink(tok.lu, prot)
+	if err != nil {
+		return err
 	}
 	tok.snap = newSnapshot(prot, sink, path, ranges, tok.rodType == RODTypePointInTimeChange, m.tok.space, func() { m.revoked(tok) })
 	return nil
+}
+
+// snapshotSink makes the sink of a snapshot of lu, whose store is prot: a
+// file in lu's snapshot directory, named by path, or memory.
+func (m *Manager) snapshotSink(lu *scsi.LU, prot *Protected) (sink backstore.Store, path string, err error) {
+	size, bs := prot.Size(), prot.BlockSize()
+	dir := m.snapshotDir(lu)
+	if dir == "" {
+		return newMemorySink(size, bs), "", nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	var name [8]byte
+	_, _ = rand.Read(name[:])
+	path = filepath.Join(dir, hex.EncodeToString(name[:])+snapshotSuffix)
+	st, err := backstore.OpenFile(path, size, bs, backstore.FileOptions{})
+	if err != nil {
+		os.Remove(path)
+		return nil, "", err
+	}
+	return st, path, nil
 }
 
 func (m *Manager) snapshotDir(lu *scsi.LU) string {

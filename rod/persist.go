@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,14 +104,31 @@ func (m *Manager) persist(tok *Token) {
 		m.log.Warn("ROD token not kept across restarts", "token", tok.id, "err", err)
 		return
 	}
+	m.tok.setRecord(tok, path)
+}
+
+// setRecord gives tok its record file, written at path, unless tok has
+// ended meanwhile (a host that found it with REPORT ALL ROD TOKENS
+// deleted it, the reaper, a reload): it was freed without the record,
+// which is removed now, or the next process would restore it.
+func (t *tokens) setRecord(tok *Token, path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tok.state != tokenLive {
+		_ = os.Remove(path)
+		return
+	}
 	tok.record = path
 }
+
+// tmpSuffix names the file writeSynced writes before renaming it.
+const tmpSuffix = ".tmp"
 
 // writeSynced writes b to path through a temporary file, synced and
 // renamed over it, then syncs the directory: after a crash the file is
 // whole or absent.
 func writeSynced(path string, b []byte) error {
-	tmp := path + ".tmp"
+	tmp := path + tmpSuffix
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -160,7 +178,7 @@ func (s *snapshot) cloned() bool {
 // how many files it removed. Without a key it only removes.
 func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed int, err error) {
 	keep := map[string]bool{}
-	records, err := filepath.Glob(filepath.Join(dir, "*"+tokenRecordSuffix))
+	records, err := filesNamed(dir, tokenRecordSuffix)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -179,11 +197,16 @@ func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed i
 		}
 		restored++
 	}
-	snaps, err := filepath.Glob(filepath.Join(dir, "*"+snapshotSuffix))
+	snaps, err := filesNamed(dir, snapshotSuffix)
 	if err != nil {
 		return restored, 0, err
 	}
-	for _, path := range append(records, snaps...) {
+	// A record a process was writing when it died (writeSynced).
+	partial, err := filesNamed(dir, tokenRecordSuffix+tmpSuffix)
+	if err != nil {
+		return restored, 0, err
+	}
+	for _, path := range slices.Concat(records, snaps, partial) {
 		if keep[path] {
 			continue
 		}
@@ -196,6 +219,26 @@ func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed i
 		m.startReaper()
 	}
 	return restored, removed, nil
+}
+
+// filesNamed returns the paths of the files of dir whose names end in
+// suffix; none if dir does not exist. (filepath.Glob would take the
+// directory's own name as a pattern: "vm[1]" would match "vm1".)
+func filesNamed(dir, suffix string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), suffix) && e.Type().IsRegular() {
+			paths = append(paths, filepath.Join(dir, e.Name()))
+		}
+	}
+	return paths, nil
 }
 
 // restore reads one token record and makes its token live again.

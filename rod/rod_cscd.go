@@ -2,6 +2,7 @@ package rod
 
 import (
 	"context"
+	"errors"
 
 	"github.com/odxtgt/odxtgt/backstore"
 	"github.com/odxtgt/odxtgt/scsi"
@@ -230,15 +231,18 @@ func (c *segmentCopy) offloadROD() (int64, *scsi.Sense) {
 
 // readROD is read for a segment whose source is a ROD.
 func (c *segmentCopy) readROD(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
+	tok := c.from.ep.tok
+	if tok == nil {
+		// The zero ROD's block length is the peer's choice, up to
+		// FFFFFFh: its blocks need not fit the buffer, and reading
+		// zeroes needs no whole blocks.
+		clear(buf[:n])
+		return buf[:n], nil
+	}
 	lba, count := c.from.blocks(off, n)
 	bs := c.from.ep.blockSize
 	whole := buf[:int64(count)*bs]
 	head := c.from.start + off - int64(lba)*bs
-	tok := c.from.ep.tok
-	if tok == nil {
-		clear(whole)
-		return whole[head : head+n], nil
-	}
 	pos := int64(lba) * bs
 	err := c.m.runInternal(c.ctx, c.req.Nexus, tok.accesses(pos, int64(len(whole))), func(ctx context.Context) error {
 		if ctx.Err() != nil {
@@ -251,4 +255,55 @@ func (c *segmentCopy) readROD(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
 		return nil, c.fail(err, c.from.ep)
 	}
 	return whole[head : head+n], nil
+}
+
+// freezeOverlap makes a segment that copies the n bytes at byte pos of
+// the ROD of an access upon reference token onto the token's own source,
+// at byte dstOff of dst, read the source as if whole before any of it is
+// written (SPC-4 6.4.6.5), whatever the order of the token's ranges: when
+// what it reads overlaps what it writes, the returned token reads a
+// point-in-time snapshot of its ranges taken now and ended by release.
+// Otherwise it is tok itself.
+func (m *Manager) freezeOverlap(ctx context.Context, nexus *scsi.Nexus, tok *Token, dst *scsi.LU, pos, dstOff, n int64) (frozen *Token, release func(), err error) {
+	release = func() {}
+	if tok.snap != nil || backstore.Unwrap(tok.lu.Store) != backstore.Unwrap(dst.Store) {
+		return tok, release, nil
+	}
+	var ranges []byteRange
+	overlap := false
+	for done := int64(0); done < n; {
+		_, off, avail := tok.locate(pos + done)
+		k := min(avail, n-done)
+		if k == 0 {
+			break
+		}
+		ranges = append(ranges, byteRange{off, k})
+		overlap = overlap || off < dstOff+n && dstOff < off+k
+		done += k
+	}
+	if !overlap {
+		return tok, release, nil
+	}
+	prot, ok := tok.lu.Store.(*Protected)
+	if !ok {
+		return nil, release, errors.New("the token's source has no copy-on-write to copy it onto itself")
+	}
+	frozen = &Token{id: tok.id, rodType: RODTypePointInTime, lu: tok.lu, ranges: tok.ranges, bytes: tok.bytes}
+	err = m.runInternal(ctx, nexus, tok.accesses(pos, n), func(ctx context.Context) error {
+		if ctx.Err() != nil {
+			return scsi.TaskAborted()
+		}
+		sink, path, err := m.snapshotSink(tok.lu, prot)
+		if err != nil {
+			return err
+		}
+		// A snapshot that runs out of space reads as revoked, which
+		// ends the copy; the token itself stays as it is.
+		frozen.snap = newSnapshot(prot, sink, path, ranges, false, m.tok.space, func() {})
+		return nil
+	})
+	if err != nil {
+		return nil, release, err
+	}
+	return frozen, frozen.snap.close, nil
 }

@@ -42,6 +42,14 @@ type offloader struct {
 // copied as if through a buffer of the whole segment (SPC-4 6.4.6.5): in
 // descending order when the destination lies above the source.
 func (c *segmentCopy) run() *scsi.Sense {
+	if tok := c.from.ep.tok; tok != nil {
+		frozen, release, err := c.m.freezeOverlap(c.ctx, c.req.Nexus, tok, c.to.ep.lu, c.from.start, c.to.start, c.n)
+		if err != nil {
+			return c.fail(err, c.from.ep)
+		}
+		defer release()
+		c.from.ep.tok = frozen
+	}
 	src, dst := c.from.ep, c.to.ep
 	head := int64(len(c.head))
 	medium := c.n - head - c.zeros

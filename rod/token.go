@@ -116,9 +116,9 @@ type Token struct {
 	target    string       // its target and initiator names, for Scope
 	initiator string
 	timeout   time.Duration
-	record    string // its record file, if it outlives the process (persist.go)
 
 	// Guarded by tokens.mu.
+	record   string // its record file, if it outlives the process (persist.go)
 	state    tokenState
 	lastUsed time.Time
 	users    int // WRITE USING TOKEN commands reading it
@@ -281,6 +281,12 @@ func (t *tokens) verify(raw []byte, now time.Time) (*Token, *scsi.Sense) {
 	tok := t.live[id]
 	if tok == nil {
 		return nil, scsi.NewSense(scsi.IllegalRequest, t.gone[id].code()).WithReason("ROD token %d is gone", id)
+	}
+	if tok.raw != r {
+		// Authentic, but not the live token of that identifier: under a
+		// key kept across restarts (persist.go), a token of an earlier
+		// process whose identifier this one has handed out again.
+		return nil, scsi.NewSense(scsi.IllegalRequest, ascTokenUnknown).WithReason("ROD token %d is not the one of that identifier", id)
 	}
 	if tok.users == 0 && now.Sub(tok.lastUsed) > tok.timeout {
 		t.endLocked(tok, tokenExpired)

@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/odxtgt/odxtgt/backstore"
@@ -71,18 +73,33 @@ func (r *runtime) restoreTokens() {
 // bytes, readable and writable by its owner only (a key others can read
 // lets them forge tokens for any data served here).
 func readTokenKey(path string) ([]byte, error) {
-	st, err := os.Stat(path)
+	// The checks are of the file read, not of whatever the path named a
+	// moment earlier.
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
 	if err := checkTokenKey(path, st); err != nil {
 		return nil, err
 	}
-	return os.ReadFile(path)
+	key := make([]byte, st.Size())
+	if _, err := io.ReadFull(f, key); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
 }
 
-// checkTokenKey checks the key file's kind, size and mode.
+// checkTokenKey checks the key file's kind, size, mode and owner.
 func checkTokenKey(path string, st os.FileInfo) error {
+	uid := -1
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		uid = int(sys.Uid)
+	}
 	switch {
 	case !st.Mode().IsRegular():
 		return fmt.Errorf("%s is not a regular file", path)
@@ -93,6 +110,10 @@ func checkTokenKey(path string, st os.FileInfo) error {
 		return fmt.Errorf("%s holds %d bytes: a key file is at most 4096", path, st.Size())
 	case st.Mode().Perm()&0o077 != 0:
 		return fmt.Errorf("%s has mode %v: other users could forge tokens (chmod 600 %s)", path, st.Mode().Perm(), path)
+	case uid != os.Geteuid():
+		// Its owner reads it whatever its mode says.
+		return fmt.Errorf("%s is owned by uid %d, not by the user odxtgt runs as (uid %d): that user could forge tokens",
+			path, uid, os.Geteuid())
 	}
 	return nil
 }

@@ -129,7 +129,8 @@ func TestCheckChangesNothing(t *testing.T) {
 }
 
 // check and serve refuse a token key file that is missing, too short,
-// readable by others or not a file.
+// readable by others, owned by another user (who reads it whatever its
+// mode) or not a file.
 func TestCheckTokenKey(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, n int, mode os.FileMode) string {
@@ -139,13 +140,19 @@ func TestCheckTokenKey(t *testing.T) {
 		return p
 	}
 	good := write("good.key", 32, 0o600)
-	for _, tc := range []struct{ name, path, want string }{
+	cases := []struct{ name, path, want string }{
 		{"good", good, ""},
 		{"missing", filepath.Join(dir, "none.key"), "no such file"},
 		{"short", write("short.key", 31, 0o600), "holds 31 bytes, at least 32"},
 		{"readable by others", write("open.key", 32, 0o644), "other users could forge tokens"},
 		{"a directory", dir, "is not a regular file"},
-	} {
+	}
+	if os.Geteuid() == 0 { // only root gives a file away
+		other := write("other.key", 32, 0o600)
+		require.NoError(t, os.Chown(other, 65534, 65534))
+		cases = append(cases, struct{ name, path, want string }{"owned by another user", other, "is owned by uid 65534"})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			yaml := "targets:\n  - iqn: iqn.2025-01.io.odxtgt:t\n    portals: [127.0.0.1]\ntokens:\n  key_file: " + tc.path + "\n"
 			cfg := writeConfig(t, t.TempDir(), yaml)

@@ -1,0 +1,31 @@
+package rod
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReviewAccessUponReferenceOntoItsSource: an access upon reference
+// token reads its source when the copy reads it. A segment from such a
+// ROD onto an overlapping part of its own source was not treated as an
+// overlapping copy: the buffered copy reads the next chunk while it
+// writes the previous one, and a destination more than a chunk above the
+// source had chunks read after the copy had overwritten them.
+func TestReviewAccessUponReferenceOntoItsSource(t *testing.T) {
+	for _, gap := range []uint64{1024, 10240} { // 512 KiB, 5 MiB
+		r := newODXRig(t, TokenConfig{}, 1<<16, 8)
+		old := r.read(0, 0, 1<<15)
+		tok, s := r.populate(0, &PopulateParams{RTV: true, RODType: RODTypeAccessUponReference, Ranges: ranges(0, 1<<15)})
+		require.Nil(t, s)
+		// 16 MiB from the ROD's start to gap blocks and a byte above its
+		// source.
+		_, s = r.xcopy(1, &Params{CSCDs: []CSCD{rodCSCD(tok, CSCDThisLU, false), r.lu(0)},
+			Segments: []Segment{b2bOffset(0, 1, 16<<20, 0, 0, gap, 1)}})
+		require.Nil(t, s, "%v", s)
+		got := r.read(0, gap, 1<<15+1)
+		assert.True(t, bytes.Equal(old, got[1:1+len(old)]), "%d blocks above: as if the source had been read whole before it was written (SPC-4 6.4.6.5)", gap)
+	}
+}
