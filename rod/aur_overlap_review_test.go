@@ -29,3 +29,20 @@ func TestReviewAccessUponReferenceOntoItsSource(t *testing.T) {
 		assert.True(t, bytes.Equal(old, got[1:1+len(old)]), "%d blocks above: as if the source had been read whole before it was written (SPC-4 6.4.6.5)", gap)
 	}
 }
+
+// TestReviewAccessUponReferenceWUTOntoItsSource: WRITE USING TOKEN of an
+// access upon reference token onto an overlapping part of its own source
+// writes the source as it was when the command began (review: the
+// ascending chunks read what the command had already overwritten).
+func TestReviewAccessUponReferenceWUTOntoItsSource(t *testing.T) {
+	for _, gap := range []uint64{1024, 10240} { // 512 KiB, 5 MiB
+		r := newODXRig(t, TokenConfig{}, 1<<16, 8)
+		old := r.read(0, 0, 1<<15)
+		tok, s := r.populate(0, &PopulateParams{RTV: true, RODType: RODTypeAccessUponReference, Ranges: ranges(0, 1<<15)})
+		require.Nil(t, s)
+		_, s = r.wut(r.nexus, 0, &WUTParams{Token: tok, Ranges: ranges(gap, 1<<15)})
+		require.Nil(t, s, "%v", s)
+		assert.True(t, bytes.Equal(old, r.read(0, gap, 1<<15)), "%d blocks above: the source as it was", gap)
+		assert.Zero(t, r.m.SnapshotSpaceUsed(), "the command's snapshot is gone")
+	}
+}

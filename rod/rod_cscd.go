@@ -257,14 +257,15 @@ func (c *segmentCopy) readROD(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
 	return whole[head : head+n], nil
 }
 
-// freezeOverlap makes a segment that copies the n bytes at byte pos of
+// freezeOverlap makes a command that copies the n bytes at byte pos of
 // the ROD of an access upon reference token onto the token's own source,
-// at byte dstOff of dst, read the source as if whole before any of it is
-// written (SPC-4 6.4.6.5), whatever the order of the token's ranges: when
-// what it reads overlaps what it writes, the returned token reads a
-// point-in-time snapshot of its ranges taken now and ended by release.
-// Otherwise it is tok itself.
-func (m *Manager) freezeOverlap(ctx context.Context, nexus *scsi.Nexus, tok *Token, dst *scsi.LU, pos, dstOff, n int64) (frozen *Token, release func(), err error) {
+// at the byte ranges dsts of dst (a segment, or the ranges of a WRITE USING
+// TOKEN), read the source as if whole before any of it is written (SPC-4
+// 6.4.6.5), whatever the order of the token's ranges: when what it reads
+// overlaps what it writes, the returned token reads a point-in-time
+// snapshot of its ranges taken now and ended by release. Otherwise it is
+// tok itself.
+func (m *Manager) freezeOverlap(ctx context.Context, nexus *scsi.Nexus, tok *Token, dst *scsi.LU, pos, n int64, dsts []byteRange) (frozen *Token, release func(), err error) {
 	release = func() {}
 	if tok.snap != nil || backstore.Unwrap(tok.lu.Store) != backstore.Unwrap(dst.Store) {
 		return tok, release, nil
@@ -278,7 +279,9 @@ func (m *Manager) freezeOverlap(ctx context.Context, nexus *scsi.Nexus, tok *Tok
 			break
 		}
 		ranges = append(ranges, byteRange{off, k})
-		overlap = overlap || off < dstOff+n && dstOff < off+k
+		for _, d := range dsts {
+			overlap = overlap || off < d.end() && d.off < off+k
+		}
 		done += k
 	}
 	if !overlap {

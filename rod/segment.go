@@ -43,7 +43,7 @@ type offloader struct {
 // descending order when the destination lies above the source.
 func (c *segmentCopy) run() *scsi.Sense {
 	if tok := c.from.ep.tok; tok != nil {
-		frozen, release, err := c.m.freezeOverlap(c.ctx, c.req.Nexus, tok, c.to.ep.lu, c.from.start, c.to.start, c.n)
+		frozen, release, err := c.m.freezeOverlap(c.ctx, c.req.Nexus, tok, c.to.ep.lu, c.from.start, c.n, []byteRange{{c.to.start, c.n}})
 		if err != nil {
 			return c.fail(err, c.from.ep)
 		}

@@ -39,6 +39,23 @@ func (m *Manager) WriteUsingToken(ctx context.Context, l *List, req Request, p *
 	}
 	var result *scsi.Sense
 	defer func() { m.tok.release(tok, p.DelTkn && result == nil, true, m.now()) }()
+	// An access upon reference token written onto its own source reads
+	// it as if whole first, like an EXTENDED COPY segment.
+	bs := int64(dst.Store.BlockSize())
+	var dsts []byteRange
+	var want int64
+	for _, r := range p.Ranges {
+		dsts = append(dsts, byteRange{int64(r.LBA) * bs, int64(r.Blocks) * bs})
+		want += int64(r.Blocks) * bs
+	}
+	pos := min(int64(p.OffsetIntoROD)*bs, tok.bytes)
+	src, release, err := m.freezeOverlap(ctx, req.Nexus, tok, dst, pos, min(want, tok.bytes-pos), dsts)
+	if err != nil {
+		w := &tokenWrite{m: m, ctx: ctx, req: req, tok: tok}
+		result = w.fail(err)
+		return result
+	}
+	defer release()
 	// The buffer is taken before any extent lock: a copy waiting for a
 	// buffer while holding blocks could deadlock with one holding a
 	// buffer while waiting for blocks.
@@ -47,7 +64,7 @@ func (m *Manager) WriteUsingToken(ctx context.Context, l *List, req Request, p *
 		return scsi.TaskAborted()
 	}
 	defer m.putBuffer(buf)
-	w := &tokenWrite{m: m, ctx: ctx, l: l, req: req, tok: tok, bs: int64(dst.Store.BlockSize()), buf: buf}
+	w := &tokenWrite{m: m, ctx: ctx, l: l, req: req, tok: src, bs: bs, buf: buf}
 	result = w.run(p)
 	return result
 }
