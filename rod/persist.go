@@ -285,6 +285,8 @@ func (m *Manager) restore(path string, lus []*scsi.LU) (*Token, error) {
 	if total != tok.bytes || tok.timeout <= 0 {
 		return nil, fmt.Errorf("ranges of %d bytes for a token of %d, timeout %v", total, tok.bytes, tok.timeout)
 	}
+	// A configuration changed since may allow less now.
+	tok.timeout = min(tok.timeout, m.tcfg.MaxTimeout)
 	switch tok.rodType {
 	case RODTypeAccessUponReference:
 	case RODTypePointInTime:
@@ -293,8 +295,9 @@ func (m *Manager) restore(path string, lus []*scsi.LU) (*Token, error) {
 			return nil, fmt.Errorf("point-in-time token without its snapshot (%q)", rec.Snapshot)
 		}
 		sinkPath := filepath.Join(filepath.Dir(path), rec.Snapshot)
-		if fi, err := os.Stat(sinkPath); err != nil || fi.Size() != prot.Size() {
-			return nil, fmt.Errorf("snapshot %s missing or not %d bytes", sinkPath, prot.Size())
+		// Lstat: a symbolic link put there is not followed.
+		if fi, err := os.Lstat(sinkPath); err != nil || !fi.Mode().IsRegular() || fi.Size() != prot.Size() {
+			return nil, fmt.Errorf("snapshot %s missing, not a regular file or not %d bytes", sinkPath, prot.Size())
 		}
 		sink, err := backstore.OpenFile(sinkPath, prot.Size(), prot.BlockSize(), backstore.FileOptions{})
 		if err != nil {
@@ -305,11 +308,11 @@ func (m *Manager) restore(path string, lus []*scsi.LU) (*Token, error) {
 		return nil, fmt.Errorf("ROD type %08xh is not kept across restarts", tok.rodType)
 	}
 	tok.record = path
-	if !m.tok.restore(tok, m.now()) {
+	if !m.tok.restore(tok, m.now(), m.tcfg.MaxTokens) {
 		if tok.snap != nil {
 			tok.snap.release()
 		}
-		return nil, fmt.Errorf("token %d is live already", tok.id)
+		return nil, fmt.Errorf("token %d is live already, or %d tokens are (tokens.max_tokens)", tok.id, m.tcfg.MaxTokens)
 	}
 	m.log.Info("ROD token restored", "token", tok.id, "lu", tok.lu.Identity.Name, "bytes", tok.bytes)
 	return tok, nil
@@ -336,10 +339,10 @@ func restoredSnapshot(prot *Protected, sink backstore.Store, sinkPath string, ra
 // restore makes a restored token live under its own identifier, with a
 // fresh inactivity timer; identifiers handed out later are above it. It
 // reports false if the identifier is taken.
-func (t *tokens) restore(tok *Token, now time.Time) bool {
+func (t *tokens) restore(tok *Token, now time.Time, limit int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.live[tok.id] != nil {
+	if t.live[tok.id] != nil || len(t.live)+t.pending >= limit {
 		return false
 	}
 	tok.lastUsed = now

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -205,4 +206,31 @@ func TestPersistentTokenRecordsRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, restored, "no key, no persistent tokens")
 	assert.Equal(t, 3, removed)
+}
+
+// TestPersistentTokensWithinTodaysLimits: restored tokens count against
+// max_tokens and get at most today's maximum inactivity timeout.
+func TestPersistentTokensWithinTodaysLimits(t *testing.T) {
+	dir := t.TempDir()
+	f, err := backstore.OpenFile(filepath.Join(dir, "vol.img"), 4<<20, 512, backstore.FileOptions{})
+	require.NoError(t, err)
+	defer f.Close()
+	a := newPersistRig(t, f, dir, testTokenKey)
+	for range 3 {
+		a.populate(&PopulateParams{RTV: true, RODType: RODTypeAccessUponReference, Timeout: 600, Ranges: ranges(0, 8)})
+	}
+	a.m.Close()
+
+	m := NewManager(Config{Logger: quietLogger(), Tokens: TokenConfig{Key: testTokenKey, MaxTokens: 2, MaxTimeout: 30 * time.Second,
+		SnapshotDir: func(*scsi.LU) string { return dir }}})
+	b := newPersistRig(t, f, dir, testTokenKey)
+	restored, removed, err := m.RestoreTokens(dir, []*scsi.LU{b.lu})
+	require.NoError(t, err)
+	assert.Equal(t, 2, restored, "max_tokens")
+	assert.Equal(t, 1, removed)
+	m.tok.mu.Lock()
+	for _, tok := range m.tok.live {
+		assert.Equal(t, 30*time.Second, tok.timeout, "today's max_timeout")
+	}
+	m.tok.mu.Unlock()
 }
