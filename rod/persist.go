@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/odxtgt/odxtgt/backstore"
+	"github.com/odxtgt/odxtgt/internal/durable"
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
@@ -98,7 +99,7 @@ func (m *Manager) persist(tok *Token) {
 	rec.MAC = m.tok.recordMAC(rec)
 	b, err := json.Marshal(rec)
 	if err == nil {
-		err = writeSynced(path, b)
+		err = durable.WriteFile(path, b)
 	}
 	if err != nil {
 		m.log.Warn("ROD token not kept across restarts", "token", tok.id, "err", err)
@@ -119,40 +120,6 @@ func (t *tokens) setRecord(tok *Token, path string) {
 		return
 	}
 	tok.record = path
-}
-
-// tmpSuffix names the file writeSynced writes before renaming it.
-const tmpSuffix = ".tmp"
-
-// writeSynced writes b to path through a temporary file, synced and
-// renamed over it, then syncs the directory: after a crash the file is
-// whole or absent.
-func writeSynced(path string, b []byte) error {
-	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // cloned reports whether every granule of the snapshot's ranges was
@@ -201,8 +168,8 @@ func (m *Manager) RestoreTokens(dir string, lus []*scsi.LU) (restored, removed i
 	if err != nil {
 		return restored, 0, err
 	}
-	// A record a process was writing when it died (writeSynced).
-	partial, err := filesNamed(dir, tokenRecordSuffix+tmpSuffix)
+	// A record a process was writing when it died.
+	partial, err := durable.Temps(dir, func(name string) bool { return strings.HasSuffix(name, tokenRecordSuffix) })
 	if err != nil {
 		return restored, 0, err
 	}

@@ -13,7 +13,7 @@ import (
 )
 
 // TestReviewRestoreRemovesTemporaryRecords: a process killed while it
-// wrote a token record leaves the temporary file writeSynced renames
+// wrote a token record leaves the temporary file durable.WriteFile renames
 // from; RestoreTokens removed only records and snapshots, so such files
 // piled up in the snapshot directory, one per crash.
 func TestReviewRestoreRemovesTemporaryRecords(t *testing.T) {
@@ -21,7 +21,7 @@ func TestReviewRestoreRemovesTemporaryRecords(t *testing.T) {
 	f, err := backstore.OpenFile(filepath.Join(dir, "vol.img"), 4<<20, 512, backstore.FileOptions{})
 	require.NoError(t, err)
 	defer f.Close()
-	tmp := filepath.Join(dir, "00000000000000ab"+tokenRecordSuffix+".tmp")
+	tmp := filepath.Join(dir, ".00000000000000ab"+tokenRecordSuffix+".tmp1234567")
 	require.NoError(t, os.WriteFile(tmp, []byte(`{"token":`), 0o600))
 	for _, key := range [][]byte{testTokenKey, nil} {
 		r := newPersistRig(t, f, dir, key)

@@ -11,7 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
+
+	"github.com/odxtgt/odxtgt/internal/durable"
 )
 
 // The persistent reservation state file. While APTPL is in effect (the
@@ -66,7 +67,7 @@ func (lu *LU) persist(old, next *prState) error {
 	case next.aptpl:
 		return lu.saveReservations(next)
 	case old.aptpl && lu.prFile != "":
-		return removeDurably(lu.prFile)
+		return durable.Remove(lu.prFile)
 	}
 	return nil
 }
@@ -84,58 +85,7 @@ func (lu *LU) saveReservations(p *prState) error {
 	if err != nil {
 		return err
 	}
-	return writeFileDurably(lu.prFile, append(data, '\n'))
-}
-
-// writeFileDurably replaces path with data atomically and durably.
-func writeFileDurably(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// removeDurably removes path, if it exists, and syncs its directory.
-func removeDurably(path string) error {
-	if err := os.Remove(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return durable.WriteFile(lu.prFile, append(data, '\n'))
 }
 
 // RestoreReservations reads the persistent reservation state file, if
@@ -166,20 +116,18 @@ func (lu *LU) RestoreReservations() error {
 	return nil
 }
 
-// removeTornUpdates removes the temporary files writeFileDurably left
+// removeTornUpdates removes the temporary files durable.WriteFile left
 // beside path when the process died before renaming one over it: the
 // state file is the old one, whole, and the temporary file of no use.
 func removeTornUpdates(path string, log *slog.Logger) {
-	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp"
-	entries, err := os.ReadDir(dir)
+	base := filepath.Base(path)
+	temps, err := durable.Temps(filepath.Dir(path), func(name string) bool { return name == base })
 	if err != nil {
 		return // no directory: nothing saved yet
 	}
-	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				log.Warn("cannot remove a temporary persistent reservation state file", "file", filepath.Join(dir, e.Name()), "err", err)
-			}
+	for _, t := range temps {
+		if err := os.Remove(t); err != nil {
+			log.Warn("cannot remove a temporary persistent reservation state file", "file", t, "err", err)
 		}
 	}
 }
