@@ -5,10 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"os"
 	"sync"
 	"time"
 
+	"github.com/odxtgt/odxtgt/internal/durable"
 	"github.com/odxtgt/odxtgt/scsi"
 )
 
@@ -344,7 +344,9 @@ func (t *tokens) freeLocked(tok *Token) {
 		tok.snap.close()
 	}
 	if tok.record != "" {
-		_ = os.Remove(tok.record)
+		// Durably: a token that ended must not come back after a power
+		// loss (only tokens.key_file makes records, one per token).
+		_ = durable.Remove(tok.record)
 	}
 }
 
