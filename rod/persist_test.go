@@ -234,3 +234,13 @@ func TestPersistentTokensWithinTodaysLimits(t *testing.T) {
 	}
 	m.tok.mu.Unlock()
 }
+
+// TestRestoreTokensWithoutDirectory: a snapshot directory that does not
+// exist yet (a first start) holds nothing to restore or remove, and is no
+// error (a warning in the log would fail the conformance runs).
+func TestRestoreTokensWithoutDirectory(t *testing.T) {
+	m := NewManager(Config{Logger: quietLogger(), Tokens: TokenConfig{Key: testTokenKey}})
+	restored, removed, err := m.RestoreTokens(filepath.Join(t.TempDir(), "none"), nil)
+	require.NoError(t, err)
+	assert.Zero(t, restored+removed)
+}

@@ -138,19 +138,7 @@ func (r *lossRig) runBinaryCase(t *testing.T, metrics string, i int, kind copyKi
 	r.unitAttentions(t, a, 0)
 	r.unitAttentions(t, a, 1)
 	id := uint32(0x40 + i)
-	var req initiator.Request
-	switch kind {
-	case copyLID1, copyLID4:
-		list := r.copyList(kind, id, immed)
-		cdb := xcopyCDB(len(list))
-		if kind == copyLID4 {
-			cdb = xcopy4CDB(len(list))
-		}
-		req = initiator.Request{LUN: lun, CDB: cdb, DataOut: list}
-	case copyWUT:
-		p := r.wutList(r.populate(t, a, 0x1000+uint32(i), 1), immed)
-		req = initiator.Request{LUN: lun, CDB: tokenCDB(0x11, id, len(p)), DataOut: p}
-	}
+	req := r.copyRequest(t, a, i, kind, immed, lun, id)
 	var pending *initiator.Pending
 	var err error
 	if immed {

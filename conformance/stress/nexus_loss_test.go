@@ -363,6 +363,21 @@ func (r *lossRig) chunkDone(i int) bool {
 	return bytes.Equal(got, r.srcData[last*BlockSize:(last+1)*BlockSize])
 }
 
+// copyRequest is case i's copy of the given kind, list id, to LUN lun: an
+// EXTENDED COPY, or a WRITE USING TOKEN of a token s makes now.
+func (r *lossRig) copyRequest(t *testing.T, s *initiator.Session, i int, kind copyKind, immed bool, lun uint64, id uint32) initiator.Request {
+	if kind == copyWUT {
+		p := r.wutList(r.populate(t, s, 0x1000+uint32(i), 1), immed)
+		return initiator.Request{LUN: lun, CDB: tokenCDB(0x11, id, len(p)), DataOut: p}
+	}
+	list := r.copyList(kind, id, immed)
+	cdb := xcopyCDB(len(list))
+	if kind == copyLID4 {
+		cdb = xcopy4CDB(len(list))
+	}
+	return initiator.Request{LUN: lun, CDB: cdb, DataOut: list}
+}
+
 // runCase is one case of TestCopyNexusLoss: the copy waits at chunk
 // stopAt while the nexus ends.
 func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end nexusEnd, lun uint64, stopAt int) {
@@ -375,19 +390,7 @@ func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end ne
 	r.unitAttentions(t, a, 1)
 
 	id := uint32(0x40 + i)
-	var req initiator.Request
-	switch kind {
-	case copyLID1, copyLID4:
-		list := r.copyList(kind, id, immed)
-		cdb := xcopyCDB(len(list))
-		if kind == copyLID4 {
-			cdb = xcopy4CDB(len(list))
-		}
-		req = initiator.Request{LUN: lun, CDB: cdb, DataOut: list}
-	case copyWUT:
-		p := r.wutList(r.populate(t, a, 0x1000+uint32(i), 1), immed)
-		req = initiator.Request{LUN: lun, CDB: tokenCDB(0x11, id, len(p)), DataOut: p}
-	}
+	req := r.copyRequest(t, a, i, kind, immed, lun, id)
 
 	// The destination's first block of chunk stopAt, held exclusively:
 	// the copy writes the chunks before it and waits there.

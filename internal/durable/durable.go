@@ -70,9 +70,13 @@ func SyncDir(dir string) error {
 }
 
 // Temps returns the temporary files WriteFile left in dir for targets
-// whose name match accepts: regular files only, no symbolic links.
+// whose name match accepts: regular files only, no symbolic links. A
+// directory that does not exist holds none.
 func Temps(dir string, match func(target string) bool) ([]string, error) {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,10 @@ func TestWriteFileRemoveAndTemps(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{left}, temps, "regular files of that target only")
 
+	temps, err = Temps(filepath.Join(dir, "none"), func(string) bool { return true })
+	require.NoError(t, err, "a missing directory holds no temporary files")
+	assert.Empty(t, temps)
+
 	require.NoError(t, Remove(path))
 	require.NoError(t, Remove(path), "removing what is gone is no error")
 	assert.NoFileExists(t, path)
