@@ -88,7 +88,8 @@ dm_cleanup() {
 	losetup -d "$loop" 2>/dev/null
 	return 0
 }
-trap 'rc=$?; iscsi_reset; odx_stop >/dev/null 2>&1; dm_cleanup; (exit $rc); lib_cleanup' EXIT
+# errexit holds in the trap too: nothing in it may fail before lib_cleanup.
+trap 'rc=$?; iscsi_reset; odx_stop >/dev/null 2>&1 || true; dm_cleanup; (exit $rc); lib_cleanup' EXIT
 
 cfg=$WORK/odxtgt.yaml
 {
