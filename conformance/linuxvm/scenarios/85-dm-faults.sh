@@ -77,19 +77,18 @@ switch_table() {
 		fail "$DM does not have the $1 table: $(paste -sd ';' "$WORK/live")"
 	log "table of $DM: $1 at LBA $BAD+$BADN"
 }
+# The EXIT trap removes the device-mapper and loop devices once odxtgt,
+# which holds the first, has stopped, and then runs lib.sh's cleanup.
+# errexit holds in the trap too: nothing in it may fail before lib_cleanup.
+dm_cleanup() {
+	dmsetup remove --retry "$DM" >/dev/null 2>&1 || true
+	losetup -d "$loop" 2>/dev/null || true
+}
+trap 'rc=$?; iscsi_reset; odx_stop >/dev/null 2>&1 || true; dm_cleanup; (exit $rc); lib_cleanup' EXIT
 table linear >"$WORK/table"
 dmsetup create "$DM" "$WORK/table" >>"$OUT/dmsetup.txt" 2>&1 || fail "dmsetup create $DM failed (see $OUT/dmsetup.txt)"
 dmsetup mknodes "$DM" >>"$OUT/dmsetup.txt" 2>&1 || true
 [ -b "/dev/mapper/$DM" ] || fail "/dev/mapper/$DM missing after dmsetup create"
-# The EXIT trap removes the device-mapper and loop devices once odxtgt,
-# which holds the first, has stopped, and then runs lib.sh's cleanup.
-dm_cleanup() {
-	dmsetup remove --retry "$DM" >/dev/null 2>&1
-	losetup -d "$loop" 2>/dev/null
-	return 0
-}
-# errexit holds in the trap too: nothing in it may fail before lib_cleanup.
-trap 'rc=$?; iscsi_reset; odx_stop >/dev/null 2>&1 || true; dm_cleanup; (exit $rc); lib_cleanup' EXIT
 
 cfg=$WORK/odxtgt.yaml
 {
