@@ -21,8 +21,10 @@
 #     mounted with discard so that freed blocks reach odxtgt as UNMAP.
 #
 # odxtgt's /metrics is sampled every 10 s into soak-vm.csv (SCSI commands
-# per second, resident memory, goroutines, open files) and both sessions
-# must be LOGGED_IN at every sample. Afterwards both file systems are
+# per second, resident memory, goroutines, open files); both sessions must
+# be LOGGED_IN at every sample, and memory, goroutines and open files must
+# not keep growing (the rule of conformance/stress/soak: the last quarter
+# of the samples against the second). Afterwards both file systems are
 # unmounted and e2fsck -fn must find them clean, the files keep their
 # sums, the kernel logged no connection or I/O error, and odxtgt logged
 # no error and exits 0. The summary goes to soak-vm.txt.
@@ -193,6 +195,27 @@ check "odxtgt's metrics were sampled ($samples samples)" test "$samples" -ge $((
 check "both sessions were LOGGED_IN at every sample" \
 	test "$(awk -F, '/^[0-9]/ && $6 != 2' "$OUT/soak-vm.csv" | wc -l)" -eq 0
 check "no metrics scrape failed" test "$(grep -c 'scrape failed' "$OUT/soak-vm.csv" || true)" -eq 0
+# growth COLUMN RATIO PLUS prints the means of column COLUMN of soak-vm.csv
+# over the second and the last quarter of the samples, and fails when the
+# last is above RATIO times the second plus PLUS: the rule of
+# conformance/stress/soak (the first quarter is the warm-up).
+growth() {
+	awk -F, -v c="$1" -v r="$2" -v p="$3" '/^[0-9]/ { v[n++] = $c }
+		END {
+			if (n < 8) { printf "%d samples, too few to judge", n; exit 0 }
+			for (i = int(n / 4); i < int(n / 2); i++) { a += v[i]; na++ }
+			for (i = int(3 * n / 4); i < n; i++) { b += v[i]; nb++ }
+			a /= na; b /= nb
+			printf "%.1f in the second quarter, %.1f in the last", a, b
+			exit !(b <= a * r + p)
+		}' "$OUT/soak-vm.csv"
+}
+for g in "3 1.5 16 resident memory (MiB)" "4 1.2 50 goroutines" "5 1.2 16 open files"; do
+	read -r col ratio plus what <<<"$g"
+	grew=0
+	trend=$(growth "$col" "$ratio" "$plus") || grew=1
+	check "odxtgt's $what did not keep growing: $trend" test "$grew" = 0
+done
 
 # classes prints, per command class, the commands odxtgt completed and the
 # 99th percentile of their latency (the upper bound of the histogram bucket
