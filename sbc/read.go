@@ -74,6 +74,17 @@ func read(l layout, hasFUA bool) scsi.Handler {
 				return scsi.SyncError(err)
 			}
 		}
+		// The blocks are held shared, so a write of them (held
+		// exclusive) ends before the read or starts after it: every block
+		// reads whole, old or new. The store alone does not promise that:
+		// Linux takes no lock for a buffered read of a file or block
+		// device, and one racing a write of the same block can copy part
+		// of each.
+		unlock, err := cmd.LU().LockExtent(cmd.Context(), e.LBA, e.Blocks, scsi.ExtentShared)
+		if err != nil {
+			return scsi.TaskAborted()
+		}
+		defer unlock()
 		p := cmd.AllocDataIn(g.bytes(e.Blocks))
 		if err := store.ReadAt(p, g.offset(e.LBA)); err != nil {
 			return scsi.ReadError(err, e.LBA)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -384,4 +385,62 @@ func TestDescriptorSenseInformation(t *testing.T) {
 	require.Equal(t, byte(0x72), c.Sense[0], "descriptor format")
 	s := requireSense(t, c, scsi.MediumError, scsi.ASCUnrecoveredReadError)
 	assert.Equal(t, uint64(33), s.Information)
+}
+
+// pausedWriteStore writes half of a WriteAt, reports it on halfway, and
+// writes the rest only when resume is closed; ReadAt reports on reading.
+type pausedWriteStore struct {
+	backstore.Store
+	halfway, resume, reading chan struct{}
+}
+
+func (s *pausedWriteStore) WriteAt(p []byte, off int64, fua bool) error {
+	n := len(p) / 2
+	if err := s.Store.WriteAt(p[:n], off, fua); err != nil {
+		return err
+	}
+	close(s.halfway)
+	<-s.resume
+	return s.Store.WriteAt(p[n:], off+int64(n), fua)
+}
+
+func (s *pausedWriteStore) ReadAt(p []byte, off int64) error {
+	select {
+	case s.reading <- struct{}{}:
+	default:
+	}
+	return s.Store.ReadAt(p, off)
+}
+
+// TestReadNeverSeesATornWrite: a READ of a block a WRITE is writing waits
+// for the write and returns the whole new block. The soak found a READ of
+// a file LUN returning the head of a COMPARE AND WRITE's block and the
+// tail of the old one: a buffered read of a file races a write of the same
+// block in the page cache, and READ held no extent.
+func TestReadNeverSeesATornWrite(t *testing.T) {
+	const bs, lba = 512, 3
+	m := backstore.NewMemory(16*bs, bs)
+	store := &pausedWriteStore{Store: m, halfway: make(chan struct{}), resume: make(chan struct{}), reading: make(chan struct{}, 1)}
+	b := newBench(t, store, benchConfig{writeCache: true})
+	old := pattern(bs, 1)
+	require.NoError(t, m.WriteAt(old, lba*bs, false))
+	written := pattern(bs, 2)
+
+	wrote := make(chan *scsi.Command)
+	go func() { wrote <- b.run(cdb16(opWrite16, 0, lba, 1), written) }()
+	<-store.halfway
+	read := make(chan *scsi.Command)
+	go func() { read <- b.run(cdb16(opRead16, 0, lba, 1), nil) }()
+	select {
+	case <-store.reading:
+		t.Fatal("the READ reached the store while a WRITE of its block was half done")
+	case c := <-read:
+		t.Fatalf("the READ ended while a WRITE of its block was half done (status %v)", c.Status)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(store.resume)
+	requireGood(t, <-wrote)
+	c := <-read
+	requireGood(t, c)
+	require.Equal(t, written, c.DataIn)
 }

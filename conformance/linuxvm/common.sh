@@ -14,7 +14,7 @@ GUEST_MIRROR=${ODXTGT_VM_MIRROR:-http://deb.debian.org/debian}
 
 # Packages installed into the guest on top of debootstrap's minbase.
 GUEST_PACKAGES=(
-	open-iscsi sg3-utils ddpt lsscsi fio tgt
+	open-iscsi sg3-utils ddpt lsscsi fio tgt dmsetup stress-ng
 	targetcli-fb python3-rtslib-fb python3-configshell-fb python3-gi python3-dbus dbus
 	e2fsprogs util-linux kmod iproute2 procps psmisc coreutils
 )
@@ -22,11 +22,14 @@ GUEST_PACKAGES=(
 # Kernel modules copied (with their dependencies) from the Debian kernel
 # package. Nothing loads modules automatically in the guest: guest-init.sh
 # loads the virtio-9p ones, guest-boot.sh the rest (targetcli-fb loads
-# target_core_pscsi and target_core_user itself).
+# target_core_pscsi and target_core_user itself; the device-mapper ones,
+# dm_mod with its error target and dm_flakey, are loaded by the scenario
+# that uses them, which fails naming them when they are missing).
 GUEST_MODULES=(
 	virtio_pci 9pnet_virtio 9p configfs
 	sd_mod sg iscsi_tcp target_core_mod target_core_file target_core_iblock
 	iscsi_target_mod target_core_pscsi target_core_user ext4 loop crc32c_generic crc32c_intel
+	dm_mod dm_flakey
 )
 
 # Host packages the harness needs, with the command that proves each is there.
