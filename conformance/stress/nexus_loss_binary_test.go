@@ -154,19 +154,7 @@ func (r *lossRig) runBinaryCase(t *testing.T, metrics string, i int, kind copyKi
 		}
 		time.Sleep(time.Millisecond)
 	}
-	var b *initiator.Session
-	switch end {
-	case endDrop:
-		a.Close()
-		b = r.login(t, isid)
-	case endLogout:
-		if err := a.Logout(ctx, 0); err != nil {
-			t.Fatalf("logout while a copy runs: %v", err)
-		}
-		b = r.login(t, isid)
-	case endReinstate:
-		b = r.login(t, isid)
-	}
+	b := r.endNexus(ctx, t, a, isid, end)
 	defer b.Close()
 	answered := false
 	if pending != nil {

@@ -378,6 +378,21 @@ func (r *lossRig) copyRequest(t *testing.T, s *initiator.Session, i int, kind co
 	return initiator.Request{LUN: lun, CDB: cdb, DataOut: list}
 }
 
+// endNexus ends session a's nexus the given way while its copy runs and
+// returns a new session with the same ISID, from which the test looks at
+// what the end left.
+func (r *lossRig) endNexus(ctx context.Context, t *testing.T, a *initiator.Session, isid [6]byte, end nexusEnd) *initiator.Session {
+	switch end {
+	case endDrop:
+		a.Close()
+	case endLogout:
+		if err := a.Logout(ctx, 0); err != nil {
+			t.Fatalf("logout while a copy runs: %v", err)
+		}
+	}
+	return r.login(t, isid) // endReinstate: the login itself ends the old nexus
+}
+
 // runCase is one case of TestCopyNexusLoss: the copy waits at chunk
 // stopAt while the nexus ends.
 func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end nexusEnd, lun uint64, stopAt int) {
@@ -426,19 +441,7 @@ func (r *lossRig) runCase(t *testing.T, i int, kind copyKind, immed bool, end ne
 		t.Fatalf("status of the running copy: %s % x", senseString(resp), resp.DataIn[:min(len(resp.DataIn), 32)])
 	}
 
-	var b *initiator.Session
-	switch end {
-	case endDrop:
-		a.Close()
-		b = r.login(t, isid)
-	case endLogout:
-		if err := a.Logout(ctx, 0); err != nil {
-			t.Fatalf("logout while a copy runs: %v", err)
-		}
-		b = r.login(t, isid)
-	case endReinstate:
-		b = r.login(t, isid)
-	}
+	b := r.endNexus(ctx, t, a, isid, end)
 	defer b.Close()
 	if pending != nil {
 		if resp, err := pending.Wait(ctx); err == nil {
