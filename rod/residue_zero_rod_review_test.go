@@ -1,0 +1,36 @@
+package rod
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// bigZeroROD is a ROD CSCD descriptor naming the block device zero token
+// with the largest DISK BLOCK LENGTH there is, FFFFFFh, and PAD set.
+func bigZeroROD() CSCD {
+	var zero [TokenLength]byte
+	zero[0], zero[1], zero[2], zero[3] = 0xFF, 0xFF, 0x00, 0x01
+	c := rodCSCD(zero, CSCDThisLU, false)
+	c.BlockLength, c.PAD = 0xFFFFFF, true
+	return c
+}
+
+// TestReviewHeldDataBeforeLargeZeroROD: destination data held from a
+// segment (CAT) and written first by a segment whose source is a zero ROD
+// of 16 MiB blocks. The buffered copy put the source's part of the chunk
+// at the end of the copy buffer, one whole source block before it, and
+// sliced the 4 MiB buffer 16 MiB before its end: a panic.
+func TestReviewHeldDataBeforeLargeZeroROD(t *testing.T) {
+	r := newRig(t, Config{}, memDisk(256, 512), memDisk(32, 4096))
+	p := &Params{ListID: 1, CSCDs: []CSCD{bigZeroROD(), r.cscd(0), r.cscd(1)}, Segments: []Segment{
+		withCAT(b2b(1, 2, 1, 3, 2)), // 512 bytes held for the next segment
+		withDC(b2b(0, 2, 1, 0, 2)),  // one 4096-byte block: those, then zeroes
+	}}
+	_, s := r.run(p)
+	require.Nil(t, s, "%v", s)
+	r.copyModel(0, 3*512, 1, 2*4096, 512)
+	r.zeroModel(1, 2*4096+512, 4096-512)
+	r.verify()
+	requireProgress(t, r, 0, 1, 2, 4096)
+}
