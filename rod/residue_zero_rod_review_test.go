@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/odxtgt/odxtgt/scsi"
 )
 
 // bigZeroROD is a ROD CSCD descriptor naming the block device zero token
@@ -33,4 +35,33 @@ func TestReviewHeldDataBeforeLargeZeroROD(t *testing.T) {
 	r.zeroModel(1, 2*4096+512, 4096-512)
 	r.verify()
 	requireProgress(t, r, 0, 1, 2, 4096)
+}
+
+// TestReviewResidueBounded: a segment from a zero ROD of 16 MiB blocks
+// with CAT set and one destination block (DC) processes 512 bytes of
+// source data but reads a whole source block, and kept the other
+// 16 MiB - 513 bytes for the next segment: per list, 255 of them at once,
+// against the 8 KiB the residue is meant to stay under. It is refused,
+// pointing at the DISK BLOCK LENGTH, before anything is written.
+func TestReviewResidueBounded(t *testing.T) {
+	r := newRig(t, Config{}, memDisk(256, 512))
+	zero := bigZeroROD()
+	zero.PAD = false
+	p := &Params{ListID: 1, CSCDs: []CSCD{zero, r.cscd(0)}, Segments: []Segment{
+		withCAT(withDC(b2b(0, 1, 1, 0, 5))),
+		withCAT(b2b(1, 1, 1, 0, 6)), // the last: what is left is discarded
+	}}
+	_, s := r.run(p)
+	requireCopyAborted(t, s, scsi.ASCInvalidFieldInParameterList, 0, segPtr(false, lid1HeaderLen+29))
+	r.verify()
+	requireProgress(t, r, 0, 1, 0, 0)
+
+	// A zero ROD of 4096-byte blocks keeps what it leaves, as before.
+	zero.BlockLength = 4096
+	p.ListID, p.CSCDs[0] = 2, zero
+	_, s = r.run(p)
+	require.Nil(t, s, "%v", s)
+	r.zeroModel(0, 5*512, 512)
+	r.zeroModel(0, 6*512, 512)
+	r.verify()
 }
