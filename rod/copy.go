@@ -271,6 +271,13 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 	if s != nil {
 		return s
 	}
+	if pl.write > MaxSegmentLength {
+		// Only a zero ROD of blocks over 16 KiB makes NUMBER OF BLOCKS
+		// reach past MAXIMUM SEGMENT LENGTH; bytes of padding do not
+		// count (SPC-4 6.18.4).
+		return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
+			SegmentPointer(true, 10).WithReason("segment writes %d bytes, more than %d", pl.write, MaxSegmentLength)
+	}
 	switch {
 	case pl.medium != 0 && pl.mediumStart+pl.medium > src.size():
 		return outOfRange(i, p, src, req.DSense)

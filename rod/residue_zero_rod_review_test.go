@@ -65,3 +65,25 @@ func TestReviewResidueBounded(t *testing.T) {
 	r.zeroModel(0, 6*512, 512)
 	r.verify()
 }
+
+// TestReviewBlockSegmentLength: MAXIMUM SEGMENT LENGTH (1 GiB) held only
+// for segments of type 0Ah; a block to block segment of 8193 blocks from
+// a zero ROD of 128 KiB blocks writes more, and of 65535 blocks of
+// FFFFFFh bytes almost 1 TiB, bounded only by the destination.
+func TestReviewBlockSegmentLength(t *testing.T) {
+	r := newRig(t, Config{}, memDisk(256, 512))
+	zero := bigZeroROD()
+	zero.BlockLength = 128 << 10
+	p := &Params{ListID: 1, CSCDs: []CSCD{zero, r.cscd(0)}, Segments: []Segment{
+		b2b(0, 1, 8193, 0, 0),
+	}}
+	_, s := r.run(p)
+	requireCopyAborted(t, s, scsi.ASCInvalidFieldInParameterList, 0, segPtr(true, 10))
+	r.verify()
+
+	// 8192 such blocks are exactly 1 GiB: past this destination's end.
+	p.ListID, p.Segments[0].Blocks = 2, 8192
+	_, s = r.run(p)
+	requireCopyAborted(t, s, scsi.ASCNoAdditionalSense, 0, segPtr(false, segOffset(p, 0)))
+	r.verify()
+}
