@@ -212,6 +212,17 @@ func (s span) blocks(off, n int64) (lba, count uint64) {
 	return uint64(first), uint64(last - first)
 }
 
+// room is how much buffer reading n bytes from s.start+off needs: the
+// whole blocks that hold them, or just n for the zero ROD, whose blocks
+// (of up to FFFFFFh bytes, the peer's choice) are never read whole.
+func (s span) room(off, n int64) int64 {
+	if s.ep.zero {
+		return n
+	}
+	_, count := s.blocks(off, n)
+	return int64(count) * s.ep.blockSize
+}
+
 // runSegment validates and executes segment i, which takes the residue
 // res of the segments before it and leaves its own there.
 func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *List, req Request, p *Params, toks []*Token, i int, paths *pathCounts, res *residue) *scsi.Sense {
@@ -260,6 +271,13 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 	if s != nil {
 		return s
 	}
+	if pl.write > MaxSegmentLength {
+		// Only a zero ROD of blocks over 16 KiB makes NUMBER OF BLOCKS
+		// reach past MAXIMUM SEGMENT LENGTH; bytes of padding do not
+		// count (SPC-4 6.18.4).
+		return scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
+			SegmentPointer(true, 10).WithReason("segment writes %d bytes, more than %d", pl.write, MaxSegmentLength)
+	}
 	switch {
 	case pl.medium != 0 && pl.mediumStart+pl.medium > src.size():
 		return outOfRange(i, p, src, req.DSense)
@@ -276,7 +294,7 @@ func (m *Manager) runSegment(ctx context.Context, stop context.CancelFunc, l *Li
 	if pl.keepFrom >= 0 {
 		next.data, next.dst = append([]byte(nil), res.data[min(held, pl.keepFrom):]...), pl.keepDst
 		if from := max(0, pl.keepFrom-held); from < pl.medium {
-			b, s := c.readMedium(from, pl.medium-from, make([]byte, pl.medium-from+2*src.blockSize))
+			b, s := c.readMedium(from, pl.medium-from, make([]byte, c.from.room(from, pl.medium-from)))
 			if s != nil {
 				return s
 			}

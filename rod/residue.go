@@ -8,7 +8,7 @@ import "github.com/odxtgt/odxtgt/scsi"
 // some destination data may not fill a last destination block, and some
 // source data read may not have been processed. data holds the first,
 // dst bytes long, followed by the second. Each part is shorter than a
-// block, so a list holds at most 8 KiB of it.
+// block, so a list holds at most maxResidue bytes of it.
 type residue struct {
 	data []byte
 	dst  int
@@ -21,6 +21,12 @@ type residue struct {
 // byte dstStart; S from byte keepFrom on (with keepDst bytes of
 // destination data first) is the residue for the next segment, none when
 // keepFrom is negative.
+// maxResidue bounds the data a list keeps for its next segment: less than
+// a block of each side, for logical units (and their ROD tokens) of at
+// most 4096-byte blocks. Only the zero ROD, whose DISK BLOCK LENGTH the
+// peer chooses up to FFFFFFh, could leave more.
+const maxResidue = 2 * 4096
+
 type segmentPlan struct {
 	mediumStart, medium    int64
 	dstStart, write, zeros int64
@@ -109,6 +115,16 @@ func planSegment(i int, p *Params, src, dst endpoint, res residue) (segmentPlan,
 	if i == len(p.Segments)-1 || pl.keepFrom >= held+pl.medium {
 		// Residue of the last segment is discarded, which is no error.
 		pl.keepFrom, pl.keepDst = -1, 0
+	}
+	if kept := held + pl.medium - pl.keepFrom; pl.keepFrom >= 0 && kept > maxResidue {
+		// Memory a peer can make the target hold is bounded: a zero ROD
+		// block this large is refused where its data would be kept.
+		s := scsi.NewSense(scsi.CopyAborted, scsi.ASCInvalidFieldInParameterList).WithCommandSpecific(uint64(i)).
+			WithReason("segment %d would keep %d bytes for the next one with source blocks of %d bytes, at most %d", i, kept, src.blockSize, maxResidue)
+		if int(seg.Src) < len(p.CSCDs) {
+			return pl, s.SegmentPointer(false, p.CSCDs[seg.Src].Offset+29)
+		}
+		return pl, s.SegmentPointer(false, seg.Offset)
 	}
 	return pl, nil
 }

@@ -211,8 +211,7 @@ func (c *segmentCopy) read(off, n int64, buf []byte) ([]byte, *scsi.Sense) {
 	if from, to := max(off, head), min(off+n, end); from < to {
 		// Read into the end of buf, then move the data into place: the
 		// partial blocks around it may overlap where it goes.
-		_, count := c.from.blocks(from-head, to-from)
-		data, s := c.readMedium(from-head, to-from, buf[int64(len(buf))-int64(count)*c.from.ep.blockSize:])
+		data, s := c.readMedium(from-head, to-from, buf[int64(len(buf))-c.from.room(from-head, to-from):])
 		if s != nil {
 			return nil, s
 		}

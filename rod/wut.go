@@ -48,7 +48,13 @@ func (m *Manager) WriteUsingToken(ctx context.Context, l *List, req Request, p *
 		dsts = append(dsts, byteRange{int64(r.LBA) * bs, int64(r.Blocks) * bs})
 		want += int64(r.Blocks) * bs
 	}
-	pos := min(int64(p.OffsetIntoROD)*bs, tok.bytes)
+	// BLOCK OFFSET INTO ROD is eight bytes: checked before it is
+	// multiplied, or its product may wrap to before the ROD (run refuses
+	// an offset past the ROD's end).
+	pos := tok.bytes
+	if p.OffsetIntoROD <= uint64(tok.bytes/bs) {
+		pos = int64(p.OffsetIntoROD) * bs
+	}
 	src, release, err := m.freezeOverlap(ctx, req.Nexus, tok, dst, pos, min(want, tok.bytes-pos), dsts)
 	if err != nil {
 		w := &tokenWrite{m: m, ctx: ctx, req: req, tok: tok}
