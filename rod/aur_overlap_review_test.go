@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/odxtgt/odxtgt/scsi"
 )
 
 // TestReviewAccessUponReferenceOntoItsSource: an access upon reference
@@ -45,4 +47,21 @@ func TestReviewAccessUponReferenceWUTOntoItsSource(t *testing.T) {
 		assert.True(t, bytes.Equal(old, r.read(0, gap, 1<<15)), "%d blocks above: the source as it was", gap)
 		assert.Zero(t, r.m.SnapshotSpaceUsed(), "the command's snapshot is gone")
 	}
+}
+
+// TestReviewFrozenCopyOutOfSpaceKeepsToken: when the command's own
+// snapshot of an access upon reference token's source runs out of space,
+// WRITE USING TOKEN ends with INSUFFICIENT RESOURCES, not TOKEN REVOKED:
+// the token is as good as before, and a later write of it works (review:
+// the host was told to throw a good token away).
+func TestReviewFrozenCopyOutOfSpaceKeepsToken(t *testing.T) {
+	r := newODXRig(t, TokenConfig{SnapshotSpace: 8192}, 1<<16, 1<<16)
+	tok, s := r.populate(0, &PopulateParams{RTV: true, RODType: RODTypeAccessUponReference, Ranges: ranges(0, 1<<14)})
+	require.Nil(t, s)
+	_, s = r.wut(r.nexus, 0, &WUTParams{Token: tok, Ranges: ranges(1024, 1<<14)})
+	wantSense(t, s, scsi.IllegalRequest, ascInsufficientResources)
+	assert.Zero(t, r.m.SnapshotSpaceUsed())
+	_, s = r.wut(r.nexus, 1, &WUTParams{Token: tok, Ranges: ranges(0, 1<<14)})
+	require.Nil(t, s, "%v", s)
+	assert.Equal(t, r.read(0, 0, 1<<14), r.read(1, 0, 1<<14))
 }

@@ -291,7 +291,7 @@ func (m *Manager) freezeOverlap(ctx context.Context, nexus *scsi.Nexus, tok *Tok
 	if !ok {
 		return nil, release, errors.New("the token's source has no copy-on-write to copy it onto itself")
 	}
-	frozen = &Token{id: tok.id, rodType: RODTypePointInTime, lu: tok.lu, ranges: tok.ranges, bytes: tok.bytes}
+	frozen = &Token{id: tok.id, rodType: RODTypePointInTime, lu: tok.lu, ranges: tok.ranges, bytes: tok.bytes, frozen: true}
 	err = m.runInternal(ctx, nexus, tok.accesses(pos, n), func(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return scsi.TaskAborted()

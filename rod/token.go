@@ -116,6 +116,9 @@ type Token struct {
 	target    string       // its target and initiator names, for Scope
 	initiator string
 	timeout   time.Duration
+	// frozen marks the command-long stand-in freezeOverlap makes for an
+	// access upon reference token copied onto its own source.
+	frozen bool
 
 	// Guarded by tokens.mu.
 	record   string // its record file, if it outlives the process (persist.go)

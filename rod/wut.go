@@ -295,7 +295,8 @@ func (w *tokenWrite) failAfter(err error, wrote int64) *scsi.Sense {
 }
 
 // fail maps the error of an internal task: a revoked snapshot is the
-// token's revocation; a reservation conflict on the token's source or the
+// token's revocation (or, for the command's own frozen copy of an access
+// upon reference token, INSUFFICIENT RESOURCES); a reservation conflict on the token's source or the
 // destination is COPY ABORTED, THIRD PARTY DEVICE FAILURE with the
 // conflict forwarded (it is what a copy in the background, IMMED set,
 // records; without IMMED the command itself ends with RESERVATION
@@ -305,6 +306,12 @@ func (w *tokenWrite) fail(err error) *scsi.Sense {
 		return scsi.TaskAborted()
 	}
 	if errors.Is(err, errSnapshotRevoked) {
+		if w.tok != nil && w.tok.frozen {
+			// The command's own snapshot of the source ran out of
+			// snapshot space; the token itself is as good as before.
+			return scsi.NewSense(scsi.IllegalRequest, ascInsufficientResources).WithInformation(w.written).
+				WithReason("no snapshot space to copy the token onto its own source: %v", err)
+		}
 		return scsi.NewSense(scsi.IllegalRequest, ascTokenRevoked).WithReason("%v", err)
 	}
 	if se := (*scsi.StatusError)(nil); errors.As(err, &se) {
